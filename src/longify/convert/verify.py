@@ -1,0 +1,103 @@
+"""Check that a converted Longformer is still its source model on inputs both can take.
+
+With ``position_init=copy`` (or any init, since the source rows are kept) and an attention window that
+covers the whole input, Longformer's sliding-window attention is full attention, so the two models are
+the same function and their outputs differ only by float rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+_SAMPLE_TEXTS = (
+    "The Longformer extends the context of a pre-trained encoder to thousands of tokens.",
+    "Short.",
+    "Position embeddings are copied from the first 512 positions, and attention becomes a sliding window.",
+)
+_SAMPLE_PAIRS = ("What does the Longformer extend?", "Why?", "What is copied?")
+
+
+@dataclass
+class Verification:
+    """What the comparison measured (max absolute differences over real, non-padding tokens)."""
+
+    max_abs_diff_hidden: float
+    max_abs_diff_logits: float | None
+    tolerance: float
+    lengths: list[int]
+    tokens_compared: int
+    passed: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def covered_length(source_len: int, windows: list[int]) -> int:
+    """Longest input on which a window of ``min(windows)`` (w/2 each side) attends to every token."""
+    return max(2, min(source_len, min(windows) // 2 + 1))
+
+
+def verification_batches(
+    tokenizer: PreTrainedTokenizerBase | None, vocab_size: int, length: int, seed: int = 0
+) -> list[dict[str, torch.Tensor]]:
+    """A padded batch of real text (question/context pairs) and a batch of random ids at ``length``."""
+    batches: list[dict[str, torch.Tensor]] = []
+    special = set()
+    if tokenizer is not None:
+        enc = tokenizer(
+            list(_SAMPLE_PAIRS),
+            list(_SAMPLE_TEXTS),
+            padding=True,
+            truncation=True,
+            max_length=length,
+            return_tensors="pt",
+        )
+        batches.append(
+            {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        )
+        special = set(tokenizer.all_special_ids)
+    gen = torch.Generator().manual_seed(seed)
+    ordinary = torch.tensor([i for i in range(vocab_size) if i not in special])
+    ids = ordinary[torch.randint(len(ordinary), (2, length), generator=gen)]
+    mask = torch.ones(2, length, dtype=torch.long)
+    mask[1, (2 * length) // 3 :] = 0  # the second row is padded: masked keys must not leak
+    if tokenizer is not None and tokenizer.pad_token_id is not None:
+        ids[1, (2 * length) // 3 :] = tokenizer.pad_token_id
+    batches.append({"input_ids": ids, "attention_mask": mask})
+    return batches
+
+
+@torch.no_grad()
+def compare_models(
+    source: PreTrainedModel,
+    converted: PreTrainedModel,
+    batches: list[dict[str, torch.Tensor]],
+    tolerance: float,
+    compare_logits: bool = True,
+) -> Verification:
+    """Run both MaskedLM models on ``batches`` and measure the largest differences on real tokens."""
+    source.eval()
+    converted.eval()
+    d_hidden = 0.0
+    d_logits = 0.0
+    tokens = 0
+    for batch in batches:
+        real = batch["attention_mask"].bool()
+        a = source(**batch, output_hidden_states=True)
+        b = converted(**batch, output_hidden_states=True)
+        d_hidden = max(d_hidden, (a.hidden_states[-1] - b.hidden_states[-1])[real].abs().max().item())
+        if compare_logits:
+            d_logits = max(d_logits, (a.logits - b.logits)[real].abs().max().item())
+        tokens += int(real.sum())
+    worst = max(d_hidden, d_logits)
+    return Verification(
+        max_abs_diff_hidden=d_hidden,
+        max_abs_diff_logits=d_logits if compare_logits else None,
+        tolerance=tolerance,
+        lengths=[int(b["input_ids"].shape[1]) for b in batches],
+        tokens_compared=tokens,
+        passed=bool(worst <= tolerance),
+    )

@@ -1,0 +1,28 @@
+"""Shared fixtures: offline always; tiny source models of every family, built once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+
+from longify.tiny import save_tiny
+
+FAMILIES = ("roberta", "xlm-roberta", "camembert", "bert", "data2vec-text")
+SOURCE_LEN = 64
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_XQUAD = REPO.parent / "shared" / "data" / "xquad"
+
+
+@pytest.fixture(scope="session")
+def tiny_sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A saved tiny MaskedLM + tokenizer per family, accepting SOURCE_LEN tokens."""
+    root = tmp_path_factory.mktemp("sources")
+    return {fam: save_tiny(fam, root / fam, max_len=SOURCE_LEN) for fam in FAMILIES}
