@@ -1,0 +1,1 @@
+"""Extractive QA: benchmark loaders (``tasks``), official metrics (``metrics``), scoring (``score``)."""
