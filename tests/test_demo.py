@@ -22,7 +22,7 @@ def test_shipped_corpus_is_regenerated_exactly() -> None:
 
 
 def test_demo_runs_and_learns(tmp_path, capsys) -> None:
-    summary = run_demo(tmp_path, steps=60)
+    summary = run_demo(tmp_path, steps=60, lm_steps=10, qa_epochs=2)
     printed = capsys.readouterr().out
     assert "longify demo: summary" in printed
     src = summary["source"]
@@ -30,3 +30,7 @@ def test_demo_runs_and_learns(tmp_path, capsys) -> None:
     assert summary["convert"]["verification"]["passed"]
     assert json.loads((tmp_path / "summary.json").read_text())["convert"]["positions"] == 1024
     assert (tmp_path / "long" / "model.safetensors").is_file()
+    lm = summary["pretrain"]
+    assert lm["steps"] == 10 and lm["final"]["loss"] < lm["initial"]["loss"]
+    qa = summary["qa"]
+    assert qa["fine_tuned"]["f1"] > qa["untrained_head"]["f1"] + 15, qa

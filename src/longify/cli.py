@@ -79,7 +79,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from longify.demo.run import run_demo
 
-    run_demo(args.out, steps=args.steps, overwrite=True)
+    run_demo(args.out, steps=args.steps, lm_steps=args.lm_steps, qa_epochs=args.qa_epochs, overwrite=True)
     return 0
 
 
@@ -89,17 +89,92 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="demo-output", help="directory for the demo's models and results")
     p.add_argument("--steps", type=int, default=300, help="training steps of the tiny source model")
+    p.add_argument("--lm-steps", type=int, default=40, help="long masked-LM pretraining steps")
+    p.add_argument("--qa-epochs", type=float, default=3.0, help="QA fine-tuning epochs")
     p.set_defaults(func=_demo)
+
+
+def _pretrain(argv: list[str]) -> int:
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from longify.mlm.args import DataArguments, ModelArguments, parse_pretrain_args
+
+    if not argv or argv[0] in ("-h", "--help"):
+        HfArgumentParser((ModelArguments, DataArguments, TrainingArguments)).print_help()
+        return 0 if argv else 2
+    from longify.mlm.train import pretrain
+
+    record = pretrain(parse_pretrain_args(argv))
+    first, last = record.get("initial") or {}, record.get("final") or {}
+    if first and last:
+        print(
+            f"{record['output_dir']}: eval loss {first['loss']:.3f} -> {last['loss']:.3f}, "
+            f"bits/char {first.get('bits_per_char', float('nan')):.3f} -> {last.get('bits_per_char', float('nan')):.3f}"
+        )
+    return 0
+
+
+def _add_passthrough(sub: argparse._SubParsersAction, name: str, help: str) -> None:
+    """Listed in --help; its arguments go unparsed to its own HfArgumentParser (see PASSTHROUGH)."""
+    sub.add_parser(name, add_help=False, help=help)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from longify.mlm.export import export_checkpoint
+
+    out = export_checkpoint(
+        args.checkpoint, args.out, copy_global=not args.no_copy_global, overwrite=args.overwrite
+    )
+    print(f"{out}: clean model directory (no optimizer, scheduler or RNG state)")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="a clean, loadable model directory from a training checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint-N directory (or any saved model directory)")
+    p.add_argument("out", help="output directory (written atomically)")
+    p.add_argument("--no-copy-global", action="store_true", help="keep the global q/k/v as they are")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.set_defaults(func=_export)
 
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "convert": _add_convert,
+    "pretrain": lambda sub: _add_passthrough(
+        sub,
+        "pretrain",
+        "long masked-LM pretraining (run_long_lm.py flags or a YAML/JSON config; -h lists them)",
+    ),
+    "export": _add_export,
+    "qa": lambda sub: _add_passthrough(
+        sub,
+        "qa",
+        "extractive QA: `qa train` (run_squad.py flags), `qa evaluate`, `qa predict`; -h lists flags",
+    ),
     "demo": _add_demo,
 }
 
 
+# Commands whose flags are HF-style (HfArgumentParser + TrainingArguments): words -> main(argv).
+def _qa(command: str) -> Callable[[list[str]], int]:
+    def run(argv: list[str]) -> int:
+        from longify.qa import commands
+
+        return getattr(commands, f"qa_{command}_main")(argv)
+
+    return run
+
+
+PASSTHROUGH: dict[tuple[str, ...], Callable[[list[str]], int]] = {
+    ("pretrain",): _pretrain,
+    ("qa", "train"): _qa("train"),
+    ("qa", "evaluate"): _qa("evaluate"),
+    ("qa", "predict"): _qa("predict"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="longify", description=__doc__)
+    parser = argparse.ArgumentParser(prog="longify", description=__doc__, allow_abbrev=False)
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -120,11 +195,31 @@ def setup_logging(debug: bool = False, quiet: bool = False) -> None:
     hf_logging.disable_progress_bar()
 
 
+def _split_passthrough(argv: list[str]) -> tuple[list[str], Callable[[list[str]], int], list[str]] | None:
+    """(global flags, handler, its argv) when ``argv`` names a pass-through command, else None."""
+    idx = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+    for words, handler in PASSTHROUGH.items():
+        if tuple(argv[idx : idx + len(words)]) == words:
+            return argv[:idx], handler, argv[idx + len(words) :]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = _split_passthrough(argv)
+    if split is not None:
+        flags, handler, rest = split
+        unknown = [f for f in flags if f not in ("--debug", "-q", "--quiet")]
+        if unknown:
+            build_parser().error(f"unrecognized arguments: {' '.join(unknown)}")
+        args = argparse.Namespace(debug="--debug" in flags, quiet=bool({"-q", "--quiet"} & set(flags)))
+        run: Callable[[], int | None] = lambda: handler(rest)  # noqa: E731
+    else:
+        args = build_parser().parse_args(argv)
+        run = lambda: args.func(args)  # noqa: E731
     setup_logging(args.debug, args.quiet)
     try:
-        return int(args.func(args) or 0)
+        return int(run() or 0)
     except LongifyError as err:
         if args.debug:
             raise

@@ -1,0 +1,259 @@
+"""Fast exact Longformer attention against HF's ``LongformerSelfAttention``, measured in the same run.
+
+Prints, per hidden size: attention layer and whole model, forward and forward+backward (ratios HF / fast);
+the cost per token against a RoBERTa of the same width at 512 tokens (SDPA) over the same number of
+tokens; achieved GFLOP/s on the exact band FLOPs against this machine's fp32 matmul rate; and the extra
+peak memory of each (fresh process: peak RSS (VmHWM, reset just before) minus RSS before the step).
+
+    .venv/bin/python benchmarks/bench_attention.py            # the docs/performance.md figures
+    .venv/bin/python benchmarks/bench_attention.py --quick    # smoke run: hidden 256, 1 layer, 1 repeat
+
+Times are the minimum over repeats, implementations interleaved (robust to other load on the machine).
+``--window`` is HF's ``attention_window`` (both sides): 512 means w = 256 keys on each side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from transformers import LongformerConfig, LongformerModel, RobertaConfig, RobertaModel
+from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
+
+from longify.attention import FastLongformerSelfAttention, use_fast_attention
+
+VOCAB = 1000  # the embedding matrix is not what is measured; keep it small
+
+
+@dataclass
+class Setup:
+    hidden: int
+    layers: int
+    heads: int
+    seq: int
+    window: int
+    globals: int
+    batch: int
+    block: int | None
+    dropout: float
+
+
+def longformer(s: Setup) -> LongformerModel:
+    config = LongformerConfig(
+        vocab_size=VOCAB,
+        hidden_size=s.hidden,
+        num_hidden_layers=s.layers,
+        num_attention_heads=s.heads,
+        intermediate_size=4 * s.hidden,
+        attention_window=s.window,
+        max_position_embeddings=s.seq + 2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=s.dropout,
+        pad_token_id=1,
+    )
+    torch.manual_seed(0)
+    return LongformerModel(config, add_pooling_layer=False).train(s.dropout > 0)
+
+
+def roberta(s: Setup) -> RobertaModel:
+    config = RobertaConfig(
+        vocab_size=VOCAB,
+        hidden_size=s.hidden,
+        num_hidden_layers=s.layers,
+        num_attention_heads=s.heads,
+        intermediate_size=4 * s.hidden,
+        max_position_embeddings=514,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=s.dropout,
+        pad_token_id=1,
+    )
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    return RobertaModel(config, add_pooling_layer=False).train(s.dropout > 0)
+
+
+def steps(s: Setup, impl: str, scope: str) -> Callable[[bool], None]:
+    """A closure running one forward (backward=False, under no_grad) or forward+backward."""
+    ids = torch.randint(3, VOCAB, (s.batch, s.seq), generator=torch.Generator().manual_seed(0))
+    glob = torch.zeros_like(ids)
+    glob[:, : s.globals] = 1
+    if impl == "roberta":
+        model, kwargs = roberta(s), {"input_ids": ids.view(-1, 512)}
+    else:
+        model = longformer(s)
+        kwargs = {"input_ids": ids, "global_attention_mask": glob}
+        if impl == "fast":
+            use_fast_attention(model, block_size=s.block)
+        if scope == "layer":
+            model = model.encoder.layer[0].attention.self
+            x = torch.randn(s.batch, s.seq, s.hidden, requires_grad=True)
+            mask = torch.zeros(s.batch, s.seq)
+            mask[:, : s.globals] = torch.finfo(torch.float32).max
+            kwargs = {
+                "hidden_states": x,
+                "attention_mask": mask,
+                "is_index_masked": mask < 0,
+                "is_index_global_attn": mask > 0,
+                "is_global_attn": s.globals > 0,
+            }
+
+    def step(backward: bool) -> None:
+        model.zero_grad(set_to_none=True)
+        with torch.set_grad_enabled(backward):
+            out = model(**kwargs)[0]
+            if backward:
+                out.float().mean().backward()
+
+    return step
+
+
+def exact_flops(s: Setup, impl: str, scope: str) -> float:
+    """Forward FLOPs of the exact computation (matmuls only): band pairs, not HF's overlapping chunks."""
+    n, e, g, w = s.seq * s.batch, s.hidden, s.globals * s.batch, s.window // 2
+    if impl == "roberta":
+        pairs = n * 512
+    else:
+        band = s.batch * (s.seq * (2 * w + 1) - w * (w + 1))
+        pairs = band + (n - g) * s.globals + g * s.seq
+    attention = 2 * 2 * pairs * e + 2 * n * e * 3 * e + 2 * g * e * e
+    if scope == "layer":
+        return attention
+    return s.layers * (attention + 2 * n * e * e + 2 * 2 * n * e * 4 * e)
+
+
+def matmul_rate() -> float:
+    a, b = torch.randn(4096, 768), torch.randn(768, 3072)
+    for _ in range(3):
+        a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(10))
+    return 2 * 4096 * 768 * 3072 / best / 1e9
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_all(s: Setup, impls: list[str], scope: str, backward: bool, repeats: int) -> dict[str, float]:
+    runs = {impl: steps(s, impl, scope) for impl in impls}
+    for run in runs.values():
+        run(backward)  # warm-up
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeats):
+        for impl, run in runs.items():
+            best[impl] = min(best[impl], _timed(lambda run=run: run(backward)))
+    return best
+
+
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
+
+def child(spec: str) -> None:
+    """Fresh-process memory probe: prints the extra peak RSS (MiB) of one step over the RSS before it."""
+    cfg = json.loads(spec)
+    s = Setup(**cfg["setup"])
+    step = steps(s, cfg["impl"], cfg["scope"])
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak-RSS mark (VmHWM), so the peak below is the step's
+    before = _status_mib("VmRSS")
+    step(cfg["backward"])
+    peak = _status_mib("VmHWM")
+    print(json.dumps({"impl": cfg["impl"], "extra_mib": peak - before}))
+
+
+def extra_memory(s: Setup, impl: str, scope: str, backward: bool) -> float:
+    spec = json.dumps({"setup": asdict(s), "impl": impl, "scope": scope, "backward": backward})
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", spec], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])["extra_mib"]
+
+
+def report(s: Setup, repeats: int, memory: bool, peak: float) -> None:
+    print(
+        f"\n## hidden {s.hidden}, {s.layers} layers, {s.heads} heads, n = {s.seq}, attention_window {s.window}, "
+        f"{s.globals} global, batch {s.batch}, attention dropout {s.dropout}"
+    )
+    print(f"{'what':<22}{'HF s':>9}{'fast s':>9}{'HF/fast':>9}{'HF MiB':>9}{'fast MiB':>10}{'mem f/HF':>10}")
+    results: dict[tuple[str, bool], dict[str, float]] = {}
+    for scope in ("layer", "model"):
+        for backward in (False, True):
+            impls = ["hf", "fast"] + (["roberta"] if scope == "model" and backward else [])
+            t = time_all(s, impls, scope, backward, repeats)
+            results[(scope, backward)] = t
+            mem = ""
+            if memory:
+                m_hf, m_fast = (extra_memory(s, i, scope, backward) for i in ("hf", "fast"))
+                mem = f"{m_hf:>9.0f}{m_fast:>10.0f}{m_fast / max(m_hf, 1e-9):>10.2f}"
+            name = f"{scope} {'fwd+bwd' if backward else 'fwd'}"
+            print(f"{name:<22}{t['hf']:>9.3f}{t['fast']:>9.3f}{t['hf'] / t['fast']:>9.2f}{mem}", flush=True)
+    t = results[("model", True)]
+    print(
+        f"cost per token vs RoBERTa-512 (SDPA, batch {s.seq * s.batch // 512} x 512), fwd+bwd: "
+        f"RoBERTa {t['roberta']:.3f} s, fast {t['fast'] / t['roberta']:.2f}x, HF {t['hf'] / t['roberta']:.2f}x"
+    )
+    print(f"achieved GFLOP/s on exact FLOPs (fwd+bwd = 3 x fwd), matmul rate {peak:.0f} GFLOP/s:")
+    for scope in ("layer", "model"):
+        t = results[(scope, True)]
+        rates = {i: 3 * exact_flops(s, i, scope) / t[i] / 1e9 for i in t}
+        print("  " + scope + ": " + ", ".join(f"{i} {r:.0f} ({r / peak:.0%})" for i, r in rates.items()))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hidden", type=int, nargs="+", default=[256, 768])
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=None, help="default: hidden / 64 (12 at 768, 4 at 256)")
+    p.add_argument("--seq", type=int, default=4096)
+    p.add_argument("--window", type=int, default=512, help="HF attention_window (both sides)")
+    p.add_argument("--globals", type=int, default=2)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--block", type=int, default=None, help="query block size (default: the module's)")
+    p.add_argument("--dropout", type=float, default=0.0, help="attention dropout, train mode when > 0")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory probes")
+    p.add_argument("--quick", action="store_true", help="hidden 256, 1 layer, 1 repeat, no memory")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return child(args.child)
+    if args.quick:
+        args.hidden, args.layers, args.repeats, args.no_memory = [256], 1, 1, True
+    peak = matmul_rate()
+    print(
+        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, fp32; "
+        f"load average {os.getloadavg()[0]:.1f}; fp32 matmul {peak:.0f} GFLOP/s"
+    )
+    for hidden in args.hidden:
+        heads = args.heads or max(1, hidden // 64)
+        s = Setup(
+            hidden,
+            args.layers,
+            heads,
+            args.seq,
+            args.window,
+            args.globals,
+            args.batch,
+            args.block,
+            args.dropout,
+        )
+        report(s, args.repeats, not args.no_memory, peak)
+    print(f"# load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    assert issubclass(FastLongformerSelfAttention, LongformerSelfAttention)
+    main()

@@ -1,0 +1,129 @@
+"""CPU fast path: band attention with no copies of the key / value windows (fp32, no attention dropout).
+
+PyTorch's CPU flash kernel reads keys and values through their strides, so overlapping windows can be
+passed as views of one padded buffer. Global key columns cannot live in such a view; they are handled
+beside the kernel and merged exactly through the log-sum-exp it returns. The backward calls the kernel's
+backward with the *merged* output and log-sum-exp, which yields exactly the band part of the gradient of
+the merged softmax; the global part is a few small matmuls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+_flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+
+
+def usable(qkv: Tensor, dropout: float) -> bool:
+    """True when the copy-free CPU path applies (else use :func:`band.band_attention`)."""
+    return (
+        qkv.device.type == "cpu"
+        and qkv.dtype == torch.float32
+        and dropout == 0.0
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+class BandFlash(torch.autograd.Function):
+    """qkv (b, n, 3, H, d) -> attention output (b * nb, H, block, d) in query-block layout."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        qkv: Tensor,
+        mask: Tensor,
+        global_mask: Tensor | None,
+        pos: Tensor | None,
+        w: int,
+        block: int,
+        scale: float,
+    ) -> Tensor:
+        b, n, _, h, d = qkv.shape
+        nb = -(-n // block)
+        total, span = nb * block, block + 2 * w
+        q = qkv[:, :, 0]
+        if total != n:
+            q = F.pad(q, (0, 0, 0, 0, 0, total - n))
+        q = q.view(b, nb, block, h, d).permute(0, 1, 3, 2, 4).reshape(b * nb, h, block, d)
+        kvp = qkv.new_empty(b, total + 2 * w, 2, h, d)
+        kvp[:, :w].zero_()
+        kvp[:, w + n :].zero_()
+        kvp[:, w : w + n] = qkv[:, :, 1:]
+        k, v = _windows(kvp, block, span)
+        out, lse = _flash(q, k, v, 0.0, False, attn_mask=mask, scale=scale)
+        p2 = gk = gv = None
+        if pos is not None:
+            rows = torch.arange(b, device=qkv.device)[:, None]
+            gk, gv = (
+                qkv[:, :, 1][rows, pos].transpose(1, 2),
+                qkv[:, :, 2][rows, pos].transpose(1, 2),
+            )  # (b, H, G, d)
+            qb = q.view(b, nb, h, block, d)
+            s2 = torch.matmul(qb, gk[:, None].transpose(-1, -2)) * scale + global_mask  # (b, nb, H, block, G)
+            lse_all = torch.logaddexp(lse.view(b, nb, h, block), torch.logsumexp(s2, dim=-1))
+            p2 = torch.exp(s2 - lse_all[..., None])
+            out = out.view(b, nb, h, block, d) * torch.exp(lse.view_as(lse_all) - lse_all)[..., None]
+            out = (out + torch.matmul(p2, gv[:, None])).view(b * nb, h, block, d)
+            lse = lse_all.view_as(lse)
+        ctx.save_for_backward(q, kvp, mask, out, lse, p2, gk, gv, pos)
+        ctx.dims = (b, n, h, d, w, block, scale)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        q, kvp, mask, out, lse, p2, gk, gv, pos = ctx.saved_tensors
+        b, n, h, d, w, block, scale = ctx.dims
+        nb = -(-n // block)
+        total, span = nb * block, block + 2 * w
+        k, v = _windows(kvp, block, span)
+        grad_out = grad_out.contiguous()
+        dq, dk, dv = _flash_backward(grad_out, q, k, v, out, lse, 0.0, False, attn_mask=mask, scale=scale)
+        grad = q.new_zeros(b, total + 2 * w + block, 3, h, d)  # padded coordinates, token t at w + t
+        dq = dq.view(b, nb, h, block, d)
+        if pos is not None:
+            go = grad_out.view(b, nb, h, block, d)
+            row_dot = (go * out.view_as(go)).sum(-1, keepdim=True)  # D = rowsum(dO * O)
+            ds2 = p2 * (torch.matmul(go, gv[:, None].transpose(-1, -2)) - row_dot)  # (b, nb, H, block, G)
+            dq = dq + torch.matmul(ds2, gk[:, None]) * scale
+            dgk = torch.einsum("bnhqg,bnhqd->bghd", ds2, q.view(b, nb, h, block, d)) * scale
+            dgv = torch.einsum("bnhqg,bnhqd->bghd", p2, go)
+            rows = torch.arange(b, device=pos.device)[:, None].expand_as(pos)
+            grad[:, :, 1].index_put_((rows, pos + w), dgk, accumulate=True)
+            grad[:, :, 2].index_put_((rows, pos + w), dgv, accumulate=True)
+        grad[:, w : w + total, 0].view(b, nb, block, h, d).copy_(dq.transpose(2, 3))
+        for idx, gw in ((1, dk), (2, dv)):
+            gw = gw.reshape(b, nb, h, span, d)
+            for j in range(0, span, block):
+                size = min(block, span - j)
+                target = grad[:, j : j + total, idx].view(b, nb, block, h, d)[:, :, :size]
+                target += gw[:, :, :, j : j + size].transpose(2, 3)
+        return grad[:, w : w + n], None, None, None, None, None, None
+
+
+def _windows(kvp: Tensor, block: int, span: int) -> tuple[Tensor, Tensor]:
+    """Overlapping (b * nb, H, span, d) key and value views of the padded (b, total + 2w, 2, H, d) buffer."""
+    b, _, _, h, d = kvp.shape
+    win = kvp.unfold(1, span, block).permute(2, 0, 1, 3, 5, 4)  # (2, b, nb, H, span, d), a view
+    nb = win.shape[2]
+    return win[0].reshape(b * nb, h, span, d), win[1].reshape(b * nb, h, span, d)
+
+
+def band_flash_attention(
+    qkv: Tensor,
+    mask: Tensor,
+    global_mask: Tensor | None,
+    pos: Tensor | None,
+    w: int,
+    block: int,
+    scale: float,
+) -> Tensor:
+    """Like :func:`band.band_attention` (no dropout); ``mask`` without global columns. Returns (b, n, H * d)."""
+    b, n, _, h, d = qkv.shape
+    out = BandFlash.apply(qkv, mask, global_mask, pos, w, block, scale)
+    out = out.view(b, -1, h, block, d).transpose(2, 3).reshape(b, -1, h * d)
+    return out[:, :n] if out.shape[1] != n else out

@@ -1,0 +1,126 @@
+"""Drop-in replacement for HF's ``LongformerSelfAttention``: same parameters, same function, faster.
+
+Differences in *how*, not *what*: the query/key/value projections are one fused matmul, the band is
+computed over query blocks with ``scaled_dot_product_attention`` (no overlapping 2w chunks, no diagonal
+shuffling), and the global rows are computed once, from the hidden states, without projecting every key
+through ``key_global`` / ``value_global``. ``output_attentions=True`` falls back to HF's forward, because
+only HF's layout of the probabilities is defined.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
+
+from longify.attention import flash_cpu
+from longify.attention.band import band_attention, block_mask
+from longify.attention.global_rows import global_positions, global_rows
+
+PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_global")
+DEFAULT_BLOCK = 128
+
+
+def choose_block(w: int, n: int, block: int | None) -> int:
+    """Query block size: measured best on CPU is about the one-sided window, capped at DEFAULT_BLOCK."""
+    size = block if block is not None else min(DEFAULT_BLOCK, max(w, 16))
+    return max(1, min(size, n))
+
+
+class FastLongformerSelfAttention(LongformerSelfAttention):
+    """Exact Longformer sliding-window + global self-attention (see module docstring)."""
+
+    block_size: int | None = None
+    copy_free_cpu: bool = True  # use flash_cpu's copy-free path where it applies (tests switch it off)
+
+    @classmethod
+    def from_hf(
+        cls, hf: LongformerSelfAttention, block_size: int | None = None
+    ) -> FastLongformerSelfAttention:
+        """A module sharing ``hf``'s parameters (same names, so state_dicts are unchanged)."""
+        with torch.device("meta"):
+            new = cls(hf.config, hf.layer_id)
+        for name in PROJECTIONS:
+            setattr(new, name, getattr(hf, name))
+        new.block_size = block_size
+        new.train(hf.training)
+        return new
+
+    def to_hf(self) -> LongformerSelfAttention:
+        """HF's module sharing this module's parameters."""
+        with torch.device("meta"):
+            hf = LongformerSelfAttention(self.config, self.layer_id)
+        for name in PROJECTIONS:
+            setattr(hf, name, getattr(self, name))
+        hf.train(self.training)
+        return hf
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        attention_mask: Tensor | None = None,
+        is_index_masked: Tensor | None = None,
+        is_index_global_attn: Tensor | None = None,
+        is_global_attn: bool | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[Tensor, ...]:
+        """hidden_states (b, n, e); attention_mask (b, n): < 0 padding, 0 local, > 0 global (HF's encoding)."""
+        if attention_mask is None:
+            attention_mask = hidden_states.new_zeros(hidden_states.shape[:2])
+        if is_index_masked is None:
+            is_index_masked = attention_mask < 0
+        if is_index_global_attn is None:
+            is_index_global_attn = attention_mask > 0
+        if is_global_attn is None:
+            is_global_attn = bool(is_index_global_attn.any().item())
+        if output_attentions:
+            return super().forward(
+                hidden_states,
+                attention_mask=attention_mask,
+                is_index_masked=is_index_masked,
+                is_index_global_attn=is_index_global_attn,
+                is_global_attn=is_global_attn,
+                output_attentions=True,
+            )
+        return (
+            self._attend(
+                hidden_states, attention_mask, is_index_masked, is_index_global_attn, is_global_attn
+            ),
+        )
+
+    def _attend(
+        self, x: Tensor, attention_mask: Tensor, masked: Tensor, is_global: Tensor, any_global: bool
+    ) -> Tensor:
+        b, n, _ = x.shape
+        h, d, w = self.num_heads, self.head_dim, self.one_sided_attn_window_size
+        weight = torch.cat((self.query.weight, self.key.weight, self.value.weight))
+        bias = torch.cat((self.query.bias, self.key.bias, self.value.bias))
+        qkv = F.linear(x, weight, bias).view(b, n, 3, h, d)
+        block = choose_block(w, n, self.block_size)
+        dropout = self.dropout if self.training else 0.0
+
+        pos = valid = None
+        if any_global:
+            pos, valid = global_positions(is_global)
+        if self.copy_free_cpu and flash_cpu.usable(qkv, dropout):
+            mask = block_mask(attention_mask == 0, masked, None, w, block, qkv.dtype)
+            global_mask = None
+            if valid is not None:
+                global_mask = torch.zeros(valid.shape, dtype=qkv.dtype, device=qkv.device)
+                global_mask = global_mask.masked_fill(~valid, float("-inf"))[:, None, None, None, :]
+            out = flash_cpu.band_flash_attention(qkv, mask, global_mask, pos, w, block, 1.0 / math.sqrt(d))
+        else:
+            mask = block_mask(attention_mask == 0, masked, valid, w, block, qkv.dtype)
+            out = band_attention(qkv, mask, w, block, pos, dropout, 1.0 / math.sqrt(d))
+        if bool(masked.any()):
+            out = out.masked_fill(masked[:, :, None], 0.0)
+        if not any_global:
+            return out
+        g_out = global_rows(
+            x, pos, valid, masked, self.query_global, self.key_global, self.value_global, h, dropout
+        )
+        rows, slots = valid.nonzero(as_tuple=True)
+        return out.index_put((rows, pos[rows, slots]), g_out[rows, slots].to(out.dtype))

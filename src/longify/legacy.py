@@ -1,0 +1,121 @@
+"""Flags that older transformers scripts accepted and transformers 5 dropped, translated to today's meaning.
+
+The seed's command lines (``run_long_lm.py``, ``run_squad.py``) must run with only the script name
+replaced. Each dropped flag is rewritten to its current equivalent (or recorded for longify to act on)
+with one log line saying so; none is silently ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Translated:
+    """The rewritten argv plus what longify must do for flags with no TrainingArguments field."""
+
+    argv: list[str]
+    extras: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# flag -> (takes a value?, rewrite(value, extras) -> (new argv items, log note))
+Rewrite = Callable[[str | None, dict[str, Any]], tuple[list[str], str]]
+
+
+def _rename(new: str) -> Rewrite:
+    def rewrite(value: str | None, extras: dict[str, Any]) -> tuple[list[str], str]:
+        return [new, str(value)], f"means {new} {value}"
+
+    return rewrite
+
+
+def _eval_during_training(value: str | None, extras: dict[str, Any]) -> tuple[list[str], str]:
+    return ["--eval_strategy", "steps"], "means --eval_strategy steps (evaluate every --eval_steps)"
+
+
+def _overwrite(value: str | None, extras: dict[str, Any]) -> tuple[list[str], str]:
+    extras["overwrite_output_dir"] = True
+    return [], "means: start from scratch, removing checkpoints in --output_dir (no automatic resume)"
+
+
+def _logging_dir(value: str | None, extras: dict[str, Any]) -> tuple[list[str], str]:
+    extras["logging_dir"] = value
+    return [], f"means TensorBoard event files go to {value} (TENSORBOARD_LOGGING_DIR)"
+
+
+def _lower(value: str | None, extras: dict[str, Any]) -> tuple[list[str], str]:
+    extras["do_lower_case"] = True
+    return [], "means lower-casing the text, applied only when the tokenizer is uncased"
+
+
+def _model_type(value: str | None, extras: dict[str, Any]) -> tuple[list[str], str]:
+    extras["model_type"] = value
+    return [], f"is read from the model's config.json; {value!r} is checked against it"
+
+
+LEGACY_FLAGS: dict[str, tuple[bool, Rewrite]] = {
+    "--evaluate_during_training": (False, _eval_during_training),
+    "--per_gpu_train_batch_size": (True, _rename("--per_device_train_batch_size")),
+    "--per_gpu_eval_batch_size": (True, _rename("--per_device_eval_batch_size")),
+    "--overwrite_output_dir": (False, _overwrite),
+    "--logging_dir": (True, _logging_dir),
+    "--do_lower_case": (False, _lower),
+    "--model_type": (True, _model_type),
+}
+
+
+def translate_legacy_args(argv: Sequence[str], *, cuda_available: bool) -> Translated:
+    """Rewrite dropped flags in ``argv`` (``--flag value`` and ``--flag=value`` forms), logging each once."""
+    out = Translated(argv=[])
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        name, eq, inline = arg.partition("=")
+        if name == "--fp16" and not cuda_available:
+            out.notes.append("--fp16: no CUDA device here; running in fp32")
+            i += 1
+            continue
+        if name not in LEGACY_FLAGS:
+            out.argv.append(arg)
+            i += 1
+            continue
+        takes_value, rewrite = LEGACY_FLAGS[name]
+        value: str | None = None
+        if takes_value:
+            if eq:
+                value = inline
+            elif i + 1 < len(items):
+                value = items[i + 1]
+                i += 1
+        new, note = rewrite(value, out.extras)
+        out.argv.extend(new)
+        out.notes.append(f"{name} (dropped in transformers 5) {note}")
+        i += 1
+    for note in out.notes:
+        logger.info("%s", note)
+    return out
+
+
+def config_to_argv(config: dict[str, Any]) -> list[str]:
+    """A YAML/JSON config (flag name -> value) as command-line items, so both go through one parser."""
+    argv: list[str] = []
+    for key, value in config.items():
+        flag = f"--{key}"
+        if value is True:
+            argv.append(flag)
+        elif value is None or (value is False and flag in LEGACY_FLAGS):
+            continue
+        elif value is False:
+            argv += [flag, "false"]
+        elif isinstance(value, list | tuple):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    return argv

@@ -1,0 +1,137 @@
+"""Arguments of ``longify pretrain``: model and data dataclasses beside transformers' TrainingArguments.
+
+Field names follow the seed's ``run_long_lm.py`` (``--max_pos``, ``--train_file_path``,
+``--val_file_path``, ``--model_name``) so its command lines parse unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from longify.errors import LongifyError
+from longify.legacy import config_to_argv, translate_legacy_args
+
+ATTENTION_CHOICES = ("fast", "hf")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        metadata={"help": "A Longformer (used as is) or a short encoder (converted first with --max_pos)."}
+    )
+    model_name: str | None = field(default=None, metadata={"help": "Name of the run (TensorBoard run name)."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
+    max_pos: int = field(default=4096, metadata={"help": "Positions of the long model (conversion target)."})
+    attention_window: str = field(
+        default="512", metadata={"help": "Window for the conversion: one even value or a per-layer list."}
+    )
+    attention: str = field(
+        default="fast", metadata={"help": "Attention kernel: 'fast' (longify's exact kernel) or 'hf'."}
+    )
+    copy_global_projections: bool = field(
+        default=True,
+        metadata={"help": "After training, copy the trained local q/k/v into the global ones (allenai)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_pos <= 0:
+            raise LongifyError(f"--max_pos: expected a positive integer, got {self.max_pos}")
+        if self.attention not in ATTENTION_CHOICES:
+            raise LongifyError(
+                f"--attention: expected one of {', '.join(ATTENTION_CHOICES)}, got {self.attention!r}"
+            )
+
+
+@dataclass
+class DataArguments:
+    train_file_path: str | None = field(
+        default=None,
+        metadata={"help": "Training text: WikiText .raw, .txt, .jsonl (comma-separated for several)."},
+    )
+    val_file_path: str | None = field(default=None, metadata={"help": "Evaluation text, same formats."})
+    dataset_name: str | None = field(default=None, metadata={"help": "A datasets name (where reachable)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The datasets config name."})
+    text_field: str = field(default="text", metadata={"help": "Field holding the text in .jsonl / datasets."})
+    block_size: int | None = field(
+        default=None, metadata={"help": "Tokens per training block (default max_pos)."}
+    )
+    mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenisation."}
+    )
+    data_cache_dir: str | None = field(default=None, metadata={"help": "Cache of tokenised blocks."})
+    max_eval_blocks: int | None = field(
+        default=None, metadata={"help": "Evaluate on at most this many blocks."}
+    )
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise LongifyError(f"--mlm_probability: expected a value in (0, 1), got {self.mlm_probability}")
+        if self.train_file_path is None and self.dataset_name is None and self.val_file_path is None:
+            raise LongifyError("--train_file_path / --val_file_path (or --dataset_name): no data given")
+
+
+@dataclass
+class PretrainArgs:
+    """Everything one ``longify pretrain`` run needs, after legacy flags were translated."""
+
+    model: ModelArguments
+    data: DataArguments
+    training: TrainingArguments
+    overwrite_output_dir: bool = False
+    notes: list[str] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else __import__("json").loads(text)
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise LongifyError(f"{path}: cannot read the config file: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise LongifyError(f"{path}: expected a mapping of flag names to values")
+    return data
+
+
+def parse_pretrain_args(argv: Sequence[str]) -> PretrainArgs:
+    """Parse a seed-style command line, or a single YAML/JSON config file (flags after it override it)."""
+    items = list(argv)
+    if items and items[0].endswith((".yaml", ".yml", ".json")) and not items[0].startswith("-"):
+        items = config_to_argv(_read_config(Path(items[0]))) + items[1:]
+    translated = translate_legacy_args(items, cuda_available=torch.cuda.is_available())
+    train_argv = list(translated.argv)
+    if not any(a.split("=")[0] == "--report_to" for a in train_argv):
+        train_argv += ["--report_to", "tensorboard"]
+    if translated.extras.get("logging_dir"):
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(translated.extras["logging_dir"])
+    distributed_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    if distributed_cpu and not any(a.split("=")[0] == "--ddp_backend" for a in train_argv):
+        train_argv += ["--ddp_backend", "gloo"]  # without it, CPU processes train alone (world size 1)
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    try:
+        model, data, training, rest = parser.parse_args_into_dataclasses(
+            args=train_argv, return_remaining_strings=True
+        )
+    except ValueError as err:
+        raise LongifyError(str(err).splitlines()[0]) from None
+    if rest:
+        raise LongifyError(f"unknown flag(s): {' '.join(rest)}")
+    if model.model_name and training.run_name in (None, training.output_dir):
+        training.run_name = model.model_name
+    return PretrainArgs(
+        model=model,
+        data=data,
+        training=training,
+        overwrite_output_dir=bool(translated.extras.get("overwrite_output_dir")),
+        notes=translated.notes,
+        argv=list(argv),
+    )

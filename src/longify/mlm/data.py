@@ -1,0 +1,299 @@
+"""Text corpora -> token blocks for long masked-LM pretraining, cached on disk.
+
+Every non-blank line of a text file (WikiText layout or plain), every ``.jsonl`` record's ``text_field``
+or every row of a ``datasets`` hub split is one *text unit*: surrounding whitespace stripped, WikiText
+headings `` = Title = `` kept as text (as the allenai notebook's TextDataset kept them). Units are
+tokenized without special tokens (fast backend, batched ``datasets.map``, several processes), their ids
+concatenated in order (documents span blocks, as in the paper and run_mlm's group_texts) and cut into
+``[cls] + block_size-2 ids + [sep]``. Grouping runs over the whole token stream (numpy on the Arrow
+buffer), so nothing is lost between map batches; only the final tail that fills no block is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets.table import InMemoryTable
+from tokenizers import Tokenizer
+
+from longify.errors import LongifyError
+from longify.mlm.masking import mask_for_eval
+from longify.runinfo import write_json_atomic
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["BlockStats", "load_blocks", "mask_for_eval"]
+
+logger = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+SMALL_INPUT_BYTES = 1 << 20  # default num_proc: min(cpus, 8), but 1 below this (start-up would dominate)
+MAP_BATCH = 1000  # text units per tokenizer call
+_IDS = datasets.List(datasets.Value("int32"))
+_TOKEN_FEATURES = datasets.Features({"input_ids": _IDS, "n_chars": datasets.Value("int64")})
+_PATH_SUFFIXES = {".raw", ".txt", ".jsonl", ".json", ".tokens", ".text"}
+_Source = tuple[str, str]  # (kind: "text" | "jsonl" | "hub", path or name)
+
+
+@dataclass
+class BlockStats:
+    """One split. ``n_chars``/``n_tokens``: all kept text units (stripped, blank lines dropped, headings
+    kept) and their ids without special tokens, counted before the tail is dropped."""
+
+    n_files: int
+    n_chars: int
+    n_tokens: int
+    n_blocks: int
+    block_size: int
+    cache_path: str
+    from_cache: bool
+    seconds: float
+    n_dropped_tokens: int = 0  # the tail that fills no block
+
+    @property
+    def chars_per_token(self) -> float:
+        """Characters per token; the blocks hold about ``n_blocks * (block_size-2) * this`` characters."""
+        return self.n_chars / max(self.n_tokens, 1)
+
+
+def resolve_sources(files: list[str] | str) -> list[_Source]:
+    """Existing paths are files; a missing path-like name is an error; anything else a hub name."""
+    names = [str(f) for f in ([files] if isinstance(files, str | os.PathLike) else files)]
+    if not names:
+        raise LongifyError("no training/evaluation files given")
+    out: list[_Source] = []
+    for name in names:
+        path = Path(name).expanduser()
+        if path.is_dir():
+            raise LongifyError(f"{name}: is a directory; pass the text files in it")
+        if path.is_file() and path.suffix == ".json":
+            raise LongifyError(f"{name}: .json is not supported; use .jsonl (one JSON object per line)")
+        if path.is_file():
+            out.append(("jsonl" if path.suffix == ".jsonl" else "text", str(path)))
+        elif path.suffix in _PATH_SUFFIXES or name.startswith((".", "/", "~")):
+            raise LongifyError(f"{name}: no such file")
+        else:
+            out.append(("hub", name))
+    if len(out) > 1 and any(kind == "hub" for kind, _ in out):
+        raise LongifyError(f"{', '.join(names)}: a datasets name must be given alone, not mixed with files")
+    return out
+
+
+def file_sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def read_text_units(path: str) -> list[str]:
+    """Non-blank lines of a text file, stripped; WikiText headings are kept as text."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            units = [s for s in (line.strip() for line in f) if s]
+    except UnicodeDecodeError as e:
+        raise LongifyError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not units:
+        raise LongifyError(f"{path}: no text (empty or only blank lines)")
+    return units
+
+
+def read_jsonl_units(path: str, text_field: str) -> list[str]:
+    """The stripped ``text_field`` of every record of a .jsonl file (blank lines and texts skipped)."""
+    units = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                record = json.loads(line) if line.strip() else {text_field: ""}
+            except json.JSONDecodeError as e:
+                raise LongifyError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+                what = (
+                    "is not a string" if isinstance(record, dict) and text_field in record else "is missing"
+                )
+                raise LongifyError(f"{path}:{lineno}: field '{text_field}' {what} (set the text field)")
+            if text := record[text_field].strip():
+                units.append(text)
+    if not units:
+        raise LongifyError(f"{path}: no text (no non-empty '{text_field}' values)")
+    return units
+
+
+def load_hub_texts(name: str, config: str | None, split: str, text_field: str) -> datasets.Dataset:
+    """A hub dataset's ``text_field`` column as ``text``; one clear line where it cannot be loaded."""
+    try:
+        ds = datasets.load_dataset(name, config, split=split)
+    except Exception as e:  # offline, unknown name, bad config/split: all the same to the user
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise LongifyError(f"{name}: no such file, and not loadable as a datasets name ({reason})") from None
+    if text_field not in ds.column_names:
+        raise LongifyError(f"{name}: no column '{text_field}' (columns: {', '.join(ds.column_names)})")
+    renamed = {text_field: "text"} if text_field != "text" else {}
+    return ds.select_columns([text_field]).rename_columns(renamed)
+
+
+def backend_copy(tokenizer: PreTrainedTokenizerBase) -> tuple[Tokenizer, str]:
+    """A fresh copy of the fast tokenizer's backend (no truncation/padding) and its sha256."""
+    if getattr(tokenizer, "backend_tokenizer", None) is None:
+        raise LongifyError(f"{type(tokenizer).__name__}: a fast (tokenizers-backed) tokenizer is required")
+    copy = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    copy.no_truncation()
+    copy.no_padding()
+    return copy, hashlib.sha256(copy.to_str().encode()).hexdigest()
+
+
+def special_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
+    """(cls, sep): RoBERTa <s> </s>, BERT [CLS] [SEP]; bos/eos where cls/sep are unset."""
+    cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    if cls is None or sep is None:
+        raise LongifyError(f"{type(tokenizer).__name__}: tokenizer has no cls/sep (or bos/eos) token")
+    return int(cls), int(sep)
+
+
+def group_blocks(ids: np.ndarray, block_size: int, cls: int, sep: int) -> np.ndarray:
+    """(n_blocks, block_size) int32: ``cls + block_size-2 ids + sep`` per row; the tail is dropped."""
+    body = block_size - 2
+    n = len(ids) // body
+    blocks = np.empty((n, block_size), dtype=np.int32)
+    blocks[:, 0], blocks[:, -1] = cls, sep
+    blocks[:, 1:-1] = ids[: n * body].reshape(n, body)
+    return blocks
+
+
+def blocks_dataset(blocks: np.ndarray) -> datasets.Dataset:
+    """An in-memory Dataset with one ``input_ids`` list per row, built without a Python round trip."""
+    size, rows = blocks.shape[1], max(1, (1 << 28) // blocks.shape[1])  # chunks keep int32 offsets small
+    chunks = [
+        pa.ListArray.from_arrays(np.arange(0, len(part) * size + 1, size, dtype=np.int32), part.reshape(-1))
+        for part in (blocks[i : i + rows] for i in range(0, len(blocks), rows))
+    ]
+    column = pa.chunked_array(chunks, type=pa.list_(pa.int32()))
+    return datasets.Dataset(InMemoryTable(pa.table({"input_ids": column})))
+
+
+def _tokenize_batch(batch: dict[str, list[str]], backend: Tokenizer) -> dict[str, list[Any]]:
+    texts = [t.strip() if t else "" for t in batch["text"]]
+    encodings = backend.encode_batch_fast(texts, add_special_tokens=False)
+    return {"input_ids": [e.ids for e in encodings], "n_chars": [len(t) for t in texts]}
+
+
+def tokenize_units(
+    texts: datasets.Dataset, backend: Tokenizer, num_proc: int, work: Path
+) -> tuple[np.ndarray, int]:
+    """(all ids in row order as int32, characters tokenized); map's Arrow files go under ``work``."""
+    old = os.environ.get("TOKENIZERS_PARALLELISM")
+    try:
+        tokenized = texts.map(
+            _tokenize_batch, batched=True, batch_size=MAP_BATCH, fn_kwargs={"backend": backend},
+            remove_columns=texts.column_names, features=_TOKEN_FEATURES,
+            num_proc=num_proc if num_proc > 1 else None, cache_file_name=str(work / "tokens.arrow"),
+            new_fingerprint=f"tokens-{work.parent.name[1:33]}", load_from_cache_file=False,
+            desc="Tokenizing",
+        )  # fmt: skip
+    finally:  # map(num_proc>1) leaves TOKENIZERS_PARALLELISM=false in the C environment (putenv): every
+        # later tokenizer call of this process would run single-threaded
+        os.unsetenv("TOKENIZERS_PARALLELISM") if old is None else os.putenv("TOKENIZERS_PARALLELISM", old)
+    n_chars = int(pc.sum(tokenized.data.column("n_chars")).as_py() or 0)
+    chunks = [c.flatten().to_numpy() for c in tokenized.data.column("input_ids").chunks]
+    return (np.concatenate(chunks) if chunks else np.zeros(0, np.int32)), n_chars
+
+
+def _read_texts(sources: list[_Source], text_field: str) -> tuple[datasets.Dataset, int]:
+    """The text units of files as a one-column in-memory Dataset, and the files' bytes."""
+    units: list[str] = []
+    for kind, path in sources:
+        units += read_jsonl_units(path, text_field) if kind == "jsonl" else read_text_units(path)
+    table = pa.table({"text": pa.array(units, pa.string())})
+    return datasets.Dataset(InMemoryTable(table)), sum(os.path.getsize(path) for _, path in sources)
+
+
+def _load_cached(path: Path, t0: float) -> tuple[datasets.Dataset, BlockStats] | None:
+    if not (file := path / "stats.json").is_file():
+        return None
+    saved = json.loads(file.read_text())
+    stats = BlockStats(**{f.name: saved[f.name] for f in fields(BlockStats) if f.name in saved})
+    ds = datasets.load_from_disk(str(path))
+    stats.cache_path, stats.from_cache, stats.seconds = str(path), True, time.time() - t0
+    logger.info("mlm data: %d blocks of %d from cache %s", stats.n_blocks, stats.block_size, path)
+    return ds, stats
+
+
+def load_blocks(
+    files: list[str] | str,
+    tokenizer: PreTrainedTokenizerBase,
+    block_size: int,
+    *,
+    text_field: str = "text",
+    cache_dir: str | None = None,
+    num_proc: int | None = None,
+    dataset_config: str | None = None,
+    split: str = "train",
+) -> tuple[datasets.Dataset, BlockStats]:
+    """Rows ``{"input_ids": block_size int32 ids}``: ``[cls] + block_size-2 tokens + [sep]``.
+
+    What is read and dropped: see the module docstring. Cached under ``cache_dir`` (default
+    ``$LONGIFY_CACHE`` or ``~/.cache/longify/mlm``) in a directory named by a hash of the file contents
+    (or hub name/config/split), the tokenizer, block_size and FORMAT_VERSION; a second call loads it.
+    """
+    t0 = time.time()
+    if block_size < 3:
+        raise LongifyError(f"block size {block_size}: must be at least 3 (cls + one token + sep)")
+    sources = resolve_sources(files)
+    backend, tok_hash = backend_copy(tokenizer)
+    cls, sep = special_ids(tokenizer)
+    kind, name = sources[0]
+    hub = load_hub_texts(name, dataset_config, split, text_field) if kind == "hub" else None
+    if hub is not None:
+        content = [f"hub:{name}:{dataset_config}:{split}:{text_field}:{hub._fingerprint}"]
+    else:
+        content = [f"{k}:{text_field if k == 'jsonl' else ''}:{file_sha256(p)}" for k, p in sources]
+    parts = [f"v{FORMAT_VERSION}", *content, f"tokenizer:{tok_hash}:{cls}:{sep}", f"block_size:{block_size}"]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+    root = Path(cache_dir or os.environ.get("LONGIFY_CACHE") or Path.home() / ".cache" / "longify" / "mlm")
+    final = root / key
+    if (cached := _load_cached(final, t0)) is not None:
+        return cached
+
+    texts, n_bytes = (hub, hub.data.nbytes) if hub is not None else _read_texts(sources, text_field)
+    num_proc = num_proc or (1 if n_bytes < SMALL_INPUT_BYTES else min(os.cpu_count() or 1, 8))
+    num_proc = max(1, min(num_proc, len(texts)))
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
+    try:
+        ids, n_chars = tokenize_units(texts, backend, num_proc, work / "tokens")
+        shutil.rmtree(work / "tokens", ignore_errors=True)
+        blocks = group_blocks(ids, block_size, cls, sep)
+        if len(blocks) == 0:
+            names = ", ".join(p for _, p in sources)
+            raise LongifyError(f"{names}: {len(ids)} tokens, fewer than one block of {block_size}")
+        blocks_dataset(blocks).save_to_disk(str(work / "blocks"))
+        dropped = len(ids) - len(blocks) * (block_size - 2)
+        stats = BlockStats(
+            len(sources), n_chars, len(ids), len(blocks), block_size, str(final), False, 0, dropped
+        )
+        write_json_atomic(work / "blocks" / "stats.json", {**asdict(stats), "format_version": FORMAT_VERSION})
+        try:
+            (work / "blocks").rename(final)
+        except OSError:  # another process cached the same key first: use theirs
+            if not (final / "stats.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    stats.seconds = time.time() - t0
+    logger.info(
+        "mlm data: %d chars, %d tokens -> %d blocks of %d (%d tail tokens dropped), cached at %s (%.1f s)",
+        stats.n_chars, stats.n_tokens, stats.n_blocks, block_size, dropped, final, stats.seconds,
+    )  # fmt: skip
+    return datasets.load_from_disk(str(final)), stats

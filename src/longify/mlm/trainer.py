@@ -1,0 +1,101 @@
+"""The Trainer of long masked-LM pretraining: deterministic named metrics, a metrics JSON, NaN guard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer
+from transformers.trainer_utils import get_last_checkpoint
+
+from longify.errors import LongifyError
+from longify.mlm.metrics import MLMSums, masked_nats, mlm_metrics
+from longify.runinfo import write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "pretrain_metrics.json"
+
+
+class MetricsLog:
+    """``pretrain_metrics.json``: the initial evaluation, every later one, and the run's facts.
+
+    On resume, entries after the resumed step are dropped (they will be measured again), so a resumed run
+    ends with the same history as an uninterrupted one.
+    """
+
+    def __init__(self, output_dir: str | Path, facts: dict[str, Any], resume_step: int | None = None) -> None:
+        self.path = Path(output_dir) / METRICS_FILE
+        self.data: dict[str, Any] = {"initial": None, "evals": [], "final": None, **facts}
+        if resume_step is not None and self.path.is_file():
+            old = json.loads(self.path.read_text(encoding="utf-8"))
+            self.data["initial"] = old.get("initial")
+            self.data["evals"] = [e for e in old.get("evals", []) if e["step"] <= resume_step]
+
+    def record(self, step: int, metrics: dict[str, float]) -> None:
+        entry = {"step": step, **metrics}
+        if self.data["initial"] is None and step == 0:
+            self.data["initial"] = entry
+        else:
+            self.data["evals"] = [e for e in self.data["evals"] if e["step"] != step] + [entry]
+
+    def write(self, **extra: Any) -> None:
+        self.data.update(extra)
+        write_json_atomic(self.path, self.data)
+
+
+class LongMLMTrainer(Trainer):
+    """HF Trainer with longify's evaluation (loss, perplexity, bits per token / character) and a NaN guard."""
+
+    def __init__(
+        self,
+        *args: Any,
+        text_stats: dict[str, int] | None = None,
+        metrics_log: MetricsLog | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, **kwargs)
+        self.text_stats = text_stats or {}
+        self.metrics_log = metrics_log
+
+    def evaluate(
+        self, eval_dataset: Any = None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
+        dataloader = self.get_eval_dataloader(eval_dataset)
+        model = self.model
+        was_training = model.training
+        model.eval()
+        sums = MLMSums()
+        for batch in dataloader:
+            batch = self._prepare_inputs(batch)
+            labels = batch.pop("labels")
+            with torch.no_grad(), self.autocast_smart_context_manager():
+                logits = model(**batch).logits
+            nats, counts = masked_nats(logits, labels)
+            nats, counts = self.accelerator.gather_for_metrics((nats, counts))
+            sums.add(float(nats.sum()), int(counts.sum()))
+        model.train(was_training)
+        named = mlm_metrics(sums, self.text_stats.get("n_tokens"), self.text_stats.get("n_chars"))
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in named.items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        if self.metrics_log is not None and self.is_world_process_zero():
+            self.metrics_log.record(self.state.global_step, named)
+            self.metrics_log.write()
+        return metrics
+
+    def training_step(
+        self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not math.isfinite(float(loss)):
+            last = get_last_checkpoint(self.args.output_dir) if Path(self.args.output_dir).is_dir() else None
+            raise LongifyError(
+                f"training loss is {float(loss)} at step {self.state.global_step + 1}; stopped. "
+                f"Last good checkpoint: {last or 'none yet'} (lower --learning_rate, or resume from it)"
+            )
+        return loss

@@ -1,0 +1,190 @@
+"""Arguments of ``longify qa train`` / ``longify qa evaluate``: model and data dataclasses beside
+transformers' TrainingArguments.
+
+Field names follow the seed's ``run_squad.py`` (``--train_file``, ``--predict_file``, ``--max_seq_length``,
+``--doc_stride``) so its command line parses unchanged; flags transformers 5 dropped (``--model_type``,
+``--do_lower_case``, ``--per_gpu_train_batch_size``, ``--fp16`` without CUDA, ...) are translated by
+``longify.legacy`` with one log line each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from longify.errors import LongifyError
+from longify.legacy import config_to_argv, translate_legacy_args
+
+ATTENTION_CHOICES = ("fast", "hf")
+
+
+@dataclass
+class QAModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Model directory or hub id (a Longformer from `longify convert`, or any encoder)."},
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
+    attention: str = field(
+        default="fast",
+        metadata={"help": "Longformer attention kernel: 'fast' (longify's exact kernel) or 'hf'."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_CHOICES:
+            raise LongifyError(
+                f"--attention: expected one of {', '.join(ATTENTION_CHOICES)}, got {self.attention!r}"
+            )
+
+
+@dataclass
+class QADataArguments:
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Task name (squad, xquad, mlqa, tydiqa, triviaqa, json); default: inferred from the files."
+        },
+    )
+    train_file: str | None = field(default=None, metadata={"help": "Training file or folder of the task."})
+    predict_file: str | None = field(
+        default=None,
+        metadata={"help": "Evaluation file or folder of the task.", "aliases": ["--validation_file"]},
+    )
+    predictions: str | None = field(
+        default=None,
+        metadata={"help": "`qa evaluate` only: score this predictions JSON (id -> text), no model."},
+    )
+    languages: list[str] | None = field(
+        default=None, metadata={"help": "Languages to load (multilingual tasks)."}
+    )
+    train_split: str = field(
+        default="train", metadata={"help": "Split of --train_file for folder-style tasks."}
+    )
+    eval_split: str | None = field(
+        default=None, metadata={"help": "Split of --predict_file (default: the task's)."}
+    )
+    max_seq_length: int = field(
+        default=384, metadata={"help": "Tokens per window (capped at the model's maximum, e.g. 4096)."}
+    )
+    doc_stride: int = field(
+        default=128, metadata={"help": "Tokens shared by consecutive windows of a context."}
+    )
+    max_query_length: int = field(
+        default=64, metadata={"help": "Question tokens kept (longer ones are cut)."}
+    )
+    n_best_size: int = field(default=20, metadata={"help": "Candidate starts/ends per window in decoding."})
+    max_answer_length: int = field(default=30, metadata={"help": "Longest answer in tokens."})
+    concat_contexts: int = field(
+        default=0,
+        metadata={"help": "Join each paragraph with K-1 others (long-context variant; 0 = off)."},
+    )
+    concat_seed: int = field(default=0, metadata={"help": "Seed for the paragraphs --concat_contexts draws."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use at most this many training questions."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use at most this many evaluation questions."}
+    )
+    metric: str | None = field(
+        default=None, metadata={"help": "squad, mlqa or triviaqa (default: the task's)."}
+    )
+    lang: str | None = field(default=None, metadata={"help": "Force the metric's language (--metric mlqa)."})
+    bucket_width: int = field(default=512, metadata={"help": "Token width of the analysis buckets."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenisation."}
+    )
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_seq_length",
+            "max_query_length",
+            "n_best_size",
+            "max_answer_length",
+            "bucket_width",
+        ):
+            if getattr(self, name) <= 0:
+                raise LongifyError(f"--{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.doc_stride < 0:
+            raise LongifyError(f"--doc_stride: expected a non-negative integer, got {self.doc_stride}")
+        if self.concat_contexts < 0:
+            raise LongifyError(
+                f"--concat_contexts: expected 0 (off) or a positive K, got {self.concat_contexts}"
+            )
+
+
+@dataclass
+class QAArgs:
+    """Everything one ``longify qa`` run needs, after legacy flags were translated."""
+
+    model: QAModelArguments
+    data: QADataArguments
+    training: TrainingArguments
+    overwrite_output_dir: bool = False
+    do_lower_case: bool = False
+    model_type: str | None = None
+    notes: list[str] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A YAML/JSON config file: flag name -> value."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise LongifyError(f"{path}: cannot read the config file: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise LongifyError(f"{path}: expected a mapping of flag names to values")
+    return data
+
+
+def qa_parser() -> HfArgumentParser:
+    """The parser behind ``longify qa train`` / ``evaluate`` (``-h`` prints its help)."""
+    return HfArgumentParser((QAModelArguments, QADataArguments, TrainingArguments))
+
+
+def _has_flag(argv: Sequence[str], flag: str) -> bool:
+    return any(a.split("=")[0] == flag for a in argv)
+
+
+def parse_qa_args(argv: Sequence[str], *, default_output_dir: str | None = None) -> QAArgs:
+    """Parse a seed-style ``run_squad.py`` command line, or a YAML/JSON config (flags after it override it)."""
+    items = list(argv)
+    if items and items[0].endswith((".yaml", ".yml", ".json")) and not items[0].startswith("-"):
+        items = config_to_argv(read_config(Path(items[0]))) + items[1:]
+    translated = translate_legacy_args(items, cuda_available=torch.cuda.is_available())
+    train_argv = list(translated.argv)
+    if not _has_flag(train_argv, "--report_to"):
+        train_argv += ["--report_to", "tensorboard"]
+    if not torch.cuda.is_available() and not _has_flag(train_argv, "--dataloader_pin_memory"):
+        train_argv += ["--dataloader_pin_memory", "false"]
+    if default_output_dir and not _has_flag(train_argv, "--output_dir"):
+        train_argv += ["--output_dir", default_output_dir]
+    if translated.extras.get("logging_dir"):
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(translated.extras["logging_dir"])
+    try:
+        model, data, training, rest = qa_parser().parse_args_into_dataclasses(
+            args=train_argv, return_remaining_strings=True
+        )
+    except ValueError as err:
+        raise LongifyError(str(err).splitlines()[0]) from None
+    if rest:
+        raise LongifyError(f"unknown flag(s): {' '.join(rest)}")
+    return QAArgs(
+        model=model,
+        data=data,
+        training=training,
+        overwrite_output_dir=bool(translated.extras.get("overwrite_output_dir")),
+        do_lower_case=bool(translated.extras.get("do_lower_case")),
+        model_type=translated.extras.get("model_type"),
+        notes=translated.notes,
+        argv=list(argv),
+    )

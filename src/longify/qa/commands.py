@@ -1,0 +1,116 @@
+"""``longify qa train | evaluate | predict``: parse the flags, run the function, print one summary line.
+
+Errors for users are ``LongifyError`` (the CLI prints them on one line and exits 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from longify.errors import LongifyError
+
+
+def summary_line(result: dict[str, Any], label: str) -> str:
+    """``label: EM 81.20 F1 88.45 (en EM .. F1 ..; ...) -> results.json`` from a results record."""
+    avg = result.get("average")
+    if not avg:
+        return f"{label}: done"
+    line = f"{label}: EM {avg['exact_match']:.2f} F1 {avg['f1']:.2f}"
+    langs = result.get("per_language", {})
+    if len(langs) > 1:
+        line += " (" + "; ".join(f"{k} {v['exact_match']:.1f}/{v['f1']:.1f}" for k, v in langs.items()) + ")"
+    return line
+
+
+def qa_train_main(argv: Sequence[str]) -> int:
+    """``longify qa train ...run_squad.py flags...`` or ``longify qa train config.yaml [flags]``."""
+    from longify.qa.args import parse_qa_args
+    from longify.qa.train import train_qa
+
+    args = parse_qa_args(argv)
+    result = train_qa(args)
+    print(summary_line(result, f"longify qa train: {args.training.output_dir}"))
+    return 0
+
+
+def qa_evaluate_main(argv: Sequence[str]) -> int:
+    """``longify qa evaluate --model_name_or_path M --predict_file F [--output_dir D]`` or
+    ``longify qa evaluate --predictions P.json --dataset NAME --predict_file PATH`` (no model)."""
+    from longify.qa.args import parse_qa_args
+    from longify.qa.evaluate import evaluate_qa
+
+    args = parse_qa_args(argv, default_output_dir="qa-eval-output")
+    result = evaluate_qa(args)
+    where = args.data.predictions or args.training.output_dir
+    print(summary_line(result, f"longify qa evaluate: {where}"))
+    return 0
+
+
+def predict_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="longify qa predict", description="Answer a question about a context.")
+    p.add_argument("--model", required=True, help="fine-tuned QA model directory (from `longify qa train`)")
+    p.add_argument("--question", required=True, help="the question")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--context", help="the context text")
+    src.add_argument("--context-file", "--context_file", help="a UTF-8 text file holding the context")
+    p.add_argument(
+        "--max-seq-length", "--max_seq_length", type=int, default=None, help="window (default: model max)"
+    )
+    p.add_argument(
+        "--doc-stride", "--doc_stride", type=int, default=128, help="overlap of consecutive windows"
+    )
+    p.add_argument("--n-best-size", "--n_best_size", type=int, default=20, help="candidates per window")
+    p.add_argument("--max-answer-length", "--max_answer_length", type=int, default=30, help="in tokens")
+    p.add_argument("--attention", choices=("fast", "hf"), default="fast", help="Longformer attention kernel")
+    return p
+
+
+def qa_predict_main(argv: Sequence[str]) -> int:
+    """Print ``{"answer", "score", "probability", "start", "end"}`` as one JSON line."""
+    from longify.qa.predict import predict
+
+    ns = predict_parser().parse_args(list(argv))
+    context = ns.context
+    if ns.context_file is not None:
+        try:
+            context = Path(ns.context_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise LongifyError(
+                f"--context-file {ns.context_file}: cannot read it ({type(err).__name__})"
+            ) from None
+    result = predict(
+        ns.model,
+        ns.question,
+        context,
+        max_seq_length=ns.max_seq_length,
+        doc_stride=ns.doc_stride,
+        n_best_size=ns.n_best_size,
+        max_answer_length=ns.max_answer_length,
+        attention=ns.attention,
+    )
+    shown = {k: result[k] for k in ("answer", "score", "probability", "start", "end")}
+    print(json.dumps(shown, ensure_ascii=False))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m longify.qa.commands train|evaluate|predict ...`` (until the CLI routes ``longify qa``)."""
+    items = list(sys.argv[1:] if argv is None else argv)
+    commands = {"train": qa_train_main, "evaluate": qa_evaluate_main, "predict": qa_predict_main}
+    if not items or items[0] not in commands:
+        print(f"usage: longify qa {{{','.join(commands)}}} ...", file=sys.stderr)
+        return 2
+    try:
+        return commands[items[0]](items[1:])
+    except LongifyError as err:
+        print(f"longify: error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""``longify qa predict``: answer one question about one context with a fine-tuned model, with the same
+windowing, global attention mask and n-best decoding as evaluation (transformers 5 has no QA pipeline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from longify.errors import LongifyError
+from longify.qa.decode import decode
+from longify.qa.features import build_features, collator_for, uses_global_attention
+from longify.qa.runtime import (
+    effective_max_seq_length,
+    load_qa_model,
+    load_tokenizer,
+    model_max_length,
+    window_logits,
+)
+from longify.qa.tasks.example import QAExample
+
+
+def answer_question(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    question: str,
+    context: str,
+    *,
+    max_seq_length: int | None = None,
+    doc_stride: int = 128,
+    max_query_length: int = 64,
+    n_best_size: int = 20,
+    max_answer_length: int = 30,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """The best span of ``context``: ``{"answer", "score", "start", "end", "nbest"}`` (character offsets)."""
+    if not question.strip():
+        raise LongifyError("--question: empty question")
+    if not context.strip():
+        raise LongifyError("--context: empty context")
+    if max_seq_length is None:
+        max_seq_length = model_max_length(model.config, tokenizer)
+    else:
+        max_seq_length = effective_max_seq_length(max_seq_length, model.config, tokenizer)
+    max_query_length = min(max_query_length, max_seq_length // 2)
+    doc_stride = min(doc_stride, max(0, max_seq_length - max_query_length - 8) // 2)
+    example = QAExample(id="q", question=question, context=context, answers=[], language="")
+    features = build_features(
+        [example],
+        tokenizer,
+        max_seq_length=max_seq_length,
+        doc_stride=doc_stride,
+        max_query_length=max_query_length,
+        global_attention=uses_global_attention(model.config),
+        train=False,
+    )
+    starts, ends = window_logits(model, features, collator_for(tokenizer, model.config), batch_size)
+    _, nbest = decode(
+        [example], features, starts, ends, n_best_size=n_best_size, max_answer_length=max_answer_length
+    )
+    best = nbest[0][0]
+    return {
+        "answer": best["text"],
+        "score": best["score"],
+        "probability": best["probability"],
+        "start": best["start"],
+        "end": best["end"],
+        "windows": len(features),
+        "nbest": nbest[0],
+    }
+
+
+def predict(
+    model_dir: str,
+    question: str,
+    context: str,
+    *,
+    max_seq_length: int | None = None,
+    doc_stride: int = 128,
+    n_best_size: int = 20,
+    max_answer_length: int = 30,
+    attention: str = "fast",
+) -> dict[str, Any]:
+    """Load ``model_dir`` (model + tokenizer) and answer ``question`` about ``context``."""
+    tokenizer = load_tokenizer(model_dir)
+    model = load_qa_model(model_dir, attention)
+    return answer_question(
+        model,
+        tokenizer,
+        question,
+        context,
+        max_seq_length=max_seq_length,
+        doc_stride=doc_stride,
+        n_best_size=n_best_size,
+        max_answer_length=max_answer_length,
+    )

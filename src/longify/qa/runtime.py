@@ -1,0 +1,154 @@
+"""Loading a QA model and tokenizer, and running it over windows: shared by train, evaluate and predict."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from longify.errors import LongifyError
+from longify.qa.features import QACollator
+
+logger = logging.getLogger(__name__)
+
+# model_type values a converted Longformer answers to (its source family; allenai's longformer is roberta's)
+LONGFORMER_SOURCES = ("roberta", "xlm-roberta", "camembert", "bert", "data2vec-text")
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def load_config(model: str) -> Any:
+    try:
+        return AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as err:
+        raise LongifyError(f"{model}: cannot read the model config: {_first_line(err)}") from None
+
+
+def source_family(model: str) -> str | None:
+    """The family a ``longify convert`` output was converted from (its conversion.json), if known."""
+    path = Path(model) / "conversion.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("family") if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def check_model_type(model_type: str | None, config: Any, model: str) -> None:
+    """The seed's ``--model_type`` must name the model's family (a converted Longformer may be named by
+    the family it came from, as the seed does with ``--model_type roberta``)."""
+    actual = getattr(config, "model_type", None)
+    if model_type is None or model_type == actual:
+        return
+    if actual == "longformer":
+        source = source_family(model)
+        if model_type == source or (source is None and model_type in LONGFORMER_SOURCES):
+            logger.info(
+                "--model_type %s: %s is a longformer converted from %s; using longformer",
+                model_type,
+                model,
+                model_type,
+            )
+            return
+    raise LongifyError(f"--model_type {model_type}: {model} is a {actual!r} model (config.json model_type)")
+
+
+def load_tokenizer(name: str, model_max_length: int | None = None) -> Tokenizer:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, TypeError) as err:
+        raise LongifyError(
+            f"{name}: cannot load a tokenizer ({_first_line(err)}); pass --tokenizer_name"
+        ) from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise LongifyError(
+            f"{name}: a fast tokenizer (with offsets) is required, got {type(tokenizer).__name__}"
+        )
+    return tokenizer
+
+
+def load_qa_model(
+    name: str, attention: str = "fast", *, gradient_checkpointing: bool = False
+) -> PreTrainedModel:
+    """``AutoModelForQuestionAnswering`` (a new span head on an MLM checkpoint), with longify's fast
+    attention installed into Longformers when available and asked for (HF attention under
+    ``--gradient_checkpointing``: the fast kernel does not support activation recomputation yet)."""
+    try:
+        model = AutoModelForQuestionAnswering.from_pretrained(name, dtype=torch.float32)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise LongifyError(f"{name}: cannot load a question-answering model: {_first_line(err)}") from None
+    if attention == "fast" and model.config.model_type == "longformer":
+        if gradient_checkpointing:
+            logger.info(
+                "--attention fast: not combinable with --gradient_checkpointing yet; using HF attention"
+            )
+            return model
+        try:
+            from longify.attention import use_fast_attention
+        except ImportError:
+            logger.info("--attention fast: longify.attention is not available; using HF attention")
+        else:
+            use_fast_attention(model)
+            logger.info("--attention fast: longify's exact sliding-window attention installed")
+    return model
+
+
+def model_max_length(config: Any, tokenizer: Tokenizer) -> int:
+    """Tokens the model accepts: its position table (less RoBERTa-style offsets), and the tokenizer's limit."""
+    positions = getattr(config, "max_position_embeddings", None) or 512
+    if config.model_type in ("longformer", "roberta", "xlm-roberta", "camembert", "data2vec-text"):
+        positions -= (config.pad_token_id or 0) + 1
+    tok_max = tokenizer.model_max_length if tokenizer.model_max_length < 10**9 else positions
+    return min(positions, tok_max)
+
+
+def effective_max_seq_length(requested: int, config: Any, tokenizer: Tokenizer) -> int:
+    limit = model_max_length(config, tokenizer)
+    if requested > limit:
+        logger.info(
+            "--max_seq_length %d: the model takes at most %d tokens; using %d", requested, limit, limit
+        )
+        return limit
+    return requested
+
+
+def window_logits(
+    model: PreTrainedModel,
+    features: Sequence[dict[str, Any]],
+    collator: QACollator,
+    batch_size: int = 8,
+    *,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Start and end logits of each window, in feature order, trimmed to its length. Windows are batched
+    by length so padding stays small."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    starts: list[np.ndarray] = [np.empty(0)] * len(features)
+    ends: list[np.ndarray] = [np.empty(0)] * len(features)
+    was_training = model.training
+    model.eval()
+    try:
+        for first in range(0, len(order), batch_size):
+            idx = order[first : first + batch_size]
+            batch = {k: v.to(device) for k, v in collator([features[i] for i in idx]).items()}
+            with (
+                torch.no_grad(),
+                torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
+            ):
+                out = model(**batch)
+            s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+            for row, i in enumerate(idx):
+                n = len(features[i]["input_ids"])
+                starts[i], ends[i] = s[row, :n], e[row, :n]
+    finally:
+        model.train(was_training)
+    return starts, ends

@@ -1,0 +1,202 @@
+"""``longify qa train``: fine-tune a span head (run_squad.py flags), with the full n-best decoding and the
+official EM/F1 every ``--eval_steps`` (``--eval_strategy steps``) and at the end, logged to TensorBoard.
+
+The fine-tuned model and tokenizer are saved to ``--output_dir`` (standard checkpoint: loads with
+``AutoModelForQuestionAnswering`` / ``AutoTokenizer``), beside predictions.json, nbest_predictions.json
+and results.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from longify.errors import LongifyError
+from longify.qa.args import QAArgs, QADataArguments
+from longify.qa.evaluate import (
+    EvalOutput,
+    autocast_for,
+    flat_metrics,
+    load_split,
+    resolve_lowercase,
+    run_evaluation,
+    run_record,
+    write_outputs,
+)
+from longify.qa.features import build_features, collator_for, uses_global_attention
+from longify.qa.runtime import (
+    check_model_type,
+    effective_max_seq_length,
+    load_config,
+    load_qa_model,
+    load_tokenizer,
+)
+from longify.qa.tasks.example import QAExample
+
+logger = logging.getLogger(__name__)
+
+
+class QATrainer(Trainer):
+    """A Trainer whose ``evaluate`` decodes answers over all windows and scores them with the official
+    metric (the seed's "continuous F1 and EM evaluation during training")."""
+
+    def __init__(
+        self,
+        *args: Any,
+        eval_examples: Sequence[QAExample] = (),
+        data_args: QADataArguments | None = None,
+        max_seq_length: int | None = None,
+        lower: bool = False,
+        autocast_dtype: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.eval_examples = list(eval_examples)
+        self.data_args = data_args or QADataArguments()
+        self.max_seq_length = max_seq_length
+        self.lower = lower
+        self.autocast_dtype = autocast_dtype
+        self.last_output: EvalOutput | None = None
+
+    def evaluate(
+        self,
+        eval_dataset: Any = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        if not self.eval_examples:
+            raise LongifyError("--predict_file: evaluation needs evaluation questions")
+        start = time.perf_counter()
+        output = run_evaluation(
+            self.model,
+            self.processing_class,
+            self.eval_examples,
+            self.data_args,
+            batch_size=self.args.per_device_eval_batch_size,
+            lower=self.lower,
+            max_seq_length=self.max_seq_length,
+            autocast_dtype=self.autocast_dtype,
+        )
+        metrics = flat_metrics(output.result, metric_key_prefix)
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 3)
+        self.log(dict(metrics))
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self.last_output = output
+        logger.info("step %d: EM %.2f F1 %.2f", self.state.global_step, *list(metrics.values())[:2])
+        return metrics
+
+
+def prepare_output_dir(output_dir: Path, overwrite: bool, resume: str | bool | None) -> str | bool | None:
+    """Checkpoint to resume from: ``--resume_from_checkpoint``, else the last one in ``output_dir`` (removed
+    instead with ``--overwrite_output_dir``)."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise LongifyError(f"--output_dir {output_dir}: exists and is not a directory")
+    if resume or not output_dir.is_dir():
+        return resume
+    last = get_last_checkpoint(str(output_dir))
+    if last and overwrite:
+        for path in output_dir.glob("checkpoint-*"):
+            shutil.rmtree(path, ignore_errors=True)
+        return None
+    if last:
+        logger.info("resuming from %s (pass --overwrite_output_dir to start from scratch)", last)
+    return last
+
+
+def save_model_atomic(trainer: Trainer, output_dir: Path) -> None:
+    """Save model + tokenizer to a temporary folder, then move each file into ``output_dir``."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".model.tmp-", dir=output_dir))
+    try:
+        trainer.save_model(str(tmp))
+        for path in tmp.iterdir():
+            os.replace(path, output_dir / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def train_qa(args: QAArgs) -> dict[str, Any]:
+    """Fine-tune (``--do_train``) and/or evaluate (``--do_eval``); returns the results.json record."""
+    t, data = args.training, args.data
+    name = args.model.model_name_or_path
+    if name is None:
+        raise LongifyError("--model_name_or_path: required")
+    if not (t.do_train or t.do_eval):
+        raise LongifyError("--do_train / --do_eval: nothing to do, give at least one")
+    config = load_config(name)
+    check_model_type(args.model_type, config, name)
+    out = Path(t.output_dir)
+    resume = prepare_output_dir(out, args.overwrite_output_dir, t.resume_from_checkpoint)
+    train_examples = load_split(data, data.train_file, train=True, flag="--train_file") if t.do_train else []
+    evaluating = t.do_eval or t.eval_strategy != "no"
+    eval_examples = (
+        load_split(data, data.predict_file, train=False, flag="--predict_file") if evaluating else []
+    )
+    if data.preprocessing_num_workers:
+        logger.info(
+            "--preprocessing_num_workers: tokenisation runs batched on the fast tokenizer's own threads"
+        )
+
+    set_seed(t.seed)
+    tokenizer = load_tokenizer(args.model.tokenizer_name or name)
+    lower = resolve_lowercase(args.do_lower_case, tokenizer)
+    model = load_qa_model(name, args.model.attention, gradient_checkpointing=t.gradient_checkpointing)
+    seq_len = effective_max_seq_length(data.max_seq_length, config, tokenizer)
+    train_features = build_features(
+        train_examples,
+        tokenizer,
+        max_seq_length=seq_len,
+        doc_stride=data.doc_stride,
+        max_query_length=data.max_query_length,
+        global_attention=uses_global_attention(config),
+        train=True,
+        lower=lower,
+    )
+    if t.do_train:
+        logger.info(
+            "%d training questions -> %d windows of up to %d tokens",
+            len(train_examples),
+            len(train_features),
+            seq_len,
+        )
+    trainer = QATrainer(
+        model=model,
+        args=t,
+        train_dataset=train_features or None,
+        eval_dataset=eval_examples or None,
+        data_collator=collator_for(tokenizer, config),
+        processing_class=tokenizer,
+        eval_examples=eval_examples,
+        data_args=data,
+        max_seq_length=seq_len,
+        lower=lower,
+        autocast_dtype=autocast_for(args),
+    )
+    record: dict[str, Any] = {"model": name, "output_dir": str(out), "train": None}
+    if t.do_train:
+        result = trainer.train(resume_from_checkpoint=resume)
+        record["train"] = {
+            "global_step": result.global_step,
+            "training_loss": result.training_loss,
+            **result.metrics,
+        }
+        save_model_atomic(trainer, out)
+        record["model_dir"] = str(out)
+    record.update(run_record(args))
+    if not t.do_eval:
+        from longify.runinfo import write_json_atomic
+
+        write_json_atomic(out / "results.json", record)
+        return record
+    trainer.evaluate()
+    assert trainer.last_output is not None
+    return write_outputs(out, trainer.last_output, {"predict_file": data.predict_file, **record})

@@ -1,0 +1,217 @@
+"""Fast attention must be HF's LongformerSelfAttention, output and gradients, in every masking situation."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+from transformers import (
+    LongformerConfig,
+    LongformerForMaskedLM,
+    LongformerForQuestionAnswering,
+    LongformerModel,
+)
+from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
+
+from longify.attention import (
+    FastLongformerSelfAttention,
+    set_attention,
+    use_fast_attention,
+    use_hf_attention,
+    uses_fast_attention,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+TOL = 1e-5
+
+
+def tiny_config(window: int | list[int] = 8, layers: int = 2, heads: int = 4, dropout: float = 0.0):
+    return LongformerConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=64,
+        attention_window=window,
+        max_position_embeddings=256,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=dropout,
+        pad_token_id=1,
+    )
+
+
+def pair(config: LongformerConfig, cls=LongformerModel, block_size: int | None = None, seed: int = 0):
+    torch.manual_seed(seed)
+    hf = cls(config).eval()
+    fast = use_fast_attention(copy.deepcopy(hf), block_size=block_size)
+    return hf, fast
+
+
+def batch(lengths: list[int], n: int, globals_per_row: list[list[int]], seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 100, (len(lengths), n), generator=g)
+    mask = torch.zeros(len(lengths), n, dtype=torch.long)
+    glob = torch.zeros(len(lengths), n, dtype=torch.long)
+    for i, (length, gl) in enumerate(zip(lengths, globals_per_row, strict=True)):
+        mask[i, :length] = 1
+        ids[i, length:] = 1
+        glob[i, gl] = 1
+    return {"input_ids": ids, "attention_mask": mask, "global_attention_mask": glob}
+
+
+def run(model, inputs, seed: int = 2):
+    model.zero_grad(set_to_none=True)
+    out = model(**inputs).last_hidden_state
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
+    (out * weights).mean().backward()  # gradients O(1), so 1e-5 is a real bound
+    grads = {k: (p.grad if p.grad is not None else torch.zeros_like(p)) for k, p in model.named_parameters()}
+    return out.detach(), grads
+
+
+def assert_same(hf, fast, inputs, tol: float = TOL):
+    out_hf, g_hf = run(hf, inputs)
+    out_fast, g_fast = run(fast, inputs)
+    assert torch.isfinite(out_fast).all()
+    torch.testing.assert_close(out_fast, out_hf, atol=tol, rtol=0)
+    assert g_hf.keys() == g_fast.keys()
+    for name in g_hf:
+        torch.testing.assert_close(g_fast[name], g_hf[name], atol=tol, rtol=0, msg=name)
+
+
+CASES = {
+    "padding_and_ragged_globals": ([40, 29, 17], 40, [[0], [0, 3, 11, 20], []]),
+    "no_globals": ([40, 33], 40, [[], []]),
+    "one_global_each": ([37, 37], 37, [[0], [5]]),
+    "length_not_multiple": ([23, 19], 23, [[2, 7], [0]]),
+    "global_in_padding_free_row_end": ([32, 32], 32, [[31], [0, 31]]),
+    "many_globals_direct_path": ([48, 40], 48, [list(range(0, 48, 4)), list(range(1, 12))]),
+}
+
+
+@pytest.fixture(params=[True, False], ids=["cpu_flash", "generic"])
+def path(request, monkeypatch):
+    """Run a test on the copy-free CPU path and on the generic (CUDA / dropout / autocast) path."""
+    monkeypatch.setattr(FastLongformerSelfAttention, "copy_free_cpu", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_matches_hf_output_and_grads(case, path):
+    lengths, n, glob = CASES[case]
+    hf, fast = pair(tiny_config(window=8))
+    assert_same(hf, fast, batch(lengths, n, glob))
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 5, 16, 64])
+def test_block_sizes(block_size, path):
+    hf, fast = pair(tiny_config(window=8), block_size=block_size)
+    assert_same(hf, fast, batch([45, 30], 45, [[0, 9], [4]]))
+
+
+def test_per_layer_windows_and_train_mode_without_dropout(path):
+    hf, fast = pair(tiny_config(window=[4, 8, 16], layers=3))
+    hf.train()
+    fast.train()
+    assert_same(hf, fast, batch([50, 21], 50, [[0, 1], []]))
+
+
+def test_fully_masked_row_is_finite_and_matches(path):
+    hf, fast = pair(tiny_config(window=4))
+    inputs = batch([24, 0], 24, [[0], []])
+    out, grads = run(fast, inputs)
+    assert torch.isfinite(out).all()
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    assert_same(hf, fast, inputs)
+
+
+def test_dropout_train_mode_is_finite_and_shaped():
+    config = tiny_config(window=8, dropout=0.3)
+    hf, fast = pair(config)
+    fast.train()
+    inputs = batch([40, 31], 40, [[0, 5], []])
+    out, grads = run(fast, inputs)
+    assert out.shape == (2, 40, 32)
+    assert torch.isfinite(out).all()
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    fast.eval()
+    assert_same(hf, fast, inputs)
+
+
+def test_output_attentions_falls_back_to_hf():
+    hf, fast = pair(tiny_config(window=8))
+    inputs = batch([30, 20], 30, [[0, 4], [1]])
+    with torch.no_grad():
+        a = hf(**inputs, output_attentions=True)
+        b = fast(**inputs, output_attentions=True)
+    for x, y in zip(a.attentions + a.global_attentions, b.attentions + b.global_attentions, strict=True):
+        torch.testing.assert_close(x, y)
+
+
+@pytest.mark.parametrize("cls", [LongformerForMaskedLM, LongformerForQuestionAnswering])
+def test_heads_install_and_match(cls):
+    hf, fast = pair(tiny_config(window=4), cls=cls)
+    assert uses_fast_attention(fast) and not uses_fast_attention(hf)
+    inputs = batch([20, 13], 20, [[0, 1, 2], [0]])
+    with torch.no_grad():
+        for a, b in zip(hf(**inputs).values(), fast(**inputs).values(), strict=True):
+            torch.testing.assert_close(a, b, atol=TOL, rtol=0)
+
+
+def test_parameters_shared_and_reversible():
+    hf, _ = pair(tiny_config())
+    before = {k: v.data_ptr() for k, v in hf.state_dict().items()}
+    use_fast_attention(hf)
+    modules = [m for m in hf.modules() if isinstance(m, LongformerSelfAttention)]
+    assert len(modules) == 2 and all(isinstance(m, FastLongformerSelfAttention) for m in modules)
+    assert {k: v.data_ptr() for k, v in hf.state_dict().items()} == before
+    use_hf_attention(hf)
+    assert not uses_fast_attention(hf)
+    assert all(
+        type(m) is LongformerSelfAttention for m in hf.modules() if isinstance(m, LongformerSelfAttention)
+    )
+    assert {k: v.data_ptr() for k, v in hf.state_dict().items()} == before
+    set_attention(hf, "fast")
+    assert uses_fast_attention(hf)
+    with pytest.raises(ValueError, match="--attention"):
+        set_attention(hf, "flash")
+
+
+def test_saved_checkpoint_is_standard(tmp_path):
+    hf, fast = pair(tiny_config(window=4), cls=LongformerForMaskedLM)
+    fast.save_pretrained(tmp_path)
+    loaded = LongformerForMaskedLM.from_pretrained(tmp_path).eval()
+    assert not uses_fast_attention(loaded)
+    ref, got = hf.state_dict(), loaded.state_dict()
+    assert ref.keys() == got.keys()
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], atol=0, rtol=0)
+
+
+def test_bf16_autocast_close_to_fp32():
+    hf, fast = pair(tiny_config(window=8))
+    inputs = batch([40, 30], 40, [[0, 3], []])
+    with torch.no_grad():
+        ref = hf(**inputs).last_hidden_state
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = fast(**inputs).last_hidden_state
+    assert torch.isfinite(low).all()
+    torch.testing.assert_close(low.float(), ref, atol=0.1, rtol=0.05)
+
+
+def test_row_mask_equals_hf_full_mask():
+    from transformers.models.longformer import modeling_longformer as ml
+
+    from longify.attention import model_mask
+
+    _, fast = pair(tiny_config(window=4))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]])
+    embeds = torch.zeros(3, 5, 32)
+    kwargs = {"inputs_embeds": embeds, "attention_mask": mask, "allow_is_bidirectional_skip": False}
+    assert ml.create_bidirectional_mask is model_mask._row_mask
+    full = model_mask._ORIGINAL(config=fast.config, **kwargs)
+    row = ml.create_bidirectional_mask(config=fast.config, **kwargs)
+    assert row.shape == full.shape and row.dtype == full.dtype
+    torch.testing.assert_close(row, full, atol=0, rtol=0)
+    assert row.untyped_storage().nbytes() == 3 * 5 * 4  # one row per sequence, not n x n

@@ -1,0 +1,226 @@
+"""``longify qa train / evaluate / predict`` end to end on a tiny converted Longformer and an easy fixture."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+from longify.convert import convert
+from longify.demo.corpus import article, make_town
+from longify.errors import LongifyError
+from longify.qa.args import parse_qa_args
+from longify.qa.commands import main as qa_main
+from longify.qa.commands import qa_evaluate_main, qa_predict_main, qa_train_main
+from longify.qa.evaluate import load_split
+from longify.qa.predict import predict
+from longify.tiny import save_tiny
+
+pytestmark = pytest.mark.integration
+
+
+def write_squad(path: Path, n: int, seed: int) -> Path:
+    """An EASY SQuAD v1.1 file: "Who founded X?" answered by the name after "founded in YEAR by"."""
+    rng = random.Random(seed)
+    articles = []
+    for i in range(n):
+        town = make_town(rng)
+        context = article(town, rng, filler=0)[0]
+        start = context.index(f"by {town.founder}") + 3
+        qa = {
+            "id": f"s{seed}-{i}",
+            "question": f"Who founded {town.name}?",
+            "answers": [{"text": town.founder, "answer_start": start}],
+        }
+        articles.append({"title": town.name, "paragraphs": [{"context": context, "qas": [qa]}]})
+    path.write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("qa")
+    source = save_tiny("roberta", root / "source", max_len=64)
+    convert(str(source), root / "long", max_pos=256, attention_window=32)
+    return {
+        "root": root,
+        "model": root / "long",
+        "train": write_squad(root / "train-v1.1.json", 64, 1),
+        "dev": write_squad(root / "dev-v1.1.json", 40, 2),
+    }
+
+
+def seed_command(s: dict[str, Path], out: Path, **extra: str) -> list[str]:
+    """The thesis README's run_squad.py flags, verbatim, with tiny values."""
+    argv = [
+        "--model_type", "roberta",
+        "--model_name_or_path", str(s["model"]),
+        "--tokenizer_name", str(s["model"]),
+        "--do_train",
+        "--do_eval",
+        "--fp16",
+        "--seed", "42",
+        "--do_lower_case",
+        "--train_file", str(s["train"]),
+        "--predict_file", str(s["dev"]),
+        "--per_gpu_train_batch_size", "8",
+        "--learning_rate", "5e-3",
+        "--num_train_epochs", "4.0",
+        "--max_seq_length", "64",
+        "--doc_stride", "16",
+        "--output_dir", str(out),
+    ]  # fmt: skip
+    for key, value in extra.items():
+        argv += [f"--{key}", value]
+    return argv
+
+
+def test_seed_command_trains_and_beats_the_untrained_model(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    s = setup
+    before_dir = s["root"] / "untrained"
+    assert qa_evaluate_main(
+        ["--model_name_or_path", str(s["model"]), "--predict_file", str(s["dev"]), "--seed", "42",
+         "--max_seq_length", "64", "--doc_stride", "16", "--output_dir", str(before_dir)]
+    ) == 0  # fmt: skip
+    before = json.loads((before_dir / "results.json").read_text())["average"]["f1"]
+
+    out = s["root"] / "debug_squad"
+    assert qa_train_main(seed_command(s, out)) == 0
+    assert "longify qa train" in capsys.readouterr().out
+    for name in (
+        "predictions.json",
+        "nbest_predictions.json",
+        "results.json",
+        "config.json",
+        "tokenizer.json",
+    ):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    after = results["average"]["f1"]
+    with capsys.disabled():
+        print(f"\nF1 untrained {before:.1f} -> trained {after:.1f}")
+    assert after > before + 30
+    assert results["seed"] == 42 and "transformers" in results["versions"]
+    assert results["per_language"]["en"]["total"] == 40
+    assert results["analysis"]["answer_position"]["0-511"]["count"] == 40
+    assert results["arguments"]["model_type"] == "roberta" and results["arguments"]["do_lower_case"]
+    assert any("--per_gpu_train_batch_size" in n for n in results["arguments"]["legacy_notes"])
+
+    model = AutoModelForQuestionAnswering.from_pretrained(out)
+    assert model.config.model_type == "longformer"
+    AutoTokenizer.from_pretrained(out)
+    predictions = json.loads((out / "predictions.json").read_text())
+    nbest = json.loads((out / "nbest_predictions.json").read_text())
+    assert set(predictions) == set(nbest) and len(predictions) == 40
+
+    # predict answers like evaluation does (same windows, mask, decoding)
+    dev = json.loads(s["dev"].read_text())["data"]
+    paragraph = dev[0]["paragraphs"][0]
+    qa = paragraph["qas"][0]
+    answer = predict(str(out), qa["question"], paragraph["context"], max_seq_length=64, doc_stride=16)
+    assert answer["answer"] == predictions[qa["id"]]
+    assert paragraph["context"][answer["start"] : answer["end"]] == answer["answer"]
+    capsys.readouterr()
+    assert qa_predict_main(["--model", str(out), "--question", qa["question"], "--context", paragraph["context"],
+                            "--max-seq-length", "64", "--doc-stride", "16"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["answer"] == predictions[qa["id"]]
+    context_file = s["root"] / "context.txt"
+    context_file.write_text(paragraph["context"], encoding="utf-8")
+    assert qa_predict_main(["--model", str(out), "--question", qa["question"], "--context-file", str(context_file),
+                            "--max-seq-length", "64", "--doc-stride", "16"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["start"] == answer["start"]
+    with pytest.raises(LongifyError, match="--context-file"):
+        qa_predict_main(
+            ["--model", str(out), "--question", "q", "--context-file", str(s["root"] / "nope.txt")]
+        )
+
+    # score the written predictions without a model, like the official script
+    scored_dir = s["root"] / "scored"
+    assert qa_evaluate_main(["--predictions", str(out / "predictions.json"), "--dataset", str(s["dev"]),
+                             "--output_dir", str(scored_dir)]) == 0  # fmt: skip
+    assert f"F1 {after:.2f}" in capsys.readouterr().out
+
+
+def test_continuous_evaluation_logs_em_f1_to_tensorboard(setup: dict[str, Path]) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    s = setup
+    out = s["root"] / "continuous"
+    argv = seed_command(s, out, max_steps="4", eval_steps="2", logging_dir=str(out / "tb"))
+    assert qa_train_main([*argv, "--evaluate_during_training", "--max_eval_samples", "8"]) == 0
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "eval/f1" in tags and "eval/exact_match" in tags
+    assert [e.step for e in events.Scalars("eval/f1")][:2] == [2, 4]
+
+
+def test_malformed_train_file_is_one_line_naming_file_and_question(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    bad = tmp_path / "bad.json"
+    data = json.loads(setup["train"].read_text())
+    data["data"][3]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = 0
+    bad.write_text(json.dumps(data))
+    argv = ["train", *seed_command(setup, tmp_path / "out")]
+    argv[argv.index("--train_file") + 1] = str(bad)
+    assert qa_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(bad) in err and "s1-3" in err
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_model_type_mismatch_is_one_line(setup: dict[str, Path], tmp_path: Path) -> None:
+    argv = seed_command(setup, tmp_path / "out")
+    argv[argv.index("--model_type") + 1] = "bert"
+    with pytest.raises(LongifyError, match=r"--model_type bert: .* is a 'longformer' model") as err:
+        qa_train_main(argv)
+    assert "\n" not in str(err.value) and err.value.exit_code == 2
+
+
+def test_config_file_aliases_and_concat_contexts(setup: dict[str, Path], tmp_path: Path) -> None:
+    config = tmp_path / "qa.yaml"
+    config.write_text(
+        f"model_name_or_path: {setup['model']}\nvalidation_file: {setup['dev']}\nconcat_contexts: 3\n"
+    )
+    args = parse_qa_args([str(config), "--output_dir", str(tmp_path / "o"), "--per_gpu_eval_batch_size", "3"])
+    assert args.data.predict_file == str(setup["dev"]) and args.data.concat_contexts == 3
+    assert args.training.per_device_eval_batch_size == 3 and "tensorboard" in args.training.report_to
+    examples = load_split(args.data, args.data.predict_file, train=False, flag="--predict_file")
+    assert len(examples) == 40
+    plain = json.loads(setup["dev"].read_text())["data"][0]["paragraphs"][0]["context"]
+    assert len(examples[0].context) > 2 * len(plain)
+    for e in examples:
+        assert e.context[e.answers[0].answer_start :].startswith(e.answers[0].text)
+    assert parse_qa_args(["--concat-contexts", "2", "--output_dir", "x"]).data.concat_contexts == 2
+
+
+def test_xquad_languages_with_a_short_xlmr_model(tmp_path: Path) -> None:
+    """Real XQuAD files (when present): ids repeat across languages, so predictions nest by language and
+    metrics come per language; a non-Longformer model gets no global mask and strided windows."""
+    from conftest import SHARED_XQUAD
+    from longify.qa.args import QADataArguments
+    from longify.qa.evaluate import flat_metrics, run_evaluation
+    from longify.qa.runtime import load_qa_model, load_tokenizer
+    from longify.qa.tasks import load_examples
+
+    if not SHARED_XQUAD.is_dir():
+        pytest.skip("shared XQuAD files not present")
+    examples = []
+    for lang in ("en", "zh"):
+        examples += list(load_examples("xquad", SHARED_XQUAD, languages=[lang]))[:6]
+    model_dir = save_tiny("xlm-roberta", tmp_path / "xlmr", max_len=64)
+    data = QADataArguments(dataset="xquad", max_seq_length=64, doc_stride=16, max_query_length=24)
+    output = run_evaluation(load_qa_model(str(model_dir)), load_tokenizer(str(model_dir)), examples, data)
+    assert set(output.predictions) == {"en", "zh"} and len(output.predictions["zh"]) == 6
+    assert output.result["windows"] > len(examples)
+    for lang in ("en", "zh"):
+        for qid, text in output.predictions[lang].items():
+            context = next(e.context for e in examples if e.id == qid and e.language == lang)
+            assert text in context and text == text.strip()
+    assert {"eval_en_f1", "eval_zh_f1", "eval_f1"} <= set(flat_metrics(output.result))
