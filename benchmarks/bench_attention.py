@@ -137,10 +137,13 @@ def matmul_rate() -> float:
     return 2 * 4096 * 768 * 3072 / best / 1e9
 
 
+CLOCK: Callable[[], float] = time.perf_counter
+
+
 def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
+    start = CLOCK()
     fn()
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def time_all(s: Setup, impls: list[str], scope: str, backward: bool, repeats: int) -> dict[str, float]:
@@ -226,15 +229,26 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory probes")
     p.add_argument("--quick", action="store_true", help="hidden 256, 1 layer, 1 repeat, no memory")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu = process CPU time: with --threads 1, robust to other jobs sharing the machine",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         return child(args.child)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.quick:
         args.hidden, args.layers, args.repeats, args.no_memory = [256], 1, 1, True
     peak = matmul_rate()
     print(
-        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, fp32; "
+        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, {args.clock} clock; "
         f"load average {os.getloadavg()[0]:.1f}; fp32 matmul {peak:.0f} GFLOP/s"
     )
     for hidden in args.hidden:

@@ -6,18 +6,13 @@ Field names follow the seed's ``run_long_lm.py`` (``--max_pos``, ``--train_file_
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import torch
-import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from longify.errors import LongifyError
-from longify.legacy import config_to_argv, translate_legacy_args
+from longify.hfargs import parse_hf_args
 
 ATTENTION_CHOICES = ("fast", "hf")
 
@@ -91,40 +86,10 @@ class PretrainArgs:
     argv: list[str] = field(default_factory=list)
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else __import__("json").loads(text)
-    except (OSError, ValueError, yaml.YAMLError) as err:
-        raise LongifyError(f"{path}: cannot read the config file: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise LongifyError(f"{path}: expected a mapping of flag names to values")
-    return data
-
-
 def parse_pretrain_args(argv: Sequence[str]) -> PretrainArgs:
     """Parse a seed-style command line, or a single YAML/JSON config file (flags after it override it)."""
-    items = list(argv)
-    if items and items[0].endswith((".yaml", ".yml", ".json")) and not items[0].startswith("-"):
-        items = config_to_argv(_read_config(Path(items[0]))) + items[1:]
-    translated = translate_legacy_args(items, cuda_available=torch.cuda.is_available())
-    train_argv = list(translated.argv)
-    if not any(a.split("=")[0] == "--report_to" for a in train_argv):
-        train_argv += ["--report_to", "tensorboard"]
-    if translated.extras.get("logging_dir"):
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(translated.extras["logging_dir"])
-    distributed_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    if distributed_cpu and not any(a.split("=")[0] == "--ddp_backend" for a in train_argv):
-        train_argv += ["--ddp_backend", "gloo"]  # without it, CPU processes train alone (world size 1)
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    try:
-        model, data, training, rest = parser.parse_args_into_dataclasses(
-            args=train_argv, return_remaining_strings=True
-        )
-    except ValueError as err:
-        raise LongifyError(str(err).splitlines()[0]) from None
-    if rest:
-        raise LongifyError(f"unknown flag(s): {' '.join(rest)}")
+    (model, data, training), translated = parse_hf_args(argv, parser)
     if model.model_name and training.run_name in (None, training.output_dir):
         training.run_name = model.model_name
     return PretrainArgs(

@@ -9,19 +9,13 @@ Field names follow the seed's ``run_squad.py`` (``--train_file``, ``--predict_fi
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import torch
-import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from longify.errors import LongifyError
-from longify.legacy import config_to_argv, translate_legacy_args
+from longify.hfargs import parse_hf_args
 
 ATTENTION_CHOICES = ("fast", "hf")
 
@@ -134,50 +128,15 @@ class QAArgs:
     argv: list[str] = field(default_factory=list)
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """A YAML/JSON config file: flag name -> value."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except (OSError, ValueError, yaml.YAMLError) as err:
-        raise LongifyError(f"{path}: cannot read the config file: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise LongifyError(f"{path}: expected a mapping of flag names to values")
-    return data
-
-
 def qa_parser() -> HfArgumentParser:
     """The parser behind ``longify qa train`` / ``evaluate`` (``-h`` prints its help)."""
     return HfArgumentParser((QAModelArguments, QADataArguments, TrainingArguments))
 
 
-def _has_flag(argv: Sequence[str], flag: str) -> bool:
-    return any(a.split("=")[0] == flag for a in argv)
-
-
 def parse_qa_args(argv: Sequence[str], *, default_output_dir: str | None = None) -> QAArgs:
     """Parse a seed-style ``run_squad.py`` command line, or a YAML/JSON config (flags after it override it)."""
-    items = list(argv)
-    if items and items[0].endswith((".yaml", ".yml", ".json")) and not items[0].startswith("-"):
-        items = config_to_argv(read_config(Path(items[0]))) + items[1:]
-    translated = translate_legacy_args(items, cuda_available=torch.cuda.is_available())
-    train_argv = list(translated.argv)
-    if not _has_flag(train_argv, "--report_to"):
-        train_argv += ["--report_to", "tensorboard"]
-    if not torch.cuda.is_available() and not _has_flag(train_argv, "--dataloader_pin_memory"):
-        train_argv += ["--dataloader_pin_memory", "false"]
-    if default_output_dir and not _has_flag(train_argv, "--output_dir"):
-        train_argv += ["--output_dir", default_output_dir]
-    if translated.extras.get("logging_dir"):
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(translated.extras["logging_dir"])
-    try:
-        model, data, training, rest = qa_parser().parse_args_into_dataclasses(
-            args=train_argv, return_remaining_strings=True
-        )
-    except ValueError as err:
-        raise LongifyError(str(err).splitlines()[0]) from None
-    if rest:
-        raise LongifyError(f"unknown flag(s): {' '.join(rest)}")
+    defaults = ["--output_dir", default_output_dir] if default_output_dir else []
+    (model, data, training), translated = parse_hf_args(argv, qa_parser(), defaults)
     return QAArgs(
         model=model,
         data=data,

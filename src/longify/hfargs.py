@@ -1,0 +1,75 @@
+"""One parser path for the HF-style commands (``pretrain``, ``qa train``, ``qa evaluate``).
+
+A command line (or a YAML/JSON config file given first, flags after it overriding it) goes through the
+legacy-flag translation, gets longify's defaults for what the Trainer should do on this machine, and is
+parsed by ``HfArgumentParser`` into the command's dataclasses plus ``TrainingArguments``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import HfArgumentParser
+
+from longify.errors import LongifyError
+from longify.legacy import Translated, config_to_argv, translate_legacy_args
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A YAML/JSON config file: flag name -> value."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise LongifyError(f"{path}: cannot read the config file: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise LongifyError(f"{path}: expected a mapping of flag names to values")
+    return data
+
+
+def has_flag(argv: Sequence[str], flag: str) -> bool:
+    return any(a.split("=")[0] == flag for a in argv)
+
+
+def machine_defaults(argv: Sequence[str]) -> list[str]:
+    """Flags longify adds unless given: TensorBoard logging; on CPU no pinned memory, and gloo under torchrun
+    (without it, CPU processes silently train alone with world size 1)."""
+    extra: list[str] = []
+    cuda = torch.cuda.is_available()
+    if not has_flag(argv, "--report_to"):
+        extra += ["--report_to", "tensorboard"]
+    if not cuda and not has_flag(argv, "--dataloader_pin_memory"):
+        extra += ["--dataloader_pin_memory", "false"]
+    if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_flag(argv, "--ddp_backend"):
+        extra += ["--ddp_backend", "gloo"]
+    return extra
+
+
+def parse_hf_args(
+    argv: Sequence[str], parser: HfArgumentParser, defaults: Sequence[str] = ()
+) -> tuple[tuple[Any, ...], Translated]:
+    """Parse ``argv`` into ``parser``'s dataclasses; ``defaults`` are flags added when absent."""
+    items = list(argv)
+    if items and items[0].endswith((".yaml", ".yml", ".json")) and not items[0].startswith("-"):
+        items = config_to_argv(read_config(Path(items[0]))) + items[1:]
+    translated = translate_legacy_args(items, cuda_available=torch.cuda.is_available())
+    final = list(translated.argv)
+    final += machine_defaults(final)
+    for i in range(0, len(defaults), 2):
+        if not has_flag(final, defaults[i]):
+            final += list(defaults[i : i + 2])
+    if translated.extras.get("logging_dir"):
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(translated.extras["logging_dir"])
+    try:
+        *parsed, rest = parser.parse_args_into_dataclasses(args=final, return_remaining_strings=True)
+    except ValueError as err:
+        raise LongifyError(str(err).splitlines()[0]) from None
+    if rest:
+        raise LongifyError(f"unknown flag(s): {' '.join(rest)}")
+    return tuple(parsed), translated
