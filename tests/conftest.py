@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# keep the tests' tokenised-block caches out of the user's ~/.cache/longify
+os.environ["LONGIFY_CACHE"] = tempfile.mkdtemp(prefix="longify-test-cache-")
 
 from pathlib import Path
 

@@ -49,7 +49,8 @@ class BandFlash(torch.autograd.Function):
         q = qkv[:, :, 0]
         if total != n:
             q = F.pad(q, (0, 0, 0, 0, 0, total - n))
-        q = q.view(b, nb, block, h, d).permute(0, 1, 3, 2, 4).reshape(b * nb, h, block, d)
+        # a copy, so that the graph keeps q and the padded k / v, not the whole projection output too
+        q = q.view(b, nb, block, h, d).transpose(2, 3).contiguous().view(b * nb, h, block, d)
         kvp = qkv.new_empty(b, total + 2 * w, 2, h, d)
         kvp[:, :w].zero_()
         kvp[:, w + n :].zero_()

@@ -111,6 +111,7 @@ def run_demo(
     steps: int = 300,
     lm_steps: int = 40,
     qa_epochs: float = 3.0,
+    qa_examples: tuple[int, int] = (192, 48),
     overwrite: bool = True,
 ) -> dict[str, Any]:
     """Run every stage on the shipped data and return (and print) the summary."""
@@ -141,7 +142,7 @@ def run_demo(
 
     logger.info("[4/4] extractive QA on long documents (the seed's run_squad flags)")
     qa_dir = out / "data" / "qa"
-    write_qa_files(qa_dir)
+    write_qa_files(qa_dir, *qa_examples)
     untrained = evaluate_qa(parse_qa_args(qa_command(out, qa_epochs, train=False)))
     trained = train_qa(parse_qa_args(qa_command(out, qa_epochs, train=True)))
 

@@ -117,6 +117,7 @@ def _datasets(args: PretrainArgs, tokenizer: Any, block: int) -> tuple[Any, Any,
         "text_field": dargs.text_field,
         "cache_dir": dargs.data_cache_dir,
         "num_proc": dargs.preprocessing_num_workers,
+        "dataset_config": dargs.dataset_config_name,
     }
     train_ds = eval_ds = None
     eval_stats: dict[str, int] = {}
