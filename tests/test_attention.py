@@ -215,3 +215,12 @@ def test_row_mask_equals_hf_full_mask():
     assert row.shape == full.shape and row.dtype == full.dtype
     torch.testing.assert_close(row, full, atol=0, rtol=0)
     assert row.untyped_storage().nbytes() == 3 * 5 * 4  # one row per sequence, not n x n
+
+
+@pytest.mark.parametrize("block_size", [4, 5])
+def test_chunked_backward(block_size, monkeypatch):
+    from longify.attention import flash_cpu
+
+    monkeypatch.setattr(flash_cpu, "CHUNK_ROWS", 8)  # several backward kernel calls per sequence
+    hf, fast = pair(tiny_config(window=8), block_size=block_size)
+    assert_same(hf, fast, batch([45, 30, 38], 45, [[0, 9], [4], []]))

@@ -83,6 +83,7 @@ def test_round_trip_and_files(family: str, tiny_sources, converted) -> None:
     record = json.loads((out / "conversion.json").read_text())
     assert record["family"] == family and record["max_pos"] == MAX_POS
     assert record["verification"]["passed"] and record["verification"]["max_abs_diff_hidden"] <= 1e-5
+    assert SOURCE_LEN in record["verification"]["lengths"]
     assert {"torch", "transformers"} <= set(record["versions"])
     assert "longify" in (out / "README.md").read_text()
     tok = AutoTokenizer.from_pretrained(out)
@@ -152,25 +153,22 @@ def test_extend_positions_methods() -> None:
 
 
 @pytest.mark.parametrize("position_init", ["interpolate", "random"])
-def test_other_position_inits_still_verify(position_init: str, tiny_sources, tmp_path) -> None:
-    # random keeps the source rows, so it reproduces the source; interpolate moves rows and must not
+def test_other_position_inits_are_verified(position_init: str, tiny_sources, tmp_path) -> None:
+    # random keeps the source rows; interpolate moves them, so its weight mapping is verified with the
+    # copied table and the interpolated one is put in afterwards
     out = tmp_path / "m"
-    if position_init == "random":
-        rec = convert(
-            str(tiny_sources["roberta"]), out, max_pos=150, attention_window=WINDOW, position_init="random"
-        )
-        assert rec["verification"]["passed"]
-    else:
-        rec = convert(
-            str(tiny_sources["roberta"]),
-            out,
-            max_pos=150,
-            attention_window=WINDOW,
-            position_init="interpolate",
-            verify=False,
-        )
-        assert rec["verification"] is None
+    rec = convert(
+        str(tiny_sources["roberta"]), out, max_pos=150, attention_window=WINDOW, position_init=position_init
+    )
+    assert rec["verification"]["passed"]
     assert json.loads((out / "conversion.json").read_text())["position_init"] == position_init
+    src = AutoModel.from_pretrained(tiny_sources["roberta"]).embeddings.position_embeddings.weight
+    dst = AutoModel.from_pretrained(out).embeddings.position_embeddings.weight
+    std = AutoConfig.from_pretrained(tiny_sources["roberta"]).initializer_range
+    expected = extend_positions(
+        src.detach(), src_offset=2, dst_offset=2, new_len=150, method=position_init, init_std=std
+    )
+    assert torch.equal(dst, expected)
 
 
 def test_global_projections(tiny_sources, converted, tmp_path) -> None:
@@ -192,8 +190,9 @@ def test_global_projections(tiny_sources, converted, tmp_path) -> None:
 def test_per_layer_windows(tiny_sources, tmp_path) -> None:
     rec = convert(str(tiny_sources["bert"]), tmp_path / "w", max_pos=128, attention_window="128,32")
     assert AutoConfig.from_pretrained(tmp_path / "w").attention_window == [128, 32]
-    # the narrowest window bounds the verified length: 32 // 2 + 1 tokens
-    assert max(rec["verification"]["lengths"]) == 17
+    # the requested windows are checked on inputs the narrowest covers (32 // 2 + 1 tokens), the same
+    # weights with a widened window on inputs of the full source length
+    assert 17 in rec["verification"]["lengths"] and SOURCE_LEN in rec["verification"]["lengths"]
 
 
 def test_verification_detects_a_different_model(tiny_sources, converted) -> None:

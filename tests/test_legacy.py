@@ -41,3 +41,13 @@ def test_config_to_argv() -> None:
     assert config_to_argv(cfg) == [
         "--do_train", "--learning_rate", "3e-05", "--copy_global_projections", "false", "--report_to", "tensorboard",
     ]  # fmt: skip
+
+
+def test_fp16_with_a_value_on_cpu() -> None:
+    # a config file's `fp16: false` becomes `--fp16 false`: dropped whole, and without the note
+    t = translate_legacy_args(["--fp16", "false", "--seed", "1"], cuda_available=False)
+    assert t.argv == ["--seed", "1"] and t.notes == []
+    t = translate_legacy_args(["--fp16=true", "--do_train"], cuda_available=False)
+    assert t.argv == ["--do_train"] and len(t.notes) == 1
+    t = translate_legacy_args(["--fp16", "true"], cuda_available=True)
+    assert t.argv == ["--fp16", "true"]

@@ -147,8 +147,11 @@ def test_kill_and_resume_gives_the_same_result(tiny_sources, wiki, tmp_path) -> 
 
 
 class _Poison(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step == 3:
+        if state.global_step == self.step:
             with torch.no_grad():
                 model.lm_head.dense.weight.fill_(float("nan"))
 
@@ -157,8 +160,19 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_sources, wiki, tmp_p
     out = tmp_path / "run"
     cmd = small_command(tiny_sources["roberta"], out, wiki, 8, "--save_steps", "2")
     with pytest.raises(LongifyError, match=r"training loss is nan at step 4.*checkpoint-2"):
-        pretrain(parse_pretrain_args(cmd), callbacks=[_Poison()])
+        pretrain(parse_pretrain_args(cmd), callbacks=[_Poison(3)])
     assert (out / "checkpoint-2").is_dir() and not (out / "model.safetensors").exists()
+
+
+def test_nan_weights_are_never_checkpointed(tiny_sources, wiki, tmp_path) -> None:
+    # weights turn NaN on a save step, before any loss could show it
+    out = tmp_path / "run"
+    cmd = small_command(tiny_sources["roberta"], out, wiki, 8, "--save_steps", "2")
+    with pytest.raises(
+        LongifyError, match=r"parameter lm_head.dense.weight is not finite after step 4.*checkpoint-2"
+    ):
+        pretrain(parse_pretrain_args(cmd), callbacks=[_Poison(4)])
+    assert (out / "checkpoint-2").is_dir() and not (out / "checkpoint-4").exists()
 
 
 def test_export_checkpoint_cli(tiny_sources, wiki, tmp_path, capsys) -> None:

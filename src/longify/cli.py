@@ -193,6 +193,10 @@ def setup_logging(debug: bool = False, quiet: bool = False) -> None:
 
     hf_logging.set_verbosity_warning() if not debug else hf_logging.set_verbosity_info()
     hf_logging.disable_progress_bar()
+    # longify pads to the attention window itself where it matters; HF's notice about it is noise
+    logging.getLogger("transformers.models.longformer.modeling_longformer").addFilter(
+        lambda record: "automatically padded" not in record.getMessage()
+    )
 
 
 def _split_passthrough(argv: list[str]) -> tuple[list[str], Callable[[list[str]], int], list[str]] | None:

@@ -24,6 +24,9 @@ class Translated:
     notes: list[str] = field(default_factory=list)
 
 
+_TRUE = {"true", "1", "yes", "y", "t"}
+_BOOLS = _TRUE | {"false", "0", "no", "n", "f"}
+
 # flag -> (takes a value?, rewrite(value, extras) -> (new argv items, log note))
 Rewrite = Callable[[str | None, dict[str, Any]], tuple[list[str], str]]
 
@@ -79,8 +82,14 @@ def translate_legacy_args(argv: Sequence[str], *, cuda_available: bool) -> Trans
         arg = items[i]
         name, eq, inline = arg.partition("=")
         if name == "--fp16" and not cuda_available:
-            out.notes.append("--fp16: no CUDA device here; running in fp32")
-            i += 1
+            value = (
+                inline
+                if eq
+                else (items[i + 1] if i + 1 < len(items) and items[i + 1].lower() in _BOOLS else None)
+            )
+            i += 2 if value is not None and not eq else 1
+            if (value or "true").lower() in _TRUE:
+                out.notes.append("--fp16: no CUDA device here; running in fp32")
             continue
         if name not in LEGACY_FLAGS:
             out.argv.append(arg)

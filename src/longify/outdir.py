@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -31,15 +32,37 @@ def atomic_output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path
     out = check_output_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    old: Path | None = None
     try:
         yield tmp
-        old = None
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             out.rename(old / out.name)
         tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out.exists():
+            (old / out.name).rename(out)  # put the previous OUT back
         raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def files_into(output_dir: str | Path, last: str = "config.json") -> Iterator[Path]:
+    """Yield a temporary directory inside ``output_dir``; on success move its files into ``output_dir``.
+
+    For a model saved beside checkpoints: the old ``last`` file (``config.json``) is removed first and the
+    new one moved in after everything else, so an interrupted save leaves no loadable half-model.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".save-", dir=output_dir))
+    try:
+        yield tmp
+        (output_dir / last).unlink(missing_ok=True)
+        for f in sorted(tmp.iterdir(), key=lambda f: f.name == last):
+            os.replace(f, output_dir / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

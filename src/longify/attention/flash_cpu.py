@@ -17,6 +17,7 @@ from torch import Tensor
 
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 _flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+CHUNK_ROWS = 1024  # query rows per backward kernel call (memory of the window gradients vs call overhead)
 
 
 def usable(qkv: Tensor, dropout: float) -> bool:
@@ -83,27 +84,54 @@ class BandFlash(torch.autograd.Function):
         total, span = nb * block, block + 2 * w
         k, v = _windows(kvp, block, span)
         grad_out = grad_out.contiguous()
-        dq, dk, dv = _flash_backward(grad_out, q, k, v, out, lse, 0.0, False, attn_mask=mask, scale=scale)
         grad = q.new_zeros(b, total + 2 * w + block, 3, h, d)  # padded coordinates, token t at w + t
-        dq = dq.view(b, nb, h, block, d)
+        per_call = max(1, CHUNK_ROWS // block)  # blocks per backward call: bounds the window gradients
+        for i in range(b):
+            for j0 in range(0, nb, per_call):
+                j1 = min(nb, j0 + per_call)
+                sl = slice(i * nb + j0, i * nb + j1)
+                dq, dk, dv = _flash_backward(
+                    grad_out[sl],
+                    q[sl],
+                    k[sl],
+                    v[sl],
+                    out[sl],
+                    lse[sl],
+                    0.0,
+                    False,
+                    attn_mask=mask[sl],
+                    scale=scale,
+                )
+                _fold(grad[i], dq, dk, dv, j0, j1 - j0, w, block)
         if pos is not None:
             go = grad_out.view(b, nb, h, block, d)
             row_dot = (go * out.view_as(go)).sum(-1, keepdim=True)  # D = rowsum(dO * O)
             ds2 = p2 * (torch.matmul(go, gv[:, None].transpose(-1, -2)) - row_dot)  # (b, nb, H, block, G)
-            dq = dq + torch.matmul(ds2, gk[:, None]) * scale
+            grad[:, w : w + total, 0].view(b, nb, block, h, d).add_(
+                torch.matmul(ds2, gk[:, None]).transpose(2, 3), alpha=scale
+            )
             dgk = torch.einsum("bnhqg,bnhqd->bghd", ds2, q.view(b, nb, h, block, d)) * scale
             dgv = torch.einsum("bnhqg,bnhqd->bghd", p2, go)
             rows = torch.arange(b, device=pos.device)[:, None].expand_as(pos)
             grad[:, :, 1].index_put_((rows, pos + w), dgk, accumulate=True)
             grad[:, :, 2].index_put_((rows, pos + w), dgv, accumulate=True)
-        grad[:, w : w + total, 0].view(b, nb, block, h, d).copy_(dq.transpose(2, 3))
-        for idx, gw in ((1, dk), (2, dv)):
-            gw = gw.reshape(b, nb, h, span, d)
-            for j in range(0, span, block):
-                size = min(block, span - j)
-                target = grad[:, j : j + total, idx].view(b, nb, block, h, d)[:, :, :size]
-                target += gw[:, :, :, j : j + size].transpose(2, 3)
         return grad[:, w : w + n], None, None, None, None, None, None
+
+
+def _fold(grad: Tensor, dq: Tensor, dk: Tensor, dv: Tensor, j0: int, m: int, w: int, block: int) -> None:
+    """Add the gradients of query blocks j0..j0+m (one sequence) into grad (rows, 3, H, d), padded coordinates."""
+    _, _, h, d = grad.shape
+    span = block + 2 * w
+    base = j0 * block
+    grad[w + base : w + base + m * block, 0].view(m, block, h, d).copy_(
+        dq.view(m, h, block, d).transpose(1, 2)
+    )
+    for idx, gw in ((1, dk), (2, dv)):
+        gw = gw.reshape(m, h, span, d)
+        for o in range(0, span, block):
+            size = min(block, span - o)
+            target = grad[base + o : base + o + m * block, idx].view(m, block, h, d)[:, :size]
+            target += gw[:, :, o : o + size].transpose(1, 2)
 
 
 def _windows(kvp: Tensor, block: int, span: int) -> tuple[Tensor, Tensor]:

@@ -1,11 +1,11 @@
 """Drop-in replacement for HF's ``LongformerSelfAttention``: same parameters, same function, faster.
 
-Differences in *how*, not *what*: the query/key/value projections are one fused matmul, the band is
-computed over query blocks with ``scaled_dot_product_attention`` (no overlapping 2w chunks, no diagonal
-shuffling), and the global rows are computed once, from the hidden states, without projecting every key
-through ``key_global`` / ``value_global``. ``output_attentions=True`` falls back to HF's forward, because
-only HF's layout of the probabilities is defined.
-"""
+Differences in *how*, not *what*: the query/key/value projections are one fused matmul; the band is
+computed over query blocks of ``block`` tokens by a flash-attention kernel (no overlapping 2w chunks, no
+diagonal shuffling; on CPU in fp32 without dropout through ``flash_cpu``, which copies no key windows,
+elsewhere through ``band``); the global rows are computed once, from the hidden states, without projecting
+every key through ``key_global`` / ``value_global`` (``global_rows``). ``output_attentions=True`` falls back
+to HF's forward, because only HF's layout of the probabilities is defined."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ DEFAULT_BLOCK = 128
 
 
 def choose_block(w: int, n: int, block: int | None) -> int:
-    """Query block size: measured best on CPU is about the one-sided window, capped at DEFAULT_BLOCK."""
+    """Query block size: the one-sided window, capped at DEFAULT_BLOCK (the CPU optimum at w = 256)."""
     size = block if block is not None else min(DEFAULT_BLOCK, max(w, 16))
     return max(1, min(size, n))
 

@@ -12,6 +12,7 @@ plain ``longformer`` checkpoint that loads with the Auto classes and no custom c
 
 from __future__ import annotations
 
+import copy
 import logging
 import resource
 import time
@@ -32,7 +33,13 @@ from transformers import (
 
 from longify.convert.families import Family, get_family
 from longify.convert.positions import POSITION_INITS, extend_positions
-from longify.convert.verify import compare_models, covered_length, verification_batches
+from longify.convert.verify import (
+    Verification,
+    compare_models,
+    covered_length,
+    merge_verifications,
+    verification_batches,
+)
 from longify.errors import LongifyError
 from longify.outdir import atomic_output_dir, check_output_dir
 from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
@@ -198,6 +205,40 @@ def build_state_dict(
     return out
 
 
+def verify_conversion(
+    source: PreTrainedModel,
+    state: dict[str, torch.Tensor],
+    lconfig: LongformerConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    source_len: int,
+    tolerance: float,
+    seed: int,
+) -> Verification:
+    """Compare the converted weights with the source twice: with the requested windows on inputs they
+    cover, and with a window widened to the source length (same weights) on inputs of the full source length."""
+    windows = list(lconfig.attention_window)
+    checks = []
+    wide = 2 * source_len
+    for config_windows, length in (
+        (windows, covered_length(source_len, windows)),
+        ([wide] * len(windows), source_len),
+    ):
+        cfg = copy.deepcopy(lconfig)
+        cfg.attention_window = config_windows
+        model = LongformerForMaskedLM(cfg)
+        model.load_state_dict(state, strict=True)
+        logger.info(
+            "verifying against the source: windows %s, inputs of up to %d tokens",
+            sorted(set(config_windows)),
+            length,
+        )
+        batches = verification_batches(tokenizer, lconfig.vocab_size, length, seed)
+        checks.append(compare_models(source, model, batches, tolerance))
+        if min(windows) >= wide:
+            break  # the requested windows already cover the source length
+    return merge_verifications(checks)
+
+
 def _model_card(record: dict[str, Any]) -> str:
     base = record["source"]
     return f"""---
@@ -269,6 +310,8 @@ def convert(
     )
     with torch.device("meta"):
         target_keys = {k: v.shape for k, v in LongformerForMaskedLM(lconfig).state_dict().items()}
+    # interpolate moves the source rows: verify the mapping with the copied table, then put it in
+    checked_init = "copy" if position_init == "interpolate" else position_init
     state = build_state_dict(
         source,
         family,
@@ -276,26 +319,38 @@ def convert(
         src_offset=src_offset,
         dst_offset=lconfig.pad_token_id + 1,
         max_pos=max_pos,
-        position_init=position_init,
+        position_init=checked_init,
         global_init=global_init,
         init_std=config.initializer_range,
         seed=seed,
     )
-    model = LongformerForMaskedLM(lconfig)
-    model.load_state_dict(state, strict=True)
-    model.eval()
-
     verification = None
     if verify:
-        length = covered_length(source_len, windows)
-        logger.info("verifying against the source on inputs of up to %d tokens", length)
-        batches = verification_batches(tok, config.vocab_size, length, seed)
-        verification = compare_models(source, model, batches, tolerance)
+        verification = verify_conversion(source, state, lconfig, tok, source_len, tolerance, seed)
         if not verification.passed:
             raise LongifyError(
                 f"verification failed: max |diff| hidden {verification.max_abs_diff_hidden:.3g}, logits "
                 f"{verification.max_abs_diff_logits:.3g} > --tolerance {tolerance:g}; nothing written"
             )
+    if checked_init != position_init:
+        key = "longformer.embeddings.position_embeddings.weight"
+        table = source.state_dict()[family.source_key(key)].detach().float()
+        state[key] = extend_positions(
+            table,
+            src_offset=src_offset,
+            dst_offset=lconfig.pad_token_id + 1,
+            new_len=max_pos,
+            method=position_init,
+            init_std=config.initializer_range,
+            seed=seed,
+        )
+        logger.info(
+            "position table: %s (verified with the copied table, same weights otherwise)", position_init
+        )
+    model = LongformerForMaskedLM(lconfig)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+
     out = Path(out)
     record: dict[str, Any] = {
         "source": src,

@@ -101,3 +101,16 @@ def compare_models(
         tokens_compared=tokens,
         passed=bool(worst <= tolerance),
     )
+
+
+def merge_verifications(checks: list[Verification]) -> Verification:
+    """One record for several comparisons: worst differences, all lengths, all tokens."""
+    logits = [c.max_abs_diff_logits for c in checks if c.max_abs_diff_logits is not None]
+    return Verification(
+        max_abs_diff_hidden=max(c.max_abs_diff_hidden for c in checks),
+        max_abs_diff_logits=max(logits) if logits else None,
+        tolerance=checks[0].tolerance,
+        lengths=[n for c in checks for n in c.lengths],
+        tokens_compared=sum(c.tokens_compared for c in checks),
+        passed=all(c.passed for c in checks),
+    )

@@ -7,9 +7,7 @@ scheduler, RNG or trainer state (the seed's helper that deleted ``optimizer.pt``
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from longify.errors import LongifyError
-from longify.outdir import atomic_output_dir
+from longify.outdir import atomic_output_dir, files_into
 from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -73,15 +71,9 @@ def write_clean_model(
 def export_into(
     output_dir: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, **kw: Any
 ) -> None:
-    """Write a clean model into ``output_dir`` beside its checkpoints: files land by rename, all or none."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=output_dir))
-    try:
+    """Write a clean model into ``output_dir`` beside its checkpoints (``config.json`` lands last)."""
+    with files_into(output_dir) as tmp:
         write_clean_model(model, tokenizer, tmp, **kw)
-        for f in tmp.iterdir():
-            os.replace(f, output_dir / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def export_checkpoint(

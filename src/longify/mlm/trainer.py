@@ -93,9 +93,18 @@ class LongMLMTrainer(Trainer):
     ) -> torch.Tensor:
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not math.isfinite(float(loss)):
-            last = get_last_checkpoint(self.args.output_dir) if Path(self.args.output_dir).is_dir() else None
-            raise LongifyError(
-                f"training loss is {float(loss)} at step {self.state.global_step + 1}; stopped. "
-                f"Last good checkpoint: {last or 'none yet'} (lower --learning_rate, or resume from it)"
-            )
+            self._stop(f"training loss is {float(loss)} at step {self.state.global_step + 1}")
         return loss
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        # an update can make the weights NaN before any loss shows it: never save such a checkpoint
+        bad = next((n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:
+            self._stop(f"parameter {bad} is not finite after step {self.state.global_step}")
+        super()._save_checkpoint(model, trial)
+
+    def _stop(self, what: str) -> None:
+        last = get_last_checkpoint(self.args.output_dir) if Path(self.args.output_dir).is_dir() else None
+        raise LongifyError(
+            f"{what}; stopped. Last good checkpoint: {last or 'none yet'} (lower --learning_rate, or resume from it)"
+        )

@@ -9,9 +9,7 @@ and results.json.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +19,7 @@ from transformers import Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from longify.errors import LongifyError
+from longify.outdir import files_into
 from longify.qa.args import QAArgs, QADataArguments
 from longify.qa.evaluate import (
     EvalOutput,
@@ -113,15 +112,9 @@ def prepare_output_dir(output_dir: Path, overwrite: bool, resume: str | bool | N
 
 
 def save_model_atomic(trainer: Trainer, output_dir: Path) -> None:
-    """Save model + tokenizer to a temporary folder, then move each file into ``output_dir``."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".model.tmp-", dir=output_dir))
-    try:
+    """Save model + tokenizer beside the checkpoints, ``config.json`` last (see ``files_into``)."""
+    with files_into(output_dir) as tmp:
         trainer.save_model(str(tmp))
-        for path in tmp.iterdir():
-            os.replace(path, output_dir / path.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def train_qa(args: QAArgs) -> dict[str, Any]:
