@@ -190,7 +190,8 @@ def report(s: Setup, repeats: int, memory: bool, peak: float) -> None:
         f"\n## hidden {s.hidden}, {s.layers} layers, {s.heads} heads, n = {s.seq}, attention_window {s.window}, "
         f"{s.globals} global, batch {s.batch}, attention dropout {s.dropout}"
     )
-    print(f"{'what':<22}{'HF s':>9}{'fast s':>9}{'HF/fast':>9}{'HF MiB':>9}{'fast MiB':>10}{'mem f/HF':>10}")
+    mem_head = f"{'HF MiB':>9}{'fast MiB':>10}{'mem f/HF':>10}" if memory else ""
+    print(f"{'what':<22}{'HF s':>9}{'fast s':>9}{'HF/fast':>9}{mem_head}")
     results: dict[tuple[str, bool], dict[str, float]] = {}
     for scope in ("layer", "model"):
         for backward in (False, True):

@@ -224,3 +224,25 @@ def test_chunked_backward(block_size, monkeypatch):
     monkeypatch.setattr(flash_cpu, "CHUNK_ROWS", 8)  # several backward kernel calls per sequence
     hf, fast = pair(tiny_config(window=8), block_size=block_size)
     assert_same(hf, fast, batch([45, 30, 38], 45, [[0, 9], [4], []]))
+
+
+def test_gradient_checkpointing(path):
+    hf, fast = pair(tiny_config(window=8), cls=LongformerForQuestionAnswering)
+    for model in (hf, fast):
+        model.train()
+        enable = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
+        enable()
+    inputs = batch([40, 29], 40, [[0, 3], []])
+    outs = []
+    for model in (hf, fast):
+        model.zero_grad(set_to_none=True)
+        out = model(**inputs)
+        (out.start_logits.mean() + out.end_logits.mean()).backward()
+        outs.append((out.start_logits.detach(), {k: p.grad for k, p in model.named_parameters()}))
+    torch.testing.assert_close(outs[1][0], outs[0][0], atol=TOL, rtol=0)
+    for name, grad in outs[0][1].items():
+        other = outs[1][1][name]
+        if grad is None:
+            assert other is None or not other.abs().max() > TOL, name
+        else:
+            torch.testing.assert_close(other, grad, atol=TOL, rtol=0, msg=name)

@@ -84,6 +84,7 @@ class BlockWindows(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_q: Tensor, grad_k: Tensor, grad_v: Tensor) -> tuple[Tensor | None, ...]:
         b, n, h, d, w, block, g = ctx.dims
+        pos = ctx.saved_tensors[0] if g else None  # unpack once (activation checkpointing allows no more)
         nb = -(-n // block)
         total, span = nb * block, block + 2 * w
         grad = grad_q.new_zeros(b, total + 2 * w + block, 3, h, d)  # padded coordinates, token t at w + t
@@ -96,8 +97,7 @@ class BlockWindows(torch.autograd.Function):
                 size = min(block, span - j)
                 target = grad[:, j : j + total, idx].view(b, nb, block, h, d)[:, :, :size]
                 target += gw[:, :, :, g + j : g + j + size].transpose(2, 3)
-            if g:
-                (pos,) = ctx.saved_tensors
+            if pos is not None:
                 rows = torch.arange(b, device=pos.device)[:, None]
                 cols = gw[:, :, :, :g].sum(1).transpose(1, 2)  # (b, G, H, d)
                 grad[:, :, idx].index_put_((rows.expand_as(pos), pos + w), cols, accumulate=True)

@@ -25,6 +25,7 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from longify.attention import set_attention
 from longify.convert import convert
 from longify.errors import LongifyError
 from longify.mlm.args import PretrainArgs
@@ -72,13 +73,7 @@ def load_model(path: str, attention: str) -> PreTrainedModel:
     model = AutoModelForMaskedLM.from_pretrained(path, dtype=torch.float32)
     if model.config.model_type != "longformer":
         raise LongifyError(f"{path}: expected a longformer model, got {model.config.model_type!r}")
-    if attention == "fast":
-        try:
-            from longify.attention import use_fast_attention
-        except ImportError:
-            logger.info("fast attention is not available in this build; using HF's attention")
-        else:
-            model = use_fast_attention(model)
+    set_attention(model, attention)
     # MLM has no global tokens: the global q/k/v get no gradient. Frozen, DDP has no unused parameters
     # and the optimizer keeps no state for them; they are refreshed from the local ones at the end.
     for name, param in model.named_parameters():

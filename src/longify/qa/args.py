@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from longify.attention import ATTENTION_IMPLS
 from longify.errors import LongifyError
 from longify.hfargs import parse_hf_args
 
-ATTENTION_CHOICES = ("fast", "hf")
+ATTENTION_CHOICES = tuple(sorted(ATTENTION_IMPLS))
 
 
 @dataclass

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from longify.attention import set_attention
 from longify.errors import LongifyError
 from longify.qa.features import QACollator
 
@@ -75,29 +76,16 @@ def load_tokenizer(name: str, model_max_length: int | None = None) -> Tokenizer:
     return tokenizer
 
 
-def load_qa_model(
-    name: str, attention: str = "fast", *, gradient_checkpointing: bool = False
-) -> PreTrainedModel:
-    """``AutoModelForQuestionAnswering`` (a new span head on an MLM checkpoint), with longify's fast
-    attention installed into Longformers when available and asked for (HF attention under
-    ``--gradient_checkpointing``: the fast kernel does not support activation recomputation yet)."""
+def load_qa_model(name: str, attention: str = "fast") -> PreTrainedModel:
+    """``AutoModelForQuestionAnswering`` (a new span head on an MLM checkpoint); Longformers get the
+    attention kernel named by ``--attention`` (longify's exact fast kernel by default)."""
     try:
         model = AutoModelForQuestionAnswering.from_pretrained(name, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as err:
         raise LongifyError(f"{name}: cannot load a question-answering model: {_first_line(err)}") from None
-    if attention == "fast" and model.config.model_type == "longformer":
-        if gradient_checkpointing:
-            logger.info(
-                "--attention fast: not combinable with --gradient_checkpointing yet; using HF attention"
-            )
-            return model
-        try:
-            from longify.attention import use_fast_attention
-        except ImportError:
-            logger.info("--attention fast: longify.attention is not available; using HF attention")
-        else:
-            use_fast_attention(model)
-            logger.info("--attention fast: longify's exact sliding-window attention installed")
+    if model.config.model_type == "longformer":
+        set_attention(model, attention)
+        logger.info("--attention %s: installed into %s", attention, name)
     return model
 
 

@@ -142,7 +142,7 @@ def train_qa(args: QAArgs) -> dict[str, Any]:
     set_seed(t.seed)
     tokenizer = load_tokenizer(args.model.tokenizer_name or name)
     lower = resolve_lowercase(args.do_lower_case, tokenizer)
-    model = load_qa_model(name, args.model.attention, gradient_checkpointing=t.gradient_checkpointing)
+    model = load_qa_model(name, args.model.attention)
     seq_len = effective_max_seq_length(data.max_seq_length, config, tokenizer)
     train_features = build_features(
         train_examples,
