@@ -224,3 +224,37 @@ def test_xquad_languages_with_a_short_xlmr_model(tmp_path: Path) -> None:
             context = next(e.context for e in examples if e.id == qid and e.language == lang)
             assert text in context and text == text.strip()
     assert {"eval_en_f1", "eval_zh_f1", "eval_f1"} <= set(flat_metrics(output.result))
+
+
+def test_torchrun_two_processes(setup: dict[str, Path], tmp_path: Path) -> None:
+    """Data-parallel QA training on CPU (gloo): one process writes the model and the results."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    argv = seed_command(setup, out, num_train_epochs="1.0", disable_tqdm="true")
+    cmd = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29541",
+        "-m",
+        "longify.cli",
+        "-q",
+        "qa",
+        "train",
+        *argv,
+    ]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+    }
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["average"]["f1"] >= 0 and not list(out.glob(".save-*"))
+    AutoModelForQuestionAnswering.from_pretrained(out)

@@ -40,6 +40,7 @@ from longify.qa.runtime import (
     load_tokenizer,
 )
 from longify.qa.tasks.example import QAExample
+from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -182,14 +183,16 @@ def train_qa(args: QAArgs) -> dict[str, Any]:
             "training_loss": result.training_loss,
             **result.metrics,
         }
-        save_model_atomic(trainer, out)
+        if trainer.is_world_process_zero():  # under DDP one process writes (save_model has no barrier)
+            save_model_atomic(trainer, out)
         record["model_dir"] = str(out)
     record.update(run_record(args))
     if not t.do_eval:
-        from longify.runinfo import write_json_atomic
-
-        write_json_atomic(out / "results.json", record)
+        if trainer.is_world_process_zero():
+            write_json_atomic(out / "results.json", record)
         return record
     trainer.evaluate()
     assert trainer.last_output is not None
+    if not trainer.is_world_process_zero():
+        return record
     return write_outputs(out, trainer.last_output, {"predict_file": data.predict_file, **record})
