@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,23 @@ def read_config(path: Path) -> dict[str, Any]:
         raise LongifyError(f"{path}: cannot read the config file: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise LongifyError(f"{path}: expected a mapping of flag names to values")
-    return data
+    return {key: _expand(path, key, value) for key, value in data.items()}
+
+
+_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def _expand(path: Path, key: str, value: Any) -> Any:
+    """``${VAR}`` / ``$VAR`` in string values come from the environment; an unset one is an error."""
+    if isinstance(value, list):
+        return [_expand(path, key, v) for v in value]
+    if not isinstance(value, str):
+        return value
+    for match in _VAR.finditer(value):
+        name = match.group(1) or match.group(2)
+        if name not in os.environ:
+            raise LongifyError(f"{path}: field {key} uses ${name}, which is not set in the environment")
+    return os.path.expandvars(value)
 
 
 def has_flag(argv: Sequence[str], flag: str) -> bool:
