@@ -3,6 +3,7 @@
 from longify.attention.install import (
     ATTENTION_IMPLS,
     DEFAULT_ATTENTION,
+    check_attention_flag,
     set_attention,
     use_fast_attention,
     use_hf_attention,
@@ -14,6 +15,7 @@ __all__ = [
     "ATTENTION_IMPLS",
     "DEFAULT_ATTENTION",
     "FastLongformerSelfAttention",
+    "check_attention_flag",
     "set_attention",
     "use_fast_attention",
     "use_hf_attention",

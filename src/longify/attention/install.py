@@ -78,3 +78,12 @@ def set_attention(model: nn.Module, impl: str = DEFAULT_ATTENTION) -> nn.Module:
         return ATTENTION_IMPLS[impl](model)
     except KeyError:
         raise ValueError(f"--attention: expected one of {sorted(ATTENTION_IMPLS)}, got {impl!r}") from None
+
+
+def check_attention_flag(impl: str) -> str:
+    """Validate an ``--attention`` value for the argument dataclasses (one-line user error)."""
+    from longify.errors import LongifyError
+
+    if impl not in ATTENTION_IMPLS:
+        raise LongifyError(f"--attention: expected one of {', '.join(sorted(ATTENTION_IMPLS))}, got {impl!r}")
+    return impl

@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from longify.attention import ATTENTION_IMPLS
+from longify.attention import check_attention_flag
 from longify.errors import LongifyError
 from longify.hfargs import parse_hf_args
-
-ATTENTION_CHOICES = tuple(sorted(ATTENTION_IMPLS))
 
 
 @dataclass
@@ -34,10 +32,7 @@ class QAModelArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.attention not in ATTENTION_CHOICES:
-            raise LongifyError(
-                f"--attention: expected one of {', '.join(ATTENTION_CHOICES)}, got {self.attention!r}"
-            )
+        check_attention_flag(self.attention)
 
 
 @dataclass
