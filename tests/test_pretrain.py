@@ -74,11 +74,11 @@ def small_command(model: Path, out: Path, data: Path, steps: int = 8, *extra: st
     ]  # fmt: skip
 
 
-def test_seed_roberta_command_runs_to_the_end(tiny_sources, wiki, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("family", ["roberta", "xlm-roberta"])
+def test_seed_command_runs_to_the_end(family, tiny_sources, wiki, tmp_path, capsys) -> None:
+    """The seed's RoBERTa and XLM-R commands (identical flags) on tiny models and WikiText-format files."""
     out, logs = tmp_path / "models" / "run", tmp_path / "logs" / "run"
-    argv = seed_command(
-        tiny_sources["roberta"], out, logs, wiki, max_steps="2", eval_steps="1", save_steps="1"
-    )
+    argv = seed_command(tiny_sources[family], out, logs, wiki, max_steps="2", eval_steps="1", save_steps="1")
     assert main(["pretrain", *argv]) == 0
     assert "eval loss" in capsys.readouterr().out
     model = AutoModelForMaskedLM.from_pretrained(out)
