@@ -29,3 +29,13 @@ def tiny_sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A saved tiny MaskedLM + tokenizer per family, accepting SOURCE_LEN tokens."""
     root = tmp_path_factory.mktemp("sources")
     return {fam: save_tiny(fam, root / fam, max_len=SOURCE_LEN) for fam in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def xquad_fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Our small XQuAD-format fixtures under their official names (``xquad.{lang}.json``), laid out at test
+    time so that no file in the repository carries the name of the real XQuAD files in ../shared/data."""
+    out = tmp_path_factory.mktemp("xquad")
+    for src in (REPO / "tests" / "fixtures" / "qa" / "xquad").glob("*.squad-format.json"):
+        (out / f"xquad.{src.name.split('.')[0]}.json").write_bytes(src.read_bytes())
+    return out

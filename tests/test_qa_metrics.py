@@ -145,8 +145,8 @@ XQUAD_PREDICTIONS = {
 }
 
 
-def test_score_xquad_fixture_squad_and_mlqa_metric():
-    examples = list(load_examples("xquad", FIXTURES / "xquad"))
+def test_score_xquad_fixture_squad_and_mlqa_metric(xquad_fixture_dir):
+    examples = list(load_examples("xquad", xquad_fixture_dir))
     squad = score_predictions(XQUAD_PREDICTIONS, examples, metric="squad")
     assert squad["per_language"]["en"]["f1"] == pytest.approx(75.0)
     assert squad["per_language"]["de"]["f1"] == pytest.approx(250 / 3)
@@ -163,11 +163,11 @@ def test_score_xquad_fixture_squad_and_mlqa_metric():
     assert mlqa["average"]["f1"] == pytest.approx((75 + 250 / 3 + 200 / 3) / 3)
 
 
-def test_flat_predictions_with_ids_shared_across_languages_is_an_error():
-    examples = list(load_examples("xquad", FIXTURES / "xquad"))
+def test_flat_predictions_with_ids_shared_across_languages_is_an_error(xquad_fixture_dir):
+    examples = list(load_examples("xquad", xquad_fixture_dir))
     with pytest.raises(LongifyError, match=r"preds.json: question xq-1: id repeats across languages"):
         score_predictions({"xq-1": "308"}, examples, source="preds.json")
-    one = list(load_examples("xquad", FIXTURES / "xquad", languages=["de"]))
+    one = list(load_examples("xquad", xquad_fixture_dir, languages=["de"]))
     assert score_predictions({"xq-1": "308"}, one)["per_language"]["de"]["exact_match"] == 50.0
 
 

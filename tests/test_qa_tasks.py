@@ -169,17 +169,17 @@ def test_examples_to_dataset_is_hf_squad_shaped():
     }
 
 
-def test_xquad_languages():
-    examples = list(load_examples("xquad", FIXTURES / "xquad"))  # default: the 12 languages that are present
+def test_xquad_languages(xquad_fixture_dir):
+    examples = list(load_examples("xquad", xquad_fixture_dir))  # default: the 12 languages that are present
     assert [e.language for e in examples] == ["en", "en", "de", "de", "zh", "zh"]
     assert examples[5].answers[0].text == "在联盟中排名第六"
-    german = list(load_examples("xquad", FIXTURES / "xquad", languages=["de"]))
+    german = list(load_examples("xquad", xquad_fixture_dir, languages=["de"]))
     assert [e.id for e in german] == ["xq-1", "xq-2"] and german[0].language == "de"
-    assert len(list(load_examples("xquad", FIXTURES / "xquad" / "xquad.zh.json"))) == 2
+    assert len(list(load_examples("xquad", xquad_fixture_dir / "xquad.zh.json"))) == 2
     with pytest.raises(LongifyError, match=r"xquad.th.json: file not found"):
-        list(load_examples("xquad", FIXTURES / "xquad", languages=["en", "th"]))
+        list(load_examples("xquad", xquad_fixture_dir, languages=["en", "th"]))
     with pytest.raises(LongifyError, match=r"XQuAD has no language \['fr'\]"):
-        list(load_examples("xquad", FIXTURES / "xquad", languages=["fr"]))
+        list(load_examples("xquad", xquad_fixture_dir, languages=["fr"]))
 
 
 def test_mlqa_pairs():
