@@ -90,10 +90,12 @@ CASES = {
 }
 
 
-@pytest.fixture(params=[True, False], ids=["cpu_flash", "generic"])
+@pytest.fixture(params=["cpu_flash", "generic", "explicit_probs"])
 def path(request, monkeypatch):
-    """Run a test on the copy-free CPU path and on the generic (CUDA / dropout / autocast) path."""
-    monkeypatch.setattr(FastLongformerSelfAttention, "copy_free_cpu", request.param)
+    """Run a test on the copy-free CPU flash path, the generic (CUDA / autocast) path and the CPU dropout
+    path (explicit probabilities, forced here without dropout)."""
+    monkeypatch.setattr(FastLongformerSelfAttention, "copy_free_cpu", request.param != "generic")
+    monkeypatch.setattr(FastLongformerSelfAttention, "explicit_probs", request.param == "explicit_probs")
     return request.param
 
 
@@ -126,17 +128,105 @@ def test_fully_masked_row_is_finite_and_matches(path):
     assert_same(hf, fast, inputs)
 
 
-def test_dropout_train_mode_is_finite_and_shaped():
+@pytest.mark.parametrize("copy_free", [True, False], ids=["cpu_dropout", "generic"])
+def test_dropout_train_mode_is_finite_and_shaped(copy_free, monkeypatch):
+    monkeypatch.setattr(FastLongformerSelfAttention, "copy_free_cpu", copy_free)
     config = tiny_config(window=8, dropout=0.3)
     hf, fast = pair(config)
     fast.train()
-    inputs = batch([40, 31], 40, [[0, 5], []])
+    inputs = batch([40, 31, 0], 40, [[0, 5], [], []])  # the last row fully masked
     out, grads = run(fast, inputs)
-    assert out.shape == (2, 40, 32)
+    assert out.shape == (3, 40, 32)
     assert torch.isfinite(out).all()
     assert all(torch.isfinite(g).all() for g in grads.values())
     fast.eval()
     assert_same(hf, fast, inputs)
+
+
+def test_dropout_gradient_checkpointing_redraws_the_same_mask():
+    _, fast = pair(tiny_config(window=8, dropout=0.3), cls=LongformerForQuestionAnswering)
+    fast.train()
+    inputs = batch([40, 29], 40, [[0, 3], []])
+    results = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            getattr(fast, "activation_checkpointing_enable", fast.gradient_checkpointing_enable)()
+        fast.zero_grad(set_to_none=True)
+        torch.manual_seed(5)
+        out = fast(**inputs)
+        (out.start_logits.mean() + out.end_logits.mean()).backward()
+        results.append((out.start_logits.detach(), {k: p.grad for k, p in fast.named_parameters()}))
+    torch.testing.assert_close(results[1][0], results[0][0], atol=TOL, rtol=0)
+    for name, grad in results[0][1].items():
+        if grad is not None:
+            torch.testing.assert_close(results[1][1][name], grad, atol=TOL, rtol=0, msg=name)
+
+
+def _band_inputs(b=2, n=21, h=2, d=4, w=3, block=4, globals_=((0, 5), (2,)), lengths=(21, 15), dtype=None):
+    """qkv and the block mask of a small problem (ragged global tokens, padding) for BandDropout."""
+    from longify.attention.band import block_mask
+    from longify.attention.global_rows import global_positions
+
+    g = torch.Generator().manual_seed(3)
+    qkv = torch.randn(b, n, 3, h, d, generator=g, dtype=dtype or torch.float32)
+    key_ok = torch.zeros(b, n, dtype=torch.bool)
+    is_global = torch.zeros(b, n, dtype=torch.bool)
+    for i, (length, gl) in enumerate(zip(lengths, globals_, strict=True)):
+        key_ok[i, :length] = True
+        is_global[i, list(gl)] = True
+    pos, valid = global_positions(is_global)
+    mask = block_mask(key_ok & ~is_global, ~key_ok, valid, w, block, qkv.dtype)
+    return qkv, mask, pos, w, block
+
+
+def test_dropout_mask_fraction():
+    from longify.attention.dropout_band import draw_keep, keep_threshold
+
+    out = torch.empty(1000, 1001)
+    bits = torch.empty(out.numel() // 2 + 1, dtype=torch.int64)
+    for p in (0.0, 0.1, 0.5):
+        keep = draw_keep(bits, keep_threshold(p), out)
+        assert set(keep.unique().tolist()) <= {0.0, 1.0}
+        assert abs((1 - keep.mean().item()) - p) < 3e-3  # ~10 standard deviations at 1e6 draws
+    assert keep_threshold(0.0) == -(2**31)
+
+
+def test_dropout_expected_output_is_dropout_free_output():
+    """E[output] over the dropout masks is the dropout-free output (HF's inverted dropout): average over
+    200 independent copies of the same problem in one batch."""
+    from longify.attention.dropout_band import BandDropout
+
+    qkv, mask, pos, w, block = _band_inputs()
+    ref = BandDropout.apply(qkv, mask, pos, w, block, 0.5, 0.0)
+    copies = 200
+    big = BandDropout.apply(
+        qkv.repeat(copies, 1, 1, 1, 1),
+        mask.repeat(copies, 1, 1, 1),
+        pos.repeat(copies, 1),
+        w,
+        block,
+        0.5,
+        0.3,
+    ).view(copies, *ref.shape)
+    assert torch.isfinite(big).all()
+    mean, err = big.mean(0), big.std(0) / copies**0.5
+    assert ((mean - ref).abs() <= 5 * err + 1e-5).all()
+    assert (big != ref).any()  # dropout did something
+
+
+def test_dropout_backward_matches_finite_differences():
+    """With the mask fixed (same RNG seed on every call), the hand-written backward is the gradient."""
+    from longify.attention.dropout_band import BandDropout
+
+    qkv, mask, pos, w, block = _band_inputs(n=13, d=2, w=2, lengths=(13, 9), dtype=torch.float64)
+    qkv.requires_grad_(True)
+
+    def fn(x):
+        torch.manual_seed(7)
+        return BandDropout.apply(x, mask, pos, w, block, 0.5, 0.3)
+
+    assert (fn(qkv) != BandDropout.apply(qkv, mask, pos, w, block, 0.5, 0.0)).any()
+    assert torch.autograd.gradcheck(fn, (qkv,), eps=1e-6, atol=1e-5)
 
 
 def test_output_attentions_falls_back_to_hf():

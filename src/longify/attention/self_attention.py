@@ -3,7 +3,8 @@
 Differences in *how*, not *what*: the query/key/value projections are one fused matmul; the band is
 computed over query blocks of ``block`` tokens by a flash-attention kernel (no overlapping 2w chunks, no
 diagonal shuffling; on CPU in fp32 without dropout through ``flash_cpu``, which copies no key windows,
-elsewhere through ``band``); the global rows are computed once, from the hidden states, without projecting
+with attention dropout in training through ``dropout_band`` (explicit probabilities, no window copies
+either), elsewhere through ``band``); the global rows are computed once, from the hidden states, without projecting
 every key through ``key_global`` / ``value_global`` (``global_rows``). ``output_attentions=True`` falls back
 to HF's forward, because only HF's layout of the probabilities is defined."""
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
 
-from longify.attention import flash_cpu
+from longify.attention import dropout_band, flash_cpu
 from longify.attention.band import band_attention, block_mask
 from longify.attention.global_rows import global_positions, global_rows
 
@@ -34,7 +35,8 @@ class FastLongformerSelfAttention(LongformerSelfAttention):
     """Exact Longformer sliding-window + global self-attention (see module docstring)."""
 
     block_size: int | None = None
-    copy_free_cpu: bool = True  # use flash_cpu's copy-free path where it applies (tests switch it off)
+    copy_free_cpu: bool = True  # use the copy-free CPU paths where they apply (tests switch them off)
+    explicit_probs: bool = False  # tests: use dropout_band's path even without dropout
 
     @classmethod
     def from_hf(
@@ -105,7 +107,11 @@ class FastLongformerSelfAttention(LongformerSelfAttention):
         pos = valid = None
         if any_global:
             pos, valid = global_positions(is_global)
-        if self.copy_free_cpu and flash_cpu.usable(qkv, dropout):
+        explicit = self.copy_free_cpu and (dropout > 0 or self.explicit_probs)
+        if explicit and dropout_band.usable(qkv, dropout):
+            mask = block_mask(attention_mask == 0, masked, valid, w, block, qkv.dtype)
+            out = dropout_band.band_dropout_attention(qkv, mask, w, block, pos, dropout, 1.0 / math.sqrt(d))
+        elif self.copy_free_cpu and flash_cpu.usable(qkv, dropout):
             mask = block_mask(attention_mask == 0, masked, None, w, block, qkv.dtype)
             global_mask = None
             if valid is not None:
