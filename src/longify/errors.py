@@ -11,3 +11,8 @@ class LongifyError(Exception):
     """
 
     exit_code = 2
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

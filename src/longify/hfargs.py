@@ -18,7 +18,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser
 
-from longify.errors import LongifyError
+from longify.errors import LongifyError, first_line
 from longify.legacy import Translated, config_to_argv, translate_legacy_args
 
 
@@ -28,7 +28,7 @@ def read_config(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (OSError, ValueError, yaml.YAMLError) as err:
-        raise LongifyError(f"{path}: cannot read the config file: {str(err).splitlines()[0]}") from None
+        raise LongifyError(f"{path}: cannot read the config file: {first_line(err)}") from None
     if not isinstance(data, dict):
         raise LongifyError(f"{path}: expected a mapping of flag names to values")
     return {key: _expand(path, key, value) for key, value in data.items()}
@@ -86,7 +86,7 @@ def parse_hf_args(
     try:
         *parsed, rest = parser.parse_args_into_dataclasses(args=final, return_remaining_strings=True)
     except ValueError as err:
-        raise LongifyError(str(err).splitlines()[0]) from None
+        raise LongifyError(first_line(err)) from None
     if rest:
         raise LongifyError(f"unknown flag(s): {' '.join(rest)}")
     return tuple(parsed), translated

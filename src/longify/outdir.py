@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -10,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from longify.errors import LongifyError
+
+logger = logging.getLogger(__name__)
 
 
 def check_output_dir(out: str | Path, overwrite: bool, flag: str = "--overwrite") -> Path:
@@ -66,3 +69,29 @@ def files_into(output_dir: str | Path, last: str = "config.json") -> Iterator[Pa
             os.replace(f, output_dir / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resume_checkpoint(
+    output_dir: str | Path, *, requested: str | None, overwrite: bool, main_process: bool = True
+) -> str | None:
+    """The Trainer checkpoint to resume from, as HF's scripts decide it: ``requested``
+    (``--resume_from_checkpoint``), else the last ``checkpoint-*`` in ``output_dir``; with ``overwrite``
+    (``--overwrite_output_dir``) none, and the main process removes the old checkpoints."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise LongifyError(f"--output_dir {output_dir}: exists and is not a directory")
+    if requested:
+        return requested
+    if not output_dir.is_dir():
+        return None
+    if overwrite:
+        if main_process:
+            for ckpt in output_dir.glob("checkpoint-*"):
+                shutil.rmtree(ckpt, ignore_errors=True)
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(output_dir))
+    if last:
+        logger.info("resuming from %s (pass --overwrite_output_dir to start from scratch)", last)
+    return last

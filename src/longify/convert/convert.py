@@ -40,7 +40,7 @@ from longify.convert.verify import (
     merge_verifications,
     verification_batches,
 )
-from longify.errors import LongifyError
+from longify.errors import LongifyError, first_line
 from longify.outdir import atomic_output_dir, check_output_dir
 from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
 
@@ -107,27 +107,22 @@ def _load_source(
     except (OSError, ValueError) as err:
         where = "directory" if path.exists() else "hub id (is the Hub reachable? HF_HUB_OFFLINE set?)"
         raise LongifyError(
-            f"{src}: cannot read the model config from this {where}: {_first_line(err)}"
+            f"{src}: cannot read the model config from this {where}: {first_line(err)}"
         ) from None
     family = get_family(getattr(config, "model_type", None))
     family.check(config)
     try:
         model = AutoModelForMaskedLM.from_pretrained(src, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as err:
-        raise LongifyError(f"{src}: cannot load the model weights: {_first_line(err)}") from None
+        raise LongifyError(f"{src}: cannot load the model weights: {first_line(err)}") from None
     tok_src = tokenizer_name or src
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_src)
     except (OSError, ValueError, TypeError) as err:
         raise LongifyError(
-            f"{tok_src}: cannot load a tokenizer ({_first_line(err)}); pass --tokenizer DIR"
+            f"{tok_src}: cannot load a tokenizer ({first_line(err)}); pass --tokenizer DIR"
         ) from None
     return config, model.eval(), tokenizer
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def long_config(

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from longify.errors import LongifyError
+from longify.errors import LongifyError, first_line
 from longify.outdir import atomic_output_dir, files_into
 from longify.runinfo import write_json_atomic
 
@@ -86,7 +86,7 @@ def export_checkpoint(
     try:
         model = AutoModelForMaskedLM.from_pretrained(checkpoint)
     except (OSError, ValueError) as err:
-        raise LongifyError(f"{checkpoint}: cannot load the model: {str(err).splitlines()[0]}") from None
+        raise LongifyError(f"{checkpoint}: cannot load the model: {first_line(err)}") from None
     tok_dir = checkpoint if (checkpoint / "tokenizer_config.json").is_file() else checkpoint.parent
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_dir)

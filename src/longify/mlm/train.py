@@ -9,7 +9,6 @@ Resumes automatically from the last checkpoint in ``--output_dir`` (or ``--resum
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,16 +22,16 @@ from transformers import (
     PreTrainedModel,
     TrainerCallback,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from longify.attention import set_attention
 from longify.convert import convert
-from longify.errors import LongifyError
+from longify.errors import LongifyError, first_line
 from longify.mlm.args import PretrainArgs
 from longify.mlm.collator import EpochSetter, IndexedBlocks, SeededMLMCollator
 from longify.mlm.data import load_blocks, mask_for_eval
 from longify.mlm.export import copy_global_projections, export_into
 from longify.mlm.trainer import METRICS_FILE, LongMLMTrainer, MetricsLog
+from longify.outdir import resume_checkpoint
 from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -46,9 +45,7 @@ def resolve_long_model(args: PretrainArgs) -> str:
     try:
         model_type = AutoConfig.from_pretrained(src).model_type
     except (OSError, ValueError) as err:
-        raise LongifyError(
-            f"--model_name_or_path {src}: cannot read its config: {str(err).splitlines()[0]}"
-        ) from None
+        raise LongifyError(f"--model_name_or_path {src}: cannot read its config: {first_line(err)}") from None
     if model_type == "longformer":
         return src
     target = Path(args.training.output_dir) / "converted"
@@ -83,21 +80,15 @@ def load_model(path: str, attention: str) -> PreTrainedModel:
 
 
 def _resume_point(args: PretrainArgs) -> str | None:
-    out = Path(args.training.output_dir)
-    if args.training.resume_from_checkpoint:
-        return args.training.resume_from_checkpoint
-    if not out.is_dir():
-        return None
-    if args.overwrite_output_dir:
-        if args.training.process_index != 0:
-            return None
-        for ckpt in out.glob("checkpoint-*"):
-            shutil.rmtree(ckpt)
-        (out / METRICS_FILE).unlink(missing_ok=True)
-        return None
-    last = get_last_checkpoint(str(out))
-    if last:
-        logger.info("resuming from %s (pass --overwrite_output_dir to start from scratch)", last)
+    main = args.training.process_index == 0
+    last = resume_checkpoint(
+        args.training.output_dir,
+        requested=args.training.resume_from_checkpoint,
+        overwrite=args.overwrite_output_dir,
+        main_process=main,
+    )
+    if args.overwrite_output_dir and main:
+        (Path(args.training.output_dir) / METRICS_FILE).unlink(missing_ok=True)
     return last
 
 

@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenize
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from longify.attention import set_attention
-from longify.errors import LongifyError
+from longify.errors import LongifyError, first_line
 from longify.qa.features import QACollator
 
 logger = logging.getLogger(__name__)
@@ -23,15 +23,11 @@ logger = logging.getLogger(__name__)
 LONGFORMER_SOURCES = ("roberta", "xlm-roberta", "camembert", "bert", "data2vec-text")
 
 
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
-
-
 def load_config(model: str) -> Any:
     try:
         return AutoConfig.from_pretrained(model)
     except (OSError, ValueError) as err:
-        raise LongifyError(f"{model}: cannot read the model config: {_first_line(err)}") from None
+        raise LongifyError(f"{model}: cannot read the model config: {first_line(err)}") from None
 
 
 def source_family(model: str) -> str | None:
@@ -67,7 +63,7 @@ def load_tokenizer(name: str, model_max_length: int | None = None) -> Tokenizer:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError, TypeError) as err:
         raise LongifyError(
-            f"{name}: cannot load a tokenizer ({_first_line(err)}); pass --tokenizer_name"
+            f"{name}: cannot load a tokenizer ({first_line(err)}); pass --tokenizer_name"
         ) from None
     if not getattr(tokenizer, "is_fast", False):
         raise LongifyError(
@@ -82,7 +78,7 @@ def load_qa_model(name: str, attention: str = "fast") -> PreTrainedModel:
     try:
         model = AutoModelForQuestionAnswering.from_pretrained(name, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as err:
-        raise LongifyError(f"{name}: cannot load a question-answering model: {_first_line(err)}") from None
+        raise LongifyError(f"{name}: cannot load a question-answering model: {first_line(err)}") from None
     if model.config.model_type == "longformer":
         set_attention(model, attention)
         logger.info("--attention %s: installed into %s", attention, name)

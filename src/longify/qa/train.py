@@ -9,17 +9,15 @@ and results.json.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from transformers import Trainer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from longify.errors import LongifyError
-from longify.outdir import files_into
+from longify.outdir import files_into, resume_checkpoint
 from longify.qa.args import QAArgs, QADataArguments
 from longify.qa.evaluate import (
     EvalOutput,
@@ -95,23 +93,6 @@ class QATrainer(Trainer):
         return metrics
 
 
-def prepare_output_dir(output_dir: Path, overwrite: bool, resume: str | bool | None) -> str | bool | None:
-    """Checkpoint to resume from: ``--resume_from_checkpoint``, else the last one in ``output_dir`` (removed
-    instead with ``--overwrite_output_dir``)."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise LongifyError(f"--output_dir {output_dir}: exists and is not a directory")
-    if resume or not output_dir.is_dir():
-        return resume
-    last = get_last_checkpoint(str(output_dir))
-    if last and overwrite:
-        for path in output_dir.glob("checkpoint-*"):
-            shutil.rmtree(path, ignore_errors=True)
-        return None
-    if last:
-        logger.info("resuming from %s (pass --overwrite_output_dir to start from scratch)", last)
-    return last
-
-
 def save_model_atomic(trainer: Trainer, output_dir: Path) -> None:
     """Save model + tokenizer beside the checkpoints, ``config.json`` last (see ``files_into``)."""
     with files_into(output_dir) as tmp:
@@ -129,7 +110,12 @@ def train_qa(args: QAArgs) -> dict[str, Any]:
     config = load_config(name)
     check_model_type(args.model_type, config, name)
     out = Path(t.output_dir)
-    resume = prepare_output_dir(out, args.overwrite_output_dir, t.resume_from_checkpoint)
+    resume = resume_checkpoint(
+        out,
+        requested=t.resume_from_checkpoint,
+        overwrite=args.overwrite_output_dir,
+        main_process=t.process_index == 0,
+    )
     train_examples = load_split(data, data.train_file, train=True, flag="--train_file") if t.do_train else []
     evaluating = t.do_eval or t.eval_strategy != "no"
     eval_examples = (
