@@ -13,7 +13,7 @@ from longify.convert import convert
 from longify.demo.corpus import article, make_town
 from longify.errors import LongifyError
 from longify.qa.args import parse_qa_args
-from longify.qa.commands import main as qa_main
+from longify.cli import main as cli_main
 from longify.qa.commands import qa_evaluate_main, qa_predict_main, qa_train_main
 from longify.qa.evaluate import load_split
 from longify.qa.predict import predict
@@ -169,7 +169,7 @@ def test_malformed_train_file_is_one_line_naming_file_and_question(
     bad.write_text(json.dumps(data))
     argv = ["train", *seed_command(setup, tmp_path / "out")]
     argv[argv.index("--train_file") + 1] = str(bad)
-    assert qa_main(argv) == 2
+    assert cli_main(["qa", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(bad) in err and "s1-3" in err
     assert not (tmp_path / "out" / "results.json").exists()

@@ -6,12 +6,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+import longify
 from longify.errors import LongifyError
 
 logger = logging.getLogger("longify")
-
-Handler = Callable[[argparse.Namespace], int | None]
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -42,13 +42,10 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_convert(sub: argparse._SubParsersAction) -> None:
+def _add_convert(p: argparse.ArgumentParser) -> None:
     from longify.convert.convert import GLOBAL_INITS
     from longify.convert.positions import POSITION_INITS
 
-    p = sub.add_parser(
-        "convert", help="convert a short encoder into a Longformer (verified against its source)"
-    )
     p.add_argument(
         "src", help="source model directory or hub id (roberta, xlm-roberta, camembert, bert, ...)"
     )
@@ -73,7 +70,6 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", default=None, help="tokenizer to use when SRC has none")
     p.add_argument("--seed", type=int, default=0, help="seed for random inits and verification inputs")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    p.set_defaults(func=_convert)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -83,25 +79,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo", help="run the whole pipeline offline on the embedded default data (CPU, minutes)"
-    )
+def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo-output", help="directory for the demo's models and results")
     p.add_argument("--steps", type=int, default=300, help="training steps of the tiny source model")
     p.add_argument("--lm-steps", type=int, default=40, help="long masked-LM pretraining steps")
     p.add_argument("--qa-epochs", type=float, default=3.0, help="QA fine-tuning epochs")
-    p.set_defaults(func=_demo)
 
 
 def _pretrain(argv: list[str]) -> int:
-    from transformers import HfArgumentParser, TrainingArguments
-
-    from longify.mlm.args import DataArguments, ModelArguments, parse_pretrain_args
-
-    if not argv or argv[0] in ("-h", "--help"):
-        HfArgumentParser((ModelArguments, DataArguments, TrainingArguments)).print_help()
-        return 0 if argv else 2
+    from longify.mlm.args import parse_pretrain_args
     from longify.mlm.train import pretrain
 
     record = pretrain(parse_pretrain_args(argv))
@@ -114,9 +100,37 @@ def _pretrain(argv: list[str]) -> int:
     return 0
 
 
-def _add_passthrough(sub: argparse._SubParsersAction, name: str, help: str) -> None:
-    """Listed in --help; its arguments go unparsed to its own HfArgumentParser (see PASSTHROUGH)."""
-    sub.add_parser(name, add_help=False, help=help)
+def _pretrain_dataclasses() -> tuple[type, ...]:
+    from longify.mlm.args import DataArguments, ModelArguments
+
+    return (ModelArguments, DataArguments)
+
+
+def _qa_dataclasses() -> tuple[type, ...]:
+    from longify.qa.args import QADataArguments, QAModelArguments
+
+    return (QAModelArguments, QADataArguments)
+
+
+def _qa(command: str) -> Callable[[list[str]], int]:
+    def run(argv: list[str]) -> int:
+        from longify.qa import commands
+
+        return getattr(commands, f"qa_{command}_main")(argv)
+
+    return run
+
+
+def _qa_predict_arguments(p: argparse.ArgumentParser) -> None:
+    from longify.qa.commands import add_predict_arguments
+
+    add_predict_arguments(p)
+
+
+def _qa_predict(args: argparse.Namespace) -> int:
+    from longify.qa.commands import qa_predict
+
+    return qa_predict(args)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -129,58 +143,169 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="a clean, loadable model directory from a training checkpoint")
+def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a checkpoint-N directory (or any saved model directory)")
     p.add_argument("out", help="output directory (written atomically)")
     p.add_argument("--no-copy-global", action="store_true", help="keep the global q/k/v as they are")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    p.set_defaults(func=_export)
 
 
-COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
-    "convert": _add_convert,
-    "pretrain": lambda sub: _add_passthrough(
-        sub,
-        "pretrain",
-        "long masked-LM pretraining (run_long_lm.py flags or a YAML/JSON config; -h lists them)",
+@dataclass(frozen=True)
+class Command:
+    """One leaf of the command table: an argparse command (``arguments`` + ``run``) or an HF-style one
+    (``hf_main`` gets the raw argv: seed flags, a YAML/JSON config first; ``hf_dataclasses`` are longify's own
+    flag groups, shown by ``-h``; ``--help-all`` adds every TrainingArguments flag)."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    run: Callable[[argparse.Namespace], int] | None = None
+    hf_main: Callable[[list[str]], int] | None = None
+    hf_dataclasses: Callable[[], tuple[type, ...]] | None = None
+
+
+Table = dict[str, "Command | Table"]
+
+COMMANDS: Table = {
+    "convert": Command(
+        "convert a short encoder into a Longformer (verified against its source)",
+        arguments=_add_convert,
+        run=_convert,
     ),
-    "export": _add_export,
-    "qa": lambda sub: _add_passthrough(
-        sub,
-        "qa",
-        "extractive QA: `qa train` (run_squad.py flags), `qa evaluate`, `qa predict`; -h lists flags",
+    "pretrain": Command(
+        "long masked-LM pretraining (run_long_lm.py flags or a YAML/JSON config)",
+        hf_main=_pretrain,
+        hf_dataclasses=_pretrain_dataclasses,
     ),
-    "demo": _add_demo,
+    "export": Command(
+        "a clean, loadable model directory from a training checkpoint", arguments=_add_export, run=_export
+    ),
+    "qa": {
+        "train": Command(
+            "fine-tune a span head (run_squad.py flags or a YAML/JSON config), evaluating as it goes",
+            hf_main=_qa("train"),
+            hf_dataclasses=_qa_dataclasses,
+        ),
+        "evaluate": Command(
+            "official EM/F1 of a model on a benchmark, or of a predictions file",
+            hf_main=_qa("evaluate"),
+            hf_dataclasses=_qa_dataclasses,
+        ),
+        "predict": Command(
+            "answer one question about one context", arguments=_qa_predict_arguments, run=_qa_predict
+        ),
+    },
+    "demo": Command(
+        "run the whole pipeline offline on the embedded default data (CPU, minutes)",
+        arguments=_add_demo,
+        run=_demo,
+    ),
 }
 
-
-# Commands whose flags are HF-style (HfArgumentParser + TrainingArguments): words -> main(argv).
-def _qa(command: str) -> Callable[[list[str]], int]:
-    def run(argv: list[str]) -> int:
-        from longify.qa import commands
-
-        return getattr(commands, f"qa_{command}_main")(argv)
-
-    return run
-
-
-PASSTHROUGH: dict[tuple[str, ...], Callable[[list[str]], int]] = {
-    ("pretrain",): _pretrain,
-    ("qa", "train"): _qa("train"),
-    ("qa", "evaluate"): _qa("evaluate"),
-    ("qa", "predict"): _qa("predict"),
+GROUP_HELP = {
+    (): "Turn short-context encoders into Longformers, pretrain them on long text, and measure them on "
+    "extractive QA.",
+    ("qa",): "extractive QA: train, evaluate, predict",
 }
+_HF_DEBUG_VALUES = ("underflow_overflow", "tpu_metrics_debug")  # TrainingArguments' own --debug VALUE
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="longify", description=__doc__, allow_abbrev=False)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in COMMANDS.values():
-        add(sub)
+@dataclass
+class GlobalFlags:
+    debug: bool = False
+    quiet: bool = False
+    version: bool = False
+
+
+def split_global_flags(argv: Sequence[str]) -> tuple[GlobalFlags, list[str]]:
+    """``--debug``, ``-q/--quiet`` and ``--version`` anywhere on the line; ``--debug VALUE`` with one of
+    TrainingArguments' debug options stays with the command."""
+    flags, rest = GlobalFlags(), []
+    for i, arg in enumerate(argv):
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg == "--debug" and nxt.split(" ")[0] not in _HF_DEBUG_VALUES:
+            flags.debug = True
+        elif arg in ("-q", "--quiet"):
+            flags.quiet = True
+        elif arg == "--version":
+            flags.version = True
+        else:
+            rest.append(arg)
+    return flags, rest
+
+
+def resolve(argv: list[str]) -> tuple[tuple[str, ...], Command | Table, list[str]]:
+    """Walk the table along the leading words of ``argv``: (words, node reached, the rest)."""
+    words: list[str] = []
+    node: Command | Table = COMMANDS
+    while isinstance(node, dict) and argv and argv[0] in node:
+        words.append(argv.pop(0))
+        node = node[words[-1]]
+    return tuple(words), node, argv
+
+
+def group_parser(words: tuple[str, ...], group: Table) -> argparse.ArgumentParser:
+    """The help of a command group: its subcommands, one line each."""
+    parser = argparse.ArgumentParser(
+        prog=" ".join(("longify", *words)),
+        description=GROUP_HELP.get(words),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    if not words:
+        parser.add_argument("--version", action="store_true", help="print the version and exit")
+        parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+        parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name, node in group.items():
+        sub.add_parser(name, help=node.help if isinstance(node, Command) else GROUP_HELP[(*words, name)])
     return parser
+
+
+def command_parser(words: tuple[str, ...], command: Command) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=" ".join(("longify", *words)), description=command.help)
+    assert command.arguments is not None
+    command.arguments(parser)
+    return parser
+
+
+def hf_help(words: tuple[str, ...], command: Command, full: bool) -> None:
+    """``-h``: longify's own flags; ``--help-all``: every TrainingArguments flag too."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    assert command.hf_dataclasses is not None
+    prog = " ".join(("longify", *words))
+    groups = (*command.hf_dataclasses(), *((TrainingArguments,) if full else ()))
+    parser = HfArgumentParser(groups, prog=prog, description=command.help)
+    parser.usage = f"{prog} [CONFIG.yaml|CONFIG.json] [--flag value ...]"
+    parser.print_help()
+    if not full:
+        print(
+            "\nPlus every transformers TrainingArguments flag (--output_dir, --do_train, --do_eval, "
+            f"--learning_rate, --max_steps, --seed, ...): `{prog} --help-all` lists them. A YAML/JSON config "
+            "file may come first; flags after it override it. The seed's dropped flags (--per_gpu_*, "
+            "--evaluate_during_training, --logging_dir, --overwrite_output_dir, ...) are translated."
+        )
+
+
+def _dispatch(argv: list[str]) -> Callable[[], int | None]:
+    """What to run for ``argv`` (global flags already removed); help and usage errors exit here."""
+    words, node, rest = resolve(argv)
+    if isinstance(node, dict):
+        parser = group_parser(words, node)
+        if rest and rest[0] not in ("-h", "--help"):
+            parser.error(f"unknown command {rest[0]!r}; choose from {', '.join(node)}")
+        parser.print_help(sys.stdout if rest else sys.stderr)
+        raise SystemExit(0 if rest else 2)
+    if node.hf_main is not None:
+        if not rest or rest[0] in ("-h", "--help", "--help-all"):
+            hf_help(words, node, full=bool(rest) and rest[0] == "--help-all")
+            raise SystemExit(0 if rest else 2)
+        hf_main = node.hf_main
+        return lambda: hf_main(rest)
+    args = command_parser(words, node).parse_args(rest)
+    assert node.run is not None
+    run = node.run
+    return lambda: run(args)
 
 
 def setup_logging(debug: bool = False, quiet: bool = False) -> None:
@@ -194,38 +319,29 @@ def setup_logging(debug: bool = False, quiet: bool = False) -> None:
     hf_logging.set_verbosity_warning() if not debug else hf_logging.set_verbosity_info()
     hf_logging.disable_progress_bar()
     # longify pads to the attention window itself where it matters; HF's notice about it is noise
-    logging.getLogger("transformers.models.longformer.modeling_longformer").addFilter(
-        lambda record: "automatically padded" not in record.getMessage()
-    )
+    longformer_log = logging.getLogger("transformers.models.longformer.modeling_longformer")
+    if _padding_notice not in longformer_log.filters:
+        longformer_log.addFilter(_padding_notice)
 
 
-def _split_passthrough(argv: list[str]) -> tuple[list[str], Callable[[list[str]], int], list[str]] | None:
-    """(global flags, handler, its argv) when ``argv`` names a pass-through command, else None."""
-    idx = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
-    for words, handler in PASSTHROUGH.items():
-        if tuple(argv[idx : idx + len(words)]) == words:
-            return argv[:idx], handler, argv[idx + len(words) :]
-    return None
+def _padding_notice(record: logging.LogRecord) -> bool:
+    return "automatically padded" not in record.getMessage()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = _split_passthrough(argv)
-    if split is not None:
-        flags, handler, rest = split
-        unknown = [f for f in flags if f not in ("--debug", "-q", "--quiet")]
-        if unknown:
-            build_parser().error(f"unrecognized arguments: {' '.join(unknown)}")
-        args = argparse.Namespace(debug="--debug" in flags, quiet=bool({"-q", "--quiet"} & set(flags)))
-        run: Callable[[], int | None] = lambda: handler(rest)  # noqa: E731
-    else:
-        args = build_parser().parse_args(argv)
-        run = lambda: args.func(args)  # noqa: E731
-    setup_logging(args.debug, args.quiet)
+    flags, rest = split_global_flags(list(sys.argv[1:] if argv is None else argv))
+    if flags.version:
+        print(f"longify {longify.__version__}")
+        return 0
+    try:
+        run = _dispatch(rest)
+    except SystemExit as done:
+        return int(done.code or 0)
+    setup_logging(flags.debug, flags.quiet)
     try:
         return int(run() or 0)
     except LongifyError as err:
-        if args.debug:
+        if flags.debug:
             raise
         print(f"longify: error: {err}", file=sys.stderr)
         return err.exit_code

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import yaml
@@ -83,6 +83,7 @@ def parse_hf_args(
             final += list(defaults[i : i + 2])
     if translated.extras.get("logging_dir"):
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(translated.extras["logging_dir"])
+    parser.error = _one_line_error  # type: ignore[method-assign]  # not 120 lines of usage, then exit
     try:
         *parsed, rest = parser.parse_args_into_dataclasses(args=final, return_remaining_strings=True)
     except ValueError as err:
@@ -90,3 +91,8 @@ def parse_hf_args(
     if rest:
         raise LongifyError(f"unknown flag(s): {' '.join(rest)}")
     return tuple(parsed), translated
+
+
+def _one_line_error(message: str) -> NoReturn:
+    """argparse's error hook for the HF-style parsers: a bad flag value is a one-line LongifyError."""
+    raise LongifyError(message)

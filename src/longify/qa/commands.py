@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,8 +50,8 @@ def qa_evaluate_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def predict_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="longify qa predict", description="Answer a question about a context.")
+def add_predict_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``longify qa predict``."""
     p.add_argument("--model", required=True, help="fine-tuned QA model directory (from `longify qa train`)")
     p.add_argument("--question", required=True, help="the question")
     src = p.add_mutually_exclusive_group(required=True)
@@ -67,14 +66,21 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-best-size", "--n_best_size", type=int, default=20, help="candidates per window")
     p.add_argument("--max-answer-length", "--max_answer_length", type=int, default=30, help="in tokens")
     p.add_argument("--attention", choices=("fast", "hf"), default="fast", help="Longformer attention kernel")
-    return p
 
 
 def qa_predict_main(argv: Sequence[str]) -> int:
+    """``longify qa predict`` flags -> :func:`qa_predict` (for callers holding an argv)."""
+    parser = argparse.ArgumentParser(
+        prog="longify qa predict", description="Answer a question about a context."
+    )
+    add_predict_arguments(parser)
+    return qa_predict(parser.parse_args(list(argv)))
+
+
+def qa_predict(ns: argparse.Namespace) -> int:
     """Print ``{"answer", "score", "probability", "start", "end"}`` as one JSON line."""
     from longify.qa.predict import predict
 
-    ns = predict_parser().parse_args(list(argv))
     context = ns.context
     if ns.context_file is not None:
         try:
@@ -96,21 +102,3 @@ def qa_predict_main(argv: Sequence[str]) -> int:
     shown = {k: result[k] for k in ("answer", "score", "probability", "start", "end")}
     print(json.dumps(shown, ensure_ascii=False))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m longify.qa.commands train|evaluate|predict ...`` (until the CLI routes ``longify qa``)."""
-    items = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": qa_train_main, "evaluate": qa_evaluate_main, "predict": qa_predict_main}
-    if not items or items[0] not in commands:
-        print(f"usage: longify qa {{{','.join(commands)}}} ...", file=sys.stderr)
-        return 2
-    try:
-        return commands[items[0]](items[1:])
-    except LongifyError as err:
-        print(f"longify: error: {err}", file=sys.stderr)
-        return err.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
