@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 import yaml
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainingArguments
 
 from longify.errors import LongifyError, first_line
 from longify.legacy import Translated, config_to_argv, translate_legacy_args
@@ -69,13 +69,18 @@ def machine_defaults(argv: Sequence[str]) -> list[str]:
 
 
 def parse_hf_args(
-    argv: Sequence[str], parser: HfArgumentParser, defaults: Sequence[str] = ()
+    argv: Sequence[str],
+    parser: HfArgumentParser,
+    defaults: Sequence[str] = (),
+    refused: Mapping[str, str] | None = None,
 ) -> tuple[tuple[Any, ...], Translated]:
-    """Parse ``argv`` into ``parser``'s dataclasses; ``defaults`` are flags added when absent."""
+    """Parse ``argv`` into ``parser``'s dataclasses; ``defaults`` are flags added when absent; ``refused``:
+    legacy flags this command has no use for (see ``translate_legacy_args``). The TrainingArguments values
+    are checked (``check_training_args``)."""
     items = list(argv)
     if items and items[0].endswith((".yaml", ".yml", ".json")) and not items[0].startswith("-"):
         items = config_to_argv(read_config(Path(items[0]))) + items[1:]
-    translated = translate_legacy_args(items, cuda_available=torch.cuda.is_available())
+    translated = translate_legacy_args(items, cuda_available=torch.cuda.is_available(), refused=refused)
     final = list(translated.argv)
     final += machine_defaults(final)
     for i in range(0, len(defaults), 2):
@@ -90,7 +95,30 @@ def parse_hf_args(
         raise LongifyError(first_line(err)) from None
     if rest:
         raise LongifyError(f"unknown flag(s): {' '.join(rest)}")
+    for item in parsed:
+        if isinstance(item, TrainingArguments):
+            check_training_args(item)
     return tuple(parsed), translated
+
+
+def check_training_args(t: TrainingArguments) -> None:
+    """Values TrainingArguments accepts but that make no run: one line naming the flag."""
+    positive = {
+        "--per_device_train_batch_size": t.per_device_train_batch_size,
+        "--per_device_eval_batch_size": t.per_device_eval_batch_size,
+        "--gradient_accumulation_steps": t.gradient_accumulation_steps,
+    }
+    for flag, value in positive.items():
+        if value <= 0:
+            raise LongifyError(f"{flag}: expected a positive integer, got {value}")
+    if not t.learning_rate > 0:
+        raise LongifyError(f"--learning_rate: expected a positive number, got {t.learning_rate}")
+    if t.do_train and t.max_steps == 0:
+        raise LongifyError(
+            "--max_steps: expected a positive number of steps (or -1 to train --num_train_epochs), got 0"
+        )
+    if t.do_train and t.max_steps < 0 and not t.num_train_epochs > 0:
+        raise LongifyError(f"--num_train_epochs: expected a positive number, got {t.num_train_epochs}")
 
 
 def _one_line_error(message: str) -> NoReturn:

@@ -8,9 +8,11 @@ with one log line saying so; none is silently ignored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from longify.errors import LongifyError
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +75,13 @@ LEGACY_FLAGS: dict[str, tuple[bool, Rewrite]] = {
 }
 
 
-def translate_legacy_args(argv: Sequence[str], *, cuda_available: bool) -> Translated:
-    """Rewrite dropped flags in ``argv`` (``--flag value`` and ``--flag=value`` forms), logging each once."""
+def translate_legacy_args(
+    argv: Sequence[str], *, cuda_available: bool, refused: Mapping[str, str] | None = None
+) -> Translated:
+    """Rewrite dropped flags in ``argv`` (``--flag value`` and ``--flag=value`` forms), logging each once.
+
+    ``refused`` maps legacy flags the command has no use for to the reason: they are an error, not a log
+    line promising an action that never happens."""
     out = Translated(argv=[])
     items = list(argv)
     i = 0
@@ -95,6 +102,8 @@ def translate_legacy_args(argv: Sequence[str], *, cuda_available: bool) -> Trans
             out.argv.append(arg)
             i += 1
             continue
+        if refused and name in refused:
+            raise LongifyError(f"{name}: {refused[name]}; remove it")
         takes_value, rewrite = LEGACY_FLAGS[name]
         value: str | None = None
         if takes_value:

@@ -66,8 +66,18 @@ class DataArguments:
     def __post_init__(self) -> None:
         if not 0.0 < self.mlm_probability < 1.0:
             raise LongifyError(f"--mlm_probability: expected a value in (0, 1), got {self.mlm_probability}")
+        for flag, value in (("--block_size", self.block_size), ("--max_eval_blocks", self.max_eval_blocks)):
+            if value is not None and value <= 0:
+                raise LongifyError(f"{flag}: expected a positive integer, got {value}")
         if self.train_file_path is None and self.dataset_name is None and self.val_file_path is None:
             raise LongifyError("--train_file_path / --val_file_path (or --dataset_name): no data given")
+
+
+# run_squad.py flags that pretraining has no use for: an error, not a log line promising an action
+PRETRAIN_REFUSED = {
+    "--do_lower_case": "a `qa train` flag; in pretraining the tokenizer's own normaliser decides casing",
+    "--model_type": "a `qa train` flag; pretraining reads the model type from the model's config.json",
+}
 
 
 @dataclass
@@ -85,7 +95,7 @@ class PretrainArgs:
 def parse_pretrain_args(argv: Sequence[str]) -> PretrainArgs:
     """Parse a seed-style command line, or a single YAML/JSON config file (flags after it override it)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    (model, data, training), translated = parse_hf_args(argv, parser)
+    (model, data, training), translated = parse_hf_args(argv, parser, refused=PRETRAIN_REFUSED)
     if model.model_name and training.run_name in (None, training.output_dir):
         training.run_name = model.model_name
     return PretrainArgs(

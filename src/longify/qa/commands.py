@@ -50,6 +50,17 @@ def qa_evaluate_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``longify qa predict``."""
     p.add_argument("--model", required=True, help="fine-tuned QA model directory (from `longify qa train`)")
@@ -58,13 +69,21 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--context", help="the context text")
     src.add_argument("--context-file", "--context_file", help="a UTF-8 text file holding the context")
     p.add_argument(
-        "--max-seq-length", "--max_seq_length", type=int, default=None, help="window (default: model max)"
+        "--max-seq-length",
+        "--max_seq_length",
+        type=positive_int,
+        default=None,
+        help="window (default: model max)",
     )
     p.add_argument(
-        "--doc-stride", "--doc_stride", type=int, default=128, help="overlap of consecutive windows"
+        "--doc-stride", "--doc_stride", type=positive_int, default=128, help="overlap of consecutive windows"
     )
-    p.add_argument("--n-best-size", "--n_best_size", type=int, default=20, help="candidates per window")
-    p.add_argument("--max-answer-length", "--max_answer_length", type=int, default=30, help="in tokens")
+    p.add_argument(
+        "--n-best-size", "--n_best_size", type=positive_int, default=20, help="candidates per window"
+    )
+    p.add_argument(
+        "--max-answer-length", "--max_answer_length", type=positive_int, default=30, help="in tokens"
+    )
     p.add_argument("--attention", choices=("fast", "hf"), default="fast", help="Longformer attention kernel")
 
 

@@ -1,0 +1,49 @@
+"""Flag values that make no run: one line naming the flag, exit 2, before any work (issue: bad input)."""
+
+from __future__ import annotations
+
+import pytest
+
+from longify.cli import main
+
+PRETRAIN = ["pretrain", "--model_name_or_path", "m", "--output_dir", "o", "--train_file_path", "t.raw",
+            "--do_train", "--report_to", "none"]  # fmt: skip
+QA = ["qa", "train", "--model_name_or_path", "m", "--output_dir", "o", "--train_file", "t.json", "--do_train",
+      "--report_to", "none"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([*PRETRAIN, "--learning_rate", "-1"], "--learning_rate: expected a positive number, got -1.0"),
+        (
+            [*PRETRAIN, "--per_device_train_batch_size", "0"],
+            "--per_device_train_batch_size: expected a positive",
+        ),
+        ([*PRETRAIN, "--per_gpu_eval_batch_size", "0"], "--per_device_eval_batch_size: expected a positive"),
+        (
+            [*PRETRAIN, "--gradient_accumulation_steps", "0"],
+            "--gradient_accumulation_steps: expected a positive",
+        ),
+        ([*PRETRAIN, "--max_steps", "0"], "--max_steps: expected a positive number of steps"),
+        ([*PRETRAIN, "--max_eval_blocks", "0"], "--max_eval_blocks: expected a positive integer, got 0"),
+        ([*PRETRAIN, "--block_size", "0"], "--block_size: expected a positive integer, got 0"),
+        ([*PRETRAIN, "--do_lower_case"], "--do_lower_case: a `qa train` flag"),
+        ([*PRETRAIN, "--model_type", "roberta"], "--model_type: a `qa train` flag"),
+        ([*QA, "--num_train_epochs", "0"], "--num_train_epochs: expected a positive number, got 0.0"),
+        ([*QA, "--learning_rate", "0"], "--learning_rate: expected a positive number, got 0.0"),
+    ],
+)
+def test_nonsense_values_are_one_line(argv, expected, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("flag", ["--n-best-size", "--max-answer-length", "--doc-stride", "--max-seq-length"])
+def test_predict_positive_flags(flag, capsys) -> None:
+    argv = ["qa", "predict", "--model", "m", "--question", "q", "--context", "c", flag, "0"]
+    assert main(argv) == 2
+    assert f"argument {flag}" in capsys.readouterr().err
