@@ -47,3 +47,11 @@ def test_predict_positive_flags(flag, capsys) -> None:
     argv = ["qa", "predict", "--model", "m", "--question", "q", "--context", "c", flag, "0"]
     assert main(argv) == 2
     assert f"argument {flag}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_convert_tolerance_checked_before_loading(value, tmp_path, capsys) -> None:
+    # the source does not exist: the flag must be refused first, before any loading or conversion
+    argv = ["convert", str(tmp_path / "missing-src"), str(tmp_path / "out"), "--tolerance", value]
+    assert main(argv) == 2
+    assert "--tolerance: expected a finite number >= 0" in capsys.readouterr().err

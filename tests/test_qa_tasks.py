@@ -26,7 +26,17 @@ SQUAD = FIXTURES / "squad" / "dev-v1.1.json"
 
 
 def test_registry_lists_every_benchmark():
-    assert set(TASKS) == {"squad", "xquad", "mlqa", "tydiqa", "triviaqa", "json"}
+    assert set(TASKS) == {
+        "squad",
+        "xquad",
+        "mlqa",
+        "mlqa-gxlt",
+        "tydiqa",
+        "triviaqa",
+        "triviaqa-wikipedia",
+        "triviaqa-web",
+        "json",
+    }
     assert get_task("mlqa").metric == "mlqa" and get_task("triviaqa").metric == "triviaqa"
     assert len(get_task("xquad").languages) == 12
     with pytest.raises(LongifyError, match=r"--dataset nq: expected one of \['json', 'mlqa'"):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
+from longify.cli import main as cli_main
 from longify.convert import convert
 from longify.demo.corpus import article, make_town
 from longify.errors import LongifyError
 from longify.qa.args import parse_qa_args
-from longify.cli import main as cli_main
 from longify.qa.commands import qa_evaluate_main, qa_predict_main, qa_train_main
 from longify.qa.evaluate import load_split
 from longify.qa.predict import predict
@@ -237,10 +237,9 @@ def test_torchrun_two_processes(setup: dict[str, Path], tmp_path: Path) -> None:
     argv = seed_command(setup, out, num_train_epochs="1.0", disable_tqdm="true")
     cmd = [
         str(torchrun),
+        "--standalone",  # a free port
         "--nproc_per_node",
         "2",
-        "--master_port",
-        "29541",
         "-m",
         "longify.cli",
         "-q",

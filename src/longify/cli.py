@@ -36,6 +36,8 @@ def _convert(args: argparse.Namespace) -> int:
         if v is None
         else f"verified: max |diff| {max(v['max_abs_diff_hidden'], v['max_abs_diff_logits'] or 0):.2e}"
     )
+    if record.get("new_weights"):
+        check += f"; {len(record['new_weights'])} tensors start random (the source lacked them)"
     print(
         f"{record['output']}: longformer, {record['max_pos']} positions, {check}, {record['seconds']:.1f} s"
     )
@@ -75,7 +77,9 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from longify.demo.run import run_demo
 
-    run_demo(args.out, steps=args.steps, lm_steps=args.lm_steps, qa_epochs=args.qa_epochs, overwrite=True)
+    run_demo(
+        args.out, steps=args.steps, lm_steps=args.lm_steps, qa_epochs=args.qa_epochs, overwrite=args.overwrite
+    )
     return 0
 
 
@@ -84,6 +88,11 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=300, help="training steps of the tiny source model")
     p.add_argument("--lm-steps", type=int, default=40, help="long masked-LM pretraining steps")
     p.add_argument("--qa-epochs", type=float, default=3.0, help="QA fine-tuning epochs")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="use a non-empty OUT that an earlier demo did not create (its demo folders are replaced)",
+    )
 
 
 def _pretrain(argv: list[str]) -> int:
@@ -95,7 +104,7 @@ def _pretrain(argv: list[str]) -> int:
     if first and last:
         print(
             f"{record['output_dir']}: eval loss {first['loss']:.3f} -> {last['loss']:.3f}, "
-            f"bits/char {first.get('bits_per_char', float('nan')):.3f} -> {last.get('bits_per_char', float('nan')):.3f}"
+            f"pseudo bits/char {first.get('pseudo_bits_per_char', float('nan')):.3f} -> {last.get('pseudo_bits_per_char', float('nan')):.3f}"
         )
     return 0
 
@@ -139,12 +148,15 @@ def _export(args: argparse.Namespace) -> int:
     out = export_checkpoint(
         args.checkpoint, args.out, copy_global=not args.no_copy_global, overwrite=args.overwrite
     )
-    print(f"{out}: clean model directory (no optimizer, scheduler or RNG state)")
+    print(f"{out}: clean model directory, head kept (no optimizer, scheduler or RNG state)")
     return 0
 
 
 def _add_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="a checkpoint-N directory (or any saved model directory)")
+    p.add_argument(
+        "checkpoint",
+        help="a checkpoint-N directory or a run folder of pretrain (masked LM) or qa train (QA head kept)",
+    )
     p.add_argument("out", help="output directory (written atomically)")
     p.add_argument("--no-copy-global", action="store_true", help="keep the global q/k/v as they are")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")

@@ -17,7 +17,9 @@ from typing import Any, NoReturn
 import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.training_args import ParallelMode
 
+from longify.distributed import release_at_exit
 from longify.errors import LongifyError, first_line
 from longify.legacy import Translated, config_to_argv, translate_legacy_args
 
@@ -54,18 +56,49 @@ def has_flag(argv: Sequence[str], flag: str) -> bool:
     return any(a.split("=")[0] == flag for a in argv)
 
 
+def launched_processes() -> int:
+    """Processes the launcher (torchrun) started for this run: 1 without a launcher."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def machine_defaults(argv: Sequence[str]) -> list[str]:
-    """Flags longify adds unless given: TensorBoard logging; on CPU no pinned memory, and gloo under torchrun
-    (without it, CPU processes silently train alone with world size 1)."""
+    """Flags longify adds unless given: TensorBoard logging; on CPU no pinned memory, and under torchrun
+    ``--use_cpu true --ddp_backend gloo``: accelerate makes CPU processes data-parallel only with ``cpu=True``;
+    without it each process trains its own model on its share of the data."""
     extra: list[str] = []
     cuda = torch.cuda.is_available()
     if not has_flag(argv, "--report_to"):
         extra += ["--report_to", "tensorboard"]
     if not cuda and not has_flag(argv, "--dataloader_pin_memory"):
         extra += ["--dataloader_pin_memory", "false"]
-    if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_flag(argv, "--ddp_backend"):
-        extra += ["--ddp_backend", "gloo"]
+    if not cuda and launched_processes() > 1:
+        if not has_flag(argv, "--use_cpu"):
+            extra += ["--use_cpu", "true"]
+        if not has_flag(argv, "--ddp_backend"):
+            extra += ["--ddp_backend", "gloo"]
     return extra
+
+
+def data_parallel_size(t: TrainingArguments) -> int:
+    """Processes that share one model: the size of the process group the Trainer uses (DDP), else 1."""
+    if t.parallel_mode != ParallelMode.DISTRIBUTED or not torch.distributed.is_initialized():
+        return 1
+    return torch.distributed.get_world_size()
+
+
+def check_data_parallel(t: TrainingArguments) -> None:
+    """Under torchrun, refuse a setup where the processes would not share one model (each training alone
+    on its share of the data, rank 0's model exported)."""
+    launched = launched_processes()
+    if launched == 1:
+        return
+    release_at_exit()
+    if data_parallel_size(t) != launched:
+        raise LongifyError(
+            f"torchrun started {launched} processes but the Trainer is not data-parallel on "
+            f"{t.distributed_state.distributed_type if t.distributed_state else 'this machine'} "
+            "(check --use_cpu / --ddp_backend)"
+        )
 
 
 def parse_hf_args(
@@ -98,6 +131,7 @@ def parse_hf_args(
     for item in parsed:
         if isinstance(item, TrainingArguments):
             check_training_args(item)
+            check_data_parallel(item)
     return tuple(parsed), translated
 
 

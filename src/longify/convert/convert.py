@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import resource
 import time
 from pathlib import Path
@@ -41,7 +42,9 @@ from longify.convert.verify import (
     verification_batches,
 )
 from longify.errors import LongifyError, first_line
-from longify.outdir import atomic_output_dir, check_output_dir
+from longify.loading import LOAD_ERRORS, check_model_source, load_failure
+from longify.locks import output_lock
+from longify.outdir import atomic_output_dir, check_output_dir, clean_leftovers
 from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -95,34 +98,39 @@ def parse_windows(attention_window: int | str | list[int], num_layers: int | Non
 
 def _load_source(
     src: str, tokenizer_name: str | None
-) -> tuple[PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase]:
-    path = Path(src)
-    if path.exists():
-        if not path.is_dir():
-            raise LongifyError(f"{src}: SRC must be a model directory (with config.json) or a hub id")
-        if not (path / "config.json").is_file():
-            raise LongifyError(f"{src}: no config.json in the SRC directory")
+) -> tuple[PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, list[str]]:
+    """The source's config, masked-LM model and tokenizer, and the weights it lacked (a bare encoder saved
+    without its MLM head gets a randomly initialised one: recorded and warned about, never "verified")."""
+    check_model_source(src, "SRC")
     try:
         config = AutoConfig.from_pretrained(src)
-    except (OSError, ValueError) as err:
-        where = "directory" if path.exists() else "hub id (is the Hub reachable? HF_HUB_OFFLINE set?)"
+    except LOAD_ERRORS as err:
+        where = "directory" if Path(src).exists() else "hub id (is the Hub reachable? HF_HUB_OFFLINE set?)"
         raise LongifyError(
             f"{src}: cannot read the model config from this {where}: {first_line(err)}"
         ) from None
     family = get_family(getattr(config, "model_type", None))
     family.check(config)
     try:
-        model = AutoModelForMaskedLM.from_pretrained(src, dtype=torch.float32)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise LongifyError(f"{src}: cannot load the model weights: {first_line(err)}") from None
+        model, info = AutoModelForMaskedLM.from_pretrained(src, dtype=torch.float32, output_loading_info=True)
+    except LOAD_ERRORS as err:
+        raise load_failure(src, err, "the model weights") from None
     tok_src = tokenizer_name or src
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_src)
-    except (OSError, ValueError, TypeError) as err:
+    except LOAD_ERRORS as err:
         raise LongifyError(
             f"{tok_src}: cannot load a tokenizer ({first_line(err)}); pass --tokenizer DIR"
         ) from None
-    return config, model.eval(), tokenizer
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        logger.warning(
+            "%s has no weights for %s: they start random (e.g. an encoder saved without its MLM head); "
+            "recorded in conversion.json as new_weights, and the logits are not verified",
+            src,
+            ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""),
+        )
+    return config, model.eval(), tokenizer, missing
 
 
 def long_config(
@@ -291,10 +299,33 @@ def convert(
     if global_init not in GLOBAL_INITS:
         raise LongifyError(f"--global-init: expected one of {', '.join(GLOBAL_INITS)}, got {global_init!r}")
     parse_windows(attention_window)  # early check, before any loading
-    check_output_dir(out, overwrite)
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise LongifyError(f"--tolerance: expected a finite number >= 0, got {tolerance}")
+    with output_lock(out):  # before any long work: a second convert into OUT is refused, not raced
+        check_output_dir(out, overwrite)
+        clean_leftovers(Path(out))  # a killed convert's temporary copy: a model's size
+        return _convert(
+            src, Path(out), max_pos, attention_window, position_init, global_init, verify, tolerance,
+            overwrite, tokenizer, seed, start,
+        )  # fmt: skip
 
+
+def _convert(
+    src: str,
+    out: Path,
+    max_pos: int,
+    attention_window: int | str | list[int],
+    position_init: str,
+    global_init: str,
+    verify: bool,
+    tolerance: float,
+    overwrite: bool,
+    tokenizer: str | None,
+    seed: int,
+    start: float,
+) -> dict[str, Any]:
     logger.info("loading %s", src)
-    config, source, tok = _load_source(src, tokenizer)
+    config, source, tok, new_weights = _load_source(src, tokenizer)
     family = get_family(config.model_type)
     src_offset = family.position_offset(config)
     source_len = config.max_position_embeddings - src_offset
@@ -352,7 +383,6 @@ def convert(
         )
     model = materialize(lconfig, state)
 
-    out = Path(out)
     record: dict[str, Any] = {
         "source": src,
         "output": str(out),
@@ -366,6 +396,7 @@ def convert(
         "global_init": global_init,
         "seed": seed,
         "verification": verification.to_dict() if verification else None,
+        "new_weights": new_weights,  # source weights that were missing and start random (e.g. the MLM head)
         "seconds": None,
         "peak_rss_mb": None,
         "versions": library_versions(),

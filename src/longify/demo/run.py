@@ -18,6 +18,8 @@ from typing import Any
 from longify.convert import convert
 from longify.demo.qa_data import write_qa_files
 from longify.demo.source import pretrain_source
+from longify.errors import LongifyError
+from longify.locks import INSIDE_NAME, output_lock
 from longify.mlm.args import parse_pretrain_args
 from longify.mlm.train import pretrain
 from longify.qa.args import parse_qa_args
@@ -32,6 +34,7 @@ DATA_FILES = ("wiki.train.raw", "wiki.valid.raw")
 SOURCE_LEN = 128
 LONG_LEN = 1024
 WINDOW = 64
+MARKER = ".longify-demo"  # in OUT: the demo made this folder and may replace what it holds
 
 
 def shipped_data_dir() -> Path:
@@ -112,10 +115,37 @@ def run_demo(
     lm_steps: int = 40,
     qa_epochs: float = 3.0,
     qa_examples: tuple[int, int] = (192, 48),
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run every stage on the shipped data and return (and print) the summary."""
+    """Run every stage on the shipped data and return (and print) the summary.
+
+    ``out`` must be new, empty or made by an earlier demo (its ``.longify-demo`` marker): the demo replaces
+    its own folders there. ``overwrite`` accepts any other non-empty folder too.
+    """
     out = Path(out)
+    with output_lock(out):
+        claim_output(out, overwrite)
+        return _run(out, steps, lm_steps, qa_epochs, qa_examples)
+
+
+def claim_output(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``out`` the demo did not create (unless ``overwrite``), then mark it as the demo's."""
+    if out.exists() and not out.is_dir():
+        raise LongifyError(f"--out {out}: exists and is not a directory")
+    foreign = out.is_dir() and not (out / MARKER).is_file()
+    if foreign and any(p.name != INSIDE_NAME for p in out.iterdir()) and not overwrite:
+        raise LongifyError(
+            f"--out {out}: not empty and not made by `longify demo` (which replaces its data/, source/, "
+            "long/, long-lm/, qa/ folders); choose a new or empty folder, or pass --overwrite"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by `longify demo`: a later demo may replace what is here\n", "utf-8")
+
+
+def _run(
+    out: Path, steps: int, lm_steps: int, qa_epochs: float, qa_examples: tuple[int, int]
+) -> dict[str, Any]:
+    overwrite = True  # every folder below is the demo's own (claim_output)
     t0 = time.perf_counter()
     data = stage_data(out)
     train_text = (data / "wiki.train.raw").read_text(encoding="utf-8")
@@ -187,8 +217,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"max |diff| vs source hidden {v['max_abs_diff_hidden']:.1e}, logits {v['max_abs_diff_logits']:.1e} "
         f"on {v['tokens_compared']} tokens ({'ok' if v['passed'] else 'FAILED'}), {conv['seconds']:.1f} s",
         f"  pretrain long MLM at {conv['positions']} tokens, {lm['steps']} steps: eval loss "
-        f"{lm['initial']['loss']:.3f} -> {lm['final']['loss']:.3f}, bits/char {lm['initial']['bits_per_char']:.3f} "
-        f"-> {lm['final']['bits_per_char']:.3f} ({lm['seconds']:.0f} s)",
+        f"{lm['initial']['loss']:.3f} -> {lm['final']['loss']:.3f}, pseudo bits/char {lm['initial']['pseudo_bits_per_char']:.3f} "
+        f"-> {lm['final']['pseudo_bits_per_char']:.3f} ({lm['seconds']:.0f} s)",
         f"  qa       long-document QA, dev EM/F1: untrained head {qa['untrained_head']['exact_match']:.1f}/"
         f"{qa['untrained_head']['f1']:.1f} -> fine-tuned {qa['fine_tuned']['exact_match']:.1f}/"
         f"{qa['fine_tuned']['f1']:.1f} ({qa['epochs']:g} epochs)",

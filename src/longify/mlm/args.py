@@ -15,6 +15,8 @@ from longify.attention import check_attention_flag
 from longify.errors import LongifyError
 from longify.hfargs import parse_hf_args
 
+DEFAULT_MAX_POS = 4096  # --max_pos when a short model is converted
+
 
 @dataclass
 class ModelArguments:
@@ -23,7 +25,13 @@ class ModelArguments:
     )
     model_name: str | None = field(default=None, metadata={"help": "Name of the run (TensorBoard run name)."})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
-    max_pos: int = field(default=4096, metadata={"help": "Positions of the long model (conversion target)."})
+    max_pos: int | None = field(
+        default=None,
+        metadata={
+            "help": f"Positions of the long model: the conversion target ({DEFAULT_MAX_POS} when not given); for "
+            "a Longformer, at most its own (the default)."
+        },
+    )
     attention_window: str = field(
         default="512", metadata={"help": "Window for the conversion: one even value or a per-layer list."}
     )
@@ -36,7 +44,7 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.max_pos <= 0:
+        if self.max_pos is not None and self.max_pos <= 0:
             raise LongifyError(f"--max_pos: expected a positive integer, got {self.max_pos}")
         check_attention_flag(self.attention)
 
@@ -56,7 +64,8 @@ class DataArguments:
     )
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked."})
     preprocessing_num_workers: int | None = field(
-        default=None, metadata={"help": "Processes for tokenisation."}
+        default=None,
+        metadata={"help": "Tokenisation threads (in-process; default: min(CPUs, 8), 1 below 1 MB of text)."},
     )
     data_cache_dir: str | None = field(default=None, metadata={"help": "Cache of tokenised blocks."})
     max_eval_blocks: int | None = field(

@@ -3,10 +3,10 @@
 Every non-blank line of a text file (WikiText layout or plain), every ``.jsonl`` record's ``text_field``
 or every row of a ``datasets`` hub split is one *text unit*: surrounding whitespace stripped, WikiText
 headings `` = Title = `` kept as text (as the allenai notebook's TextDataset kept them). Units are
-tokenized without special tokens (fast backend, batched ``datasets.map``, several processes), their ids
+tokenized without special tokens (fast backend, batched, in threads of this process), their ids
 concatenated in order (documents span blocks, as in the paper and run_mlm's group_texts) and cut into
-``[cls] + block_size-2 ids + [sep]``. Grouping runs over the whole token stream (numpy on the Arrow
-buffer), so nothing is lost between map batches; only the final tail that fills no block is dropped.
+``[cls] + block_size-2 ids + [sep]``. Grouping runs over the whole token stream (numpy), so nothing is
+lost between batches; only the final tail that fills no block is dropped.
 """
 
 from __future__ import annotations
@@ -16,21 +16,26 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
+from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from datasets.table import InMemoryTable
 from tokenizers import Tokenizer
 
 from longify.errors import LongifyError
+from longify.locks import output_lock, remove_dead_leftovers
 from longify.mlm.masking import mask_for_eval
+from longify.outdir import honour_umask_tree, make_temp_dir
 from longify.runinfo import write_json_atomic
 
 if TYPE_CHECKING:
@@ -41,7 +46,7 @@ __all__ = ["BlockStats", "load_blocks", "mask_for_eval"]
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 SMALL_INPUT_BYTES = 1 << 20  # default num_proc: min(cpus, 8), but 1 below this (start-up would dominate)
-MAP_BATCH = 1000  # text units per tokenizer call
+MAP_BATCH = 10_000  # text units per tokenizer call
 _IDS = datasets.List(datasets.Value("int32"))
 _TOKEN_FEATURES = datasets.Features({"input_ids": _IDS, "n_chars": datasets.Value("int64")})
 _PATH_SUFFIXES = {".raw", ".txt", ".jsonl", ".json", ".tokens", ".text"}
@@ -183,31 +188,48 @@ def blocks_dataset(blocks: np.ndarray) -> datasets.Dataset:
     return datasets.Dataset(InMemoryTable(pa.table({"input_ids": column})))
 
 
-def _tokenize_batch(batch: dict[str, list[str]], backend: Tokenizer) -> dict[str, list[Any]]:
-    texts = [t.strip() if t else "" for t in batch["text"]]
-    encodings = backend.encode_batch_fast(texts, add_special_tokens=False)
-    return {"input_ids": [e.ids for e in encodings], "n_chars": [len(t) for t in texts]}
-
-
-def tokenize_units(
-    texts: datasets.Dataset, backend: Tokenizer, num_proc: int, work: Path
-) -> tuple[np.ndarray, int]:
-    """(all ids in row order as int32, characters tokenized); map's Arrow files go under ``work``."""
+@contextmanager
+def _single_threaded_calls() -> Iterator[None]:
+    """``TOKENIZERS_PARALLELISM=false`` around our encodes (each call on one thread, our threads run them
+    side by side), then as it was: later tokenizer calls of this process keep their own setting."""
     old = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     try:
-        tokenized = texts.map(
-            _tokenize_batch, batched=True, batch_size=MAP_BATCH, fn_kwargs={"backend": backend},
-            remove_columns=texts.column_names, features=_TOKEN_FEATURES,
-            num_proc=num_proc if num_proc > 1 else None, cache_file_name=str(work / "tokens.arrow"),
-            new_fingerprint=f"tokens-{work.parent.name[1:33]}", load_from_cache_file=False,
-            desc="Tokenizing",
-        )  # fmt: skip
-    finally:  # map(num_proc>1) leaves TOKENIZERS_PARALLELISM=false in the C environment (putenv): every
-        # later tokenizer call of this process would run single-threaded
-        os.unsetenv("TOKENIZERS_PARALLELISM") if old is None else os.putenv("TOKENIZERS_PARALLELISM", old)
-    n_chars = int(pc.sum(tokenized.data.column("n_chars")).as_py() or 0)
-    chunks = [c.flatten().to_numpy() for c in tokenized.data.column("input_ids").chunks]
-    return (np.concatenate(chunks) if chunks else np.zeros(0, np.int32)), n_chars
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = old
+
+
+def tokenize_units(texts: datasets.Dataset, backend: Tokenizer, num_proc: int) -> tuple[np.ndarray, int]:
+    """(all ids in row order as int32, characters tokenized).
+
+    ``num_proc`` threads of this process each run the fast tokenizer (single-threaded, GIL released) on
+    MAP_BATCH text units at a time, in order: the parallelism of ``map(num_proc)`` without worker processes
+    that could outlive a killed run. Only the int32 ids are kept.
+    """
+    parts: list[np.ndarray] = []
+    n_chars = 0
+
+    def encode(batch: dict[str, list[str]]) -> tuple[np.ndarray, int]:
+        units = [t.strip() if t else "" for t in batch["text"]]
+        encodings = backend.encode_batch_fast(units, add_special_tokens=False)
+        return np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int32), sum(
+            map(len, units)
+        )
+
+    with _single_threaded_calls(), ThreadPoolExecutor(num_proc) as pool:
+        pending: deque[Future[tuple[np.ndarray, int]]] = deque()
+        for batch in chain(texts.iter(batch_size=MAP_BATCH), [None]):
+            if batch is not None:
+                pending.append(pool.submit(encode, batch))
+            while pending and (batch is None or len(pending) > num_proc):
+                ids, chars = pending.popleft().result()
+                parts.append(ids)
+                n_chars += chars
+    return (np.concatenate(parts) if parts else np.zeros(0, np.int32)), n_chars
 
 
 def _read_texts(sources: list[_Source], text_field: str) -> tuple[datasets.Dataset, int]:
@@ -228,6 +250,43 @@ def _load_cached(path: Path, t0: float) -> tuple[datasets.Dataset, BlockStats] |
     stats.cache_path, stats.from_cache, stats.seconds = str(path), True, time.time() - t0
     logger.info("mlm data: %d blocks of %d from cache %s", stats.n_blocks, stats.block_size, path)
     return ds, stats
+
+
+def _build_entry(
+    texts: datasets.Dataset,
+    n_bytes: int,
+    sources: list[_Source],
+    backend: Tokenizer,
+    block_size: int,
+    specials: tuple[int, int],
+    num_proc: int | None,
+    root: Path,
+    final: Path,
+) -> BlockStats:
+    """Tokenize, group and save one cache entry at ``final`` (through ``.KEY.tmp-<pid>-*`` beside it)."""
+    num_proc = num_proc or (1 if n_bytes < SMALL_INPUT_BYTES else min(os.cpu_count() or 1, 8))
+    work = make_temp_dir(root, f".{final.name}.tmp-")
+    try:
+        ids, n_chars = tokenize_units(texts, backend, num_proc)
+        blocks = group_blocks(ids, block_size, *specials)
+        if len(blocks) == 0:
+            names = ", ".join(p for _, p in sources)
+            raise LongifyError(f"{names}: {len(ids)} tokens, fewer than one block of {block_size}")
+        blocks_dataset(blocks).save_to_disk(str(work / "blocks"))
+        dropped = len(ids) - len(blocks) * (block_size - 2)
+        stats = BlockStats(
+            len(sources), n_chars, len(ids), len(blocks), block_size, str(final), False, 0, dropped
+        )
+        write_json_atomic(work / "blocks" / "stats.json", {**asdict(stats), "format_version": FORMAT_VERSION})
+        honour_umask_tree(work / "blocks")
+        try:
+            (work / "blocks").rename(final)
+        except OSError:  # built meanwhile by a process that could not lock (no locks on this file system)
+            if not (final / "stats.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return stats
 
 
 def load_blocks(
@@ -265,35 +324,17 @@ def load_blocks(
     final = root / key
     if (cached := _load_cached(final, t0)) is not None:
         return cached
-
-    texts, n_bytes = (hub, hub.data.nbytes) if hub is not None else _read_texts(sources, text_field)
-    num_proc = num_proc or (1 if n_bytes < SMALL_INPUT_BYTES else min(os.cpu_count() or 1, 8))
-    num_proc = max(1, min(num_proc, len(texts)))
     root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
-    try:
-        ids, n_chars = tokenize_units(texts, backend, num_proc, work / "tokens")
-        shutil.rmtree(work / "tokens", ignore_errors=True)
-        blocks = group_blocks(ids, block_size, cls, sep)
-        if len(blocks) == 0:
-            names = ", ".join(p for _, p in sources)
-            raise LongifyError(f"{names}: {len(ids)} tokens, fewer than one block of {block_size}")
-        blocks_dataset(blocks).save_to_disk(str(work / "blocks"))
-        dropped = len(ids) - len(blocks) * (block_size - 2)
-        stats = BlockStats(
-            len(sources), n_chars, len(ids), len(blocks), block_size, str(final), False, 0, dropped
-        )
-        write_json_atomic(work / "blocks" / "stats.json", {**asdict(stats), "format_version": FORMAT_VERSION})
-        try:
-            (work / "blocks").rename(final)
-        except OSError:  # another process cached the same key first: use theirs
-            if not (final / "stats.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    # one process builds an entry; another one asking for the same entry waits for it and loads it
+    with output_lock(final, wait=True, main_process=True):
+        if (cached := _load_cached(final, t0)) is not None:
+            return cached
+        remove_dead_leftovers(root, f".{key}.tmp-", lambda p: shutil.rmtree(p, ignore_errors=True))
+        texts, n_bytes = (hub, hub.data.nbytes) if hub is not None else _read_texts(sources, text_field)
+        stats = _build_entry(texts, n_bytes, sources, backend, block_size, (cls, sep), num_proc, root, final)
     stats.seconds = time.time() - t0
     logger.info(
         "mlm data: %d chars, %d tokens -> %d blocks of %d (%d tail tokens dropped), cached at %s (%.1f s)",
-        stats.n_chars, stats.n_tokens, stats.n_blocks, block_size, dropped, final, stats.seconds,
+        stats.n_chars, stats.n_tokens, stats.n_blocks, block_size, stats.n_dropped_tokens, final, stats.seconds,
     )  # fmt: skip
     return datasets.load_from_disk(str(final)), stats

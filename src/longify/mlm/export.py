@@ -2,26 +2,39 @@
 
 A clean directory holds config, safetensors weights, tokenizer, model card and metrics; no optimizer,
 scheduler, RNG or trainer state (the seed's helper that deleted ``optimizer.pt`` / ``scheduler.pt``).
+A model keeps its head (masked-LM or question answering); a checkpoint's export carries the evaluations
+up to its step, never the run's final ones.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from longify.errors import LongifyError, first_line
-from longify.outdir import atomic_output_dir, files_into
+from longify.locks import output_lock
+from longify.mlm.trainer import METRICS_FILE
+from longify.outdir import atomic_output_dir, check_output_dir, files_into
 from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 _PROJECTIONS = ("query", "key", "value")
-_EXTRA_FILES = ("pretrain_metrics.json", "conversion.json")
+_TASKS = {"ForMaskedLM": "fill-mask", "ForQuestionAnswering": "question-answering"}  # architecture suffix
+_RUN_METRICS = (METRICS_FILE, "results.json")  # a run folder's own metrics (pretrain, qa train)
+TRAINER_STATE = "trainer_state.json"
 
 
 @torch.no_grad()
@@ -36,15 +49,19 @@ def copy_global_projections(model: PreTrainedModel) -> int:
     return done
 
 
-def _card(name: str, info: dict[str, Any]) -> str:
+def _card(name: str, info: dict[str, Any], task: str = "fill-mask") -> str:
+    what = {
+        "fill-mask": "A Longformer after long masked-LM pretraining with longify.",
+        "question-answering": "A Longformer fine-tuned for extractive question answering with longify.",
+    }[task]
     lines = [
         "---",
         "library_name: transformers",
-        "tags: [longformer, longify, fill-mask]",
+        f"tags: [longformer, longify, {task}]",
         "---",
         f"# {name}",
         "",
-        "A Longformer after long masked-LM pretraining with longify.",
+        what,
         "",
     ]
     lines += [f"- {k}: {v}" for k, v in info.items()]
@@ -58,12 +75,13 @@ def write_clean_model(
     *,
     card: dict[str, Any],
     metrics: dict[str, Any] | None = None,
+    task: str = "fill-mask",
 ) -> None:
     """Save ``model`` (+ tokenizer, card, metrics) into the existing directory ``target``."""
     model.save_pretrained(target, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(target)
-    (target / "README.md").write_text(_card(target.name, card), encoding="utf-8")
+    (target / "README.md").write_text(_card(target.name, card, task), encoding="utf-8")
     if metrics is not None:
         write_json_atomic(target / "metrics.json", metrics)
 
@@ -76,35 +94,111 @@ def export_into(
         write_clean_model(model, tokenizer, tmp, **kw)
 
 
+def model_task(folder: Path) -> str:
+    """``fill-mask`` or ``question-answering``, from the architecture in ``config.json``; anything else
+    is refused (exporting it as a masked-LM model would drop its head and add a random one)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise LongifyError(f"{folder / 'config.json'}: cannot read it ({err})") from None
+    archs = config.get("architectures") or [] if isinstance(config, dict) else []
+    for arch in archs:
+        for suffix, task in _TASKS.items():
+            if str(arch).endswith(suffix):
+                return task
+    raise LongifyError(
+        f"{folder}: a {', '.join(map(str, archs)) or 'model of no stated architecture'}; export takes a "
+        "masked-LM model (longify convert / pretrain) or a question-answering model (longify qa train)"
+    )
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """The step of a Trainer checkpoint (``trainer_state.json``'s global_step); None for other folders."""
+    try:
+        state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    step = state.get("global_step") if isinstance(state, dict) else None
+    return int(step) if isinstance(step, int) else None
+
+
+def checkpoint_metrics(folder: Path, step: int) -> dict[str, Any]:
+    """The evaluations logged up to ``step`` in the checkpoint's own ``trainer_state.json``."""
+    state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
+    evals = [
+        e
+        for e in state.get("log_history", [])
+        if any(k.startswith("eval_") for k in e) and e.get("step", 0) <= step
+    ]
+    return {"step": step, "evals": evals}
+
+
+def pretrain_metrics_at(run_file: Path, step: int) -> dict[str, Any]:
+    """``pretrain_metrics.json`` as it stood at ``step``: the initial evaluation and those up to ``step``;
+    the run's final evaluation and totals (measured later) are left out."""
+    data = json.loads(run_file.read_text(encoding="utf-8"))
+    later = ("final", "steps", "seconds", "finished", "train_loss")
+    out = {k: v for k, v in data.items() if k not in later}
+    out["evals"] = [e for e in data.get("evals", []) if e.get("step", 0) <= step]
+    out["checkpoint_step"] = step
+    return out
+
+
+def _extras(checkpoint: Path, step: int | None, target: Path) -> None:
+    """conversion.json, and the metrics that belong to what is exported: a run's own files, or for a
+    checkpoint the evaluations up to its step (never the run's final ones)."""
+    if (checkpoint / "conversion.json").is_file():
+        shutil.copyfile(checkpoint / "conversion.json", target / "conversion.json")
+    elif step is not None and (checkpoint.parent / "conversion.json").is_file():
+        shutil.copyfile(checkpoint.parent / "conversion.json", target / "conversion.json")
+    if step is None:
+        for name in _RUN_METRICS:
+            if (checkpoint / name).is_file():
+                shutil.copyfile(checkpoint / name, target / name)
+        return
+    write_json_atomic(target / "metrics.json", checkpoint_metrics(checkpoint, step))
+    if (run_file := checkpoint.parent / METRICS_FILE).is_file():
+        write_json_atomic(target / METRICS_FILE, pretrain_metrics_at(run_file, step))
+
+
 def export_checkpoint(
     checkpoint: str | Path, out: str | Path, *, copy_global: bool = True, overwrite: bool = False
 ) -> Path:
-    """``longify export``: a clean, loadable model directory from a Trainer checkpoint."""
+    """``longify export``: a clean, loadable model directory from a Trainer checkpoint or a run folder.
+
+    The model keeps its head: a masked-LM model is exported as one (its global q/k/v copied from the local
+    ones unless ``copy_global`` is off: pretraining never trains them), a question-answering model
+    (``qa train``) with its QA head and its trained global q/k/v as they are; other models are refused.
+    """
     checkpoint = Path(checkpoint)
     if not (checkpoint / "config.json").is_file():
         raise LongifyError(f"{checkpoint}: not a model checkpoint (no config.json)")
-    try:
-        model = AutoModelForMaskedLM.from_pretrained(checkpoint)
-    except (OSError, ValueError) as err:
-        raise LongifyError(f"{checkpoint}: cannot load the model: {first_line(err)}") from None
-    tok_dir = checkpoint if (checkpoint / "tokenizer_config.json").is_file() else checkpoint.parent
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-    except (OSError, ValueError):
-        logger.warning("no tokenizer found in %s or its parent; exporting the model only", checkpoint)
-        tokenizer = None
-    layers = copy_global_projections(model) if copy_global else 0
-    with atomic_output_dir(out, overwrite) as tmp:
-        write_clean_model(
-            model,
-            tokenizer,
-            tmp,
-            card={"exported from": str(checkpoint), "global projections copied from local": bool(layers)},
+    task = model_task(checkpoint)
+    with output_lock(out):
+        check_output_dir(out, overwrite)
+        auto = AutoModelForQuestionAnswering if task == "question-answering" else AutoModelForMaskedLM
+        try:
+            model = auto.from_pretrained(checkpoint)
+        except (OSError, ValueError) as err:
+            raise LongifyError(f"{checkpoint}: cannot load the model: {first_line(err)}") from None
+        step = checkpoint_step(checkpoint)
+        tok_dir = (
+            checkpoint
+            if (checkpoint / "tokenizer_config.json").is_file() or step is None
+            else checkpoint.parent
         )
-        for name in _EXTRA_FILES:
-            for where in (checkpoint, checkpoint.parent):
-                if (where / name).is_file():
-                    shutil.copyfile(where / name, tmp / name)
-                    break
-    logger.info("exported %s -> %s", checkpoint, out)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        except (OSError, ValueError):
+            logger.warning("no tokenizer found in %s; exporting the model only", tok_dir)
+            tokenizer = None
+        layers = copy_global_projections(model) if copy_global and task == "fill-mask" else 0
+        card: dict[str, Any] = {"exported from": str(checkpoint)}
+        if step is not None:
+            card["step"] = step
+        card["global projections copied from local"] = bool(layers)
+        with atomic_output_dir(out, overwrite) as tmp:
+            write_clean_model(model, tokenizer, tmp, card=card, task=task)
+            _extras(checkpoint, step, tmp)
+    logger.info("exported %s (%s) -> %s", checkpoint, task, out)
     return Path(out)

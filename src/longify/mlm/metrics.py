@@ -3,8 +3,14 @@
 - ``loss``: mean cross-entropy in nats per *masked* token;
 - ``perplexity``: exp(loss);
 - ``bits_per_token``: loss / ln 2 (what allenai's notebook logs as "bpc");
-- ``bits_per_char``: the evaluation text's estimated total loss in nats (loss x its tokens) over its
-  character count, / ln 2: true bits per character, comparable across tokenizers.
+- ``pseudo_bits_per_char``: an MLM *pseudo* bits per character: loss x the evaluation text's tokens / its
+  characters / ln 2. It scales the masked-token loss (each masked token predicted from its unmasked
+  neighbours, a pseudo-likelihood) to every token of the text; it is not the text's true code length and is
+  only roughly comparable across tokenizers (they mask different units). Counting, as ``longify.mlm.data``
+  does: ``text_tokens`` are all ids of the text without special tokens, ``<unk>`` included, but ``<unk>``
+  (a special token) is never masked, so it is never scored: its share is estimated from the scored tokens;
+  ``text_chars`` are the characters of the stripped, non-blank text units, so newlines and whitespace at
+  line edges are not counted.
 
 Masks are fixed per example (``longify.mlm.data.mask_for_eval``), so two runs or two models are scored
 on the same masked positions.
@@ -49,5 +55,5 @@ def mlm_metrics(sums: MLMSums, text_tokens: int | None, text_chars: int | None) 
         "masked_tokens": float(sums.masked_tokens),
     }
     if text_tokens and text_chars:
-        out["bits_per_char"] = loss * text_tokens / text_chars / math.log(2)
+        out["pseudo_bits_per_char"] = loss * text_tokens / text_chars / math.log(2)
     return out

@@ -3,11 +3,13 @@
 The seed's ``run_long_lm.py`` flow on transformers 5: convert a short model first if needed, tokenise
 and block the text (cached), evaluate once before training, train with evaluation every ``--eval_steps``,
 copy the local q/k/v into the global ones, and export a clean model into ``--output_dir``.
-Resumes automatically from the last checkpoint in ``--output_dir`` (or ``--resume_from_checkpoint``).
+Resumes automatically from the last complete checkpoint in ``--output_dir`` (or ``--resume_from_checkpoint``);
+a rerun of a finished run changes nothing (see ``longify.checkpoints``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict
@@ -24,14 +26,17 @@ from transformers import (
 )
 
 from longify.attention import set_attention
-from longify.convert import convert
+from longify.checkpoints import checkpoint_step, training_done
+from longify.convert import convert, parse_windows
 from longify.errors import LongifyError, first_line
-from longify.mlm.args import PretrainArgs
+from longify.hfargs import data_parallel_size
+from longify.locks import locks_output
+from longify.mlm.args import DEFAULT_MAX_POS, PretrainArgs
 from longify.mlm.collator import EpochSetter, IndexedBlocks, SeededMLMCollator
 from longify.mlm.data import load_blocks, mask_for_eval
 from longify.mlm.export import copy_global_projections, export_into
 from longify.mlm.trainer import METRICS_FILE, LongMLMTrainer, MetricsLog
-from longify.outdir import resume_checkpoint
+from longify.outdir import clear_previous_run, resume_checkpoint
 from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -40,20 +45,42 @@ RUN_FILE = "longify_run.json"
 
 
 def resolve_long_model(args: PretrainArgs) -> str:
-    """The Longformer to train: the given one, or the short model converted into ``OUTPUT/converted``."""
+    """The Longformer to train: the given one, or the short model converted into ``OUTPUT/converted``.
+
+    Settles ``args.model.max_pos`` (a Longformer's own positions, or ``DEFAULT_MAX_POS`` to convert). Under
+    torchrun only the local main process converts (the others wait in ``main_process_first`` and load the
+    finished folder); an earlier conversion made for other flags is refused, not reused under new ones.
+    """
     src = args.model.model_name_or_path
     try:
-        model_type = AutoConfig.from_pretrained(src).model_type
+        config = AutoConfig.from_pretrained(src)
     except (OSError, ValueError) as err:
         raise LongifyError(f"--model_name_or_path {src}: cannot read its config: {first_line(err)}") from None
-    if model_type == "longformer":
+    if config.model_type == "longformer":
+        usable = config.max_position_embeddings - (config.pad_token_id or 0) - 1
+        if args.model.max_pos is not None and args.model.max_pos > usable:
+            raise LongifyError(
+                f"--max_pos {args.model.max_pos}: {src} is a Longformer with {usable} usable positions; "
+                f"pass at most {usable} (or a short model to convert)"
+            )
+        args.model.max_pos = args.model.max_pos or usable
         return src
+    args.model.max_pos = args.model.max_pos or DEFAULT_MAX_POS
     target = Path(args.training.output_dir) / "converted"
-    if (target / "conversion.json").is_file() and not args.overwrite_output_dir:
+    main = args.training.local_process_index == 0
+    if (target / "conversion.json").is_file() and not (args.overwrite_output_dir and main):
+        check_conversion(target, args, config.num_hidden_layers)
         logger.info("using the earlier conversion in %s", target)
         return str(target)
+    if not main:
+        raise LongifyError(
+            f"{target}: missing after the main process converted {src} (is it on a shared disk?)"
+        )
     logger.info(
-        "%s is a short %s model: converting it to %d positions first", src, model_type, args.model.max_pos
+        "%s is a short %s model: converting it to %d positions first",
+        src,
+        config.model_type,
+        args.model.max_pos,
     )
     convert(
         src,
@@ -64,6 +91,37 @@ def resolve_long_model(args: PretrainArgs) -> str:
         overwrite=True,
     )
     return str(target)
+
+
+def check_conversion(target: Path, args: PretrainArgs, layers: int) -> None:
+    """Refuse an ``OUTPUT/converted`` made from another model or with other positions or windows."""
+    try:
+        record = json.loads((target / "conversion.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise LongifyError(f"{target}/conversion.json: cannot read it: {first_line(err)}") from None
+    wanted = {
+        "--model_name_or_path": args.model.model_name_or_path,
+        "--max_pos": args.model.max_pos,
+        "--attention_window": parse_windows(args.model.attention_window, layers),
+    }
+    found = {
+        "--model_name_or_path": record.get("source"),
+        "--max_pos": record.get("max_pos"),
+        "--attention_window": record.get("attention_window"),
+    }
+    for flag, value in wanted.items():
+        same = value == found[flag]
+        if flag == "--model_name_or_path" and not same and found[flag]:
+            same = Path(str(value)).resolve() == Path(str(found[flag])).resolve()
+        if not same:
+            raise LongifyError(
+                f"{flag} {_flag_text(value)}: {target} holds a conversion made with {flag} "
+                f"{_flag_text(found[flag])}; pass that, or --overwrite_output_dir to convert again"
+            )
+
+
+def _flag_text(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def load_model(path: str, attention: str) -> PreTrainedModel:
@@ -80,16 +138,22 @@ def load_model(path: str, attention: str) -> PreTrainedModel:
 
 
 def _resume_point(args: PretrainArgs) -> str | None:
-    main = args.training.process_index == 0
-    last = resume_checkpoint(
+    """The complete checkpoint to resume from (none with --overwrite_output_dir, which deletes nothing here)."""
+    return resume_checkpoint(
         args.training.output_dir,
         requested=args.training.resume_from_checkpoint,
         overwrite=args.overwrite_output_dir,
-        main_process=main,
+        world_size=args.training.world_size,
     )
-    if args.overwrite_output_dir and main:
-        (Path(args.training.output_dir) / METRICS_FILE).unlink(missing_ok=True)
-    return last
+
+
+def _finished_record(args: PretrainArgs, resume: str | None) -> dict[str, Any] | None:
+    """The record of this very run when it already finished (last step checkpointed, exported, recorded)."""
+    targs = args.training
+    if not (targs.do_train and training_done(resume, targs.max_steps, targs.num_train_epochs)):
+        return None
+    evaluated = bool(targs.do_eval or targs.eval_strategy != "no")
+    return MetricsLog(targs.output_dir, {}).finished_at(checkpoint_step(resume) or 0, evaluated)
 
 
 def _files(spec: str | None) -> list[str]:
@@ -123,12 +187,21 @@ def _datasets(args: PretrainArgs, tokenizer: Any, block: int) -> tuple[Any, Any,
     return train_ds, eval_ds, eval_stats
 
 
+@locks_output(lambda args, *_, **__: args.training.output_dir)
 def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Run long MLM pretraining as ``args`` say; return the metrics record."""
     t0 = time.perf_counter()
     targs, dargs = args.training, args.data
+    resume = _resume_point(args)
+    done = _finished_record(args, resume)
+    if done is not None:  # a rerun of a finished run changes nothing
+        logger.info(
+            "%s: finished at step %s already: nothing to do (pass --overwrite_output_dir to train again)",
+            targs.output_dir,
+            done["steps"],
+        )
+        return done
     with targs.main_process_first(desc="conversion and tokenisation"):  # rank 0 converts and caches, once
-        resume = _resume_point(args)
         model_path = resolve_long_model(args)
         tokenizer = AutoTokenizer.from_pretrained(args.model.tokenizer_name or model_path)
         model = load_model(model_path, args.model.attention)
@@ -138,7 +211,7 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
 
     facts = {
         "output_dir": targs.output_dir,
-        "world_size": targs.world_size,
+        "world_size": data_parallel_size(targs),  # the process group DDP uses
         "model": args.model.model_name_or_path,
         "long_model": model_path,
         "block_size": block,
@@ -149,7 +222,7 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
     }
     collator = SeededMLMCollator(tokenizer, dargs.mlm_probability, seed=targs.seed)
     targs.remove_unused_columns = False  # the collator needs each item's row index
-    metrics_log = MetricsLog(targs.output_dir, facts, resume_step=_step_of(resume))
+    metrics_log = MetricsLog(targs.output_dir, facts, resume_step=checkpoint_step(resume))
     trainer = LongMLMTrainer(
         model=model,
         args=targs,
@@ -161,12 +234,19 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
         text_stats=eval_stats,
         metrics_log=metrics_log,
     )
+    if args.overwrite_output_dir and resume is None and trainer.is_world_process_zero():
+        clear_previous_run(targs.output_dir, METRICS_FILE)  # every input has loaded: now the old run goes
     if trainer.is_world_process_zero():
         write_json_atomic(Path(targs.output_dir) / RUN_FILE, _run_record(args, facts))
     if eval_ds is not None and metrics_log.data["initial"] is None:
         trainer.evaluate()  # the anchor: metrics of the untrained long model
+    train_loss = None
     if targs.do_train:
-        trainer.train(resume_from_checkpoint=resume)
+        if resume and (checkpoint_step(resume) or 0) >= trainer.planned_steps():
+            result = trainer.finish_from(resume)  # killed before its export: no step more
+        else:
+            result = trainer.train(resume_from_checkpoint=resume)
+        train_loss = result.training_loss  # of the whole run, across resumes
     final = trainer.evaluate() if eval_ds is not None else {}
     if targs.do_train and trainer.is_world_process_zero():
         copied = copy_global_projections(trainer.model) if args.model.copy_global_projections else 0
@@ -182,19 +262,11 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
         metrics_log.write(
             final={k.removeprefix("eval_"): v for k, v in final.items()} or None,
             steps=trainer.state.global_step,
+            train_loss=train_loss,
             seconds=round(time.perf_counter() - t0, 1),
             finished=now_iso(),
         )
     return metrics_log.data
-
-
-def _step_of(checkpoint: str | None) -> int | None:
-    if not checkpoint:
-        return None
-    try:
-        return int(Path(checkpoint).name.rsplit("-", 1)[-1])
-    except ValueError:
-        return None
 
 
 def _run_record(args: PretrainArgs, facts: dict[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 from transformers import Trainer
-from transformers.trainer_utils import get_last_checkpoint
 
+from longify.checkpoints import CrashSafeCheckpoints, newest_complete
 from longify.errors import LongifyError
 from longify.mlm.metrics import MLMSums, masked_nats, mlm_metrics
 from longify.runinfo import write_json_atomic
@@ -47,9 +47,22 @@ class MetricsLog:
         self.data.update(extra)
         write_json_atomic(self.path, self.data)
 
+    def finished_at(self, step: int, evaluated: bool) -> dict[str, Any] | None:
+        """The record written when a run ended at ``step`` (with its final evaluation when ``evaluated``),
+        or None when the file holds no such finished run."""
+        try:
+            old = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        done = old.get("finished") and old.get("steps") == step and (old.get("final") or not evaluated)
+        return old if done else None
 
-class LongMLMTrainer(Trainer):
-    """HF Trainer with longify's evaluation (loss, perplexity, bits per token / character) and a NaN guard."""
+
+class LongMLMTrainer(CrashSafeCheckpoints, Trainer):
+    """HF Trainer with longify's evaluation (loss, perplexity, bits per token / character), a NaN guard and
+    a training loss weighted by masked tokens across accumulation steps and processes (``compute_loss``)."""
+
+    loss_is_scaled_for_ga = True  # compute_loss divides by the masked tokens of the whole optimizer step
 
     def __init__(
         self,
@@ -61,6 +74,7 @@ class LongMLMTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.text_stats = text_stats or {}
         self.metrics_log = metrics_log
+        self.model_accepts_loss_kwargs = True  # the Trainer counts num_items_in_batch for compute_loss
 
     def evaluate(
         self, eval_dataset: Any = None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval"
@@ -88,6 +102,35 @@ class LongMLMTrainer(Trainer):
             self.metrics_log.write()
         return metrics
 
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> Any:
+        """Cross-entropy summed over this micro-batch's masked tokens, divided by the masked tokens of the
+        whole optimizer step (every accumulation step of every process: ``num_items_in_batch``) and
+        multiplied by the processes, which DDP's gradient average divides out again: the loss and gradient
+        of one process with the same global batch, however it is split. (Longformer's own loss is a
+        per-micro-batch mean that ignores ``num_items_in_batch``, which the Trainer then multiplies by the
+        world size and does not divide by the accumulation steps.)"""
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        nats, counts = masked_nats(outputs.logits, labels)
+        if num_items_in_batch is None:  # no count from the Trainer: this micro-batch's mean
+            loss = (
+                nats.sum()
+                / counts.sum().clamp(min=1)
+                / getattr(self, "current_gradient_accumulation_steps", 1)
+            )
+        else:
+            loss = nats.sum() / num_items_in_batch
+            if self.args.average_tokens_across_devices:  # num_items_in_batch counts every process's tokens
+                loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
+
     def training_step(
         self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
     ) -> torch.Tensor:
@@ -104,7 +147,7 @@ class LongMLMTrainer(Trainer):
         super()._save_checkpoint(model, trial)
 
     def _stop(self, what: str) -> None:
-        last = get_last_checkpoint(self.args.output_dir) if Path(self.args.output_dir).is_dir() else None
+        last = newest_complete(self.args.output_dir, self.args.world_size, quiet=True)
         raise LongifyError(
             f"{what}; stopped. Last good checkpoint: {last or 'none yet'} (lower --learning_rate, or resume from it)"
         )

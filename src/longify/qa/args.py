@@ -40,7 +40,8 @@ class QADataArguments:
     dataset: str | None = field(
         default=None,
         metadata={
-            "help": "Task name (squad, xquad, mlqa, tydiqa, triviaqa, json); default: inferred from the files."
+            "help": "Task name: squad, xquad, mlqa, mlqa-gxlt (all 49 MLQA pairs), tydiqa, triviaqa (domain "
+            "from the file's Domain field), triviaqa-wikipedia, triviaqa-web, json; default: inferred from the files."
         },
     )
     train_file: str | None = field(default=None, metadata={"help": "Training file or folder of the task."})
@@ -87,6 +88,17 @@ class QADataArguments:
         default=None, metadata={"help": "squad, mlqa or triviaqa (default: the task's)."}
     )
     lang: str | None = field(default=None, metadata={"help": "Force the metric's language (--metric mlqa)."})
+    mlqa_pairs: str | None = field(
+        default=None,
+        metadata={
+            "help": "MLQA (context, question) language pairs: 'same' (the 7 MLQA tasks, --dataset mlqa's default), "
+            "'all' (G-XLT, 49 pairs, --dataset mlqa-gxlt's default) or a list like 'en-de,de-en'."
+        },
+    )
+    triviaqa_word_budget: int | None = field(
+        default=None,
+        metadata={"help": "TriviaQA: whitespace words kept per evidence document (default 4096; 0 = all)."},
+    )
     bucket_width: int = field(default=512, metadata={"help": "Token width of the analysis buckets."})
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenisation."}
@@ -104,6 +116,11 @@ class QADataArguments:
                 raise LongifyError(f"--{name}: expected a positive integer, got {getattr(self, name)}")
         if self.doc_stride < 0:
             raise LongifyError(f"--doc_stride: expected a non-negative integer, got {self.doc_stride}")
+        if self.triviaqa_word_budget is not None and self.triviaqa_word_budget < 0:
+            raise LongifyError(
+                f"--triviaqa_word_budget: expected a positive number of words or 0 (whole documents), "
+                f"got {self.triviaqa_word_budget}"
+            )
         if self.concat_contexts < 0:
             raise LongifyError(
                 f"--concat_contexts: expected 0 (off) or a positive K, got {self.concat_contexts}"

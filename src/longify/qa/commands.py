@@ -85,6 +85,12 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
         "--max-answer-length", "--max_answer_length", type=positive_int, default=30, help="in tokens"
     )
     p.add_argument("--attention", choices=("fast", "hf"), default="fast", help="Longformer attention kernel")
+    p.add_argument(
+        "--allow-new-head",
+        "--allow_new_head",
+        action="store_true",
+        help="answer even when the model has no trained span head (random qa_outputs)",
+    )
 
 
 def qa_predict_main(argv: Sequence[str]) -> int:
@@ -117,6 +123,7 @@ def qa_predict(ns: argparse.Namespace) -> int:
         n_best_size=ns.n_best_size,
         max_answer_length=ns.max_answer_length,
         attention=ns.attention,
+        allow_new_head=ns.allow_new_head,
     )
     shown = {k: result[k] for k in ("answer", "score", "probability", "start", "end")}
     print(json.dumps(shown, ensure_ascii=False))

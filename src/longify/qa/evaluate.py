@@ -3,22 +3,29 @@ existing predictions JSON (``--predictions FILE``, no model, like the official s
 
 Outputs in ``--output_dir``: ``predictions.json`` (id -> text; language -> {id -> text} when ids repeat
 across languages), ``nbest_predictions.json`` and ``results.json`` (metrics per language and their average,
-buckets by answer position and context length, arguments, seed, versions, git hash).
+buckets by answer position and context length, arguments, seed, versions, git hash). A folder whose
+results.json another command wrote (a ``qa train`` run) is refused unless ``--overwrite_output_dir``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from longify.distributed import from_main, gather_on_main, rank_and_world
 from longify.errors import LongifyError
+from longify.hfargs import data_parallel_size, has_flag
+from longify.locks import output_lock
 from longify.qa.analysis import bucket_scores
 from longify.qa.args import QAArgs, QADataArguments
 from longify.qa.decode import decode, keyed_by_id
@@ -31,13 +38,22 @@ from longify.qa.runtime import (
     load_tokenizer,
     window_logits,
 )
-from longify.qa.score import evaluate_predictions_file, score_predictions, subset_of
-from longify.qa.tasks import get_task, load_examples
+from longify.qa.score import (
+    eval_scoring,
+    evaluate_predictions_file,
+    official_predictions,
+    score_predictions,
+    subset_of,
+)
+from longify.qa.tasks import TASKS, data_flag_options, get_task, load_examples
 from longify.qa.tasks.concat import concat_contexts
 from longify.qa.tasks.example import QAExample
 from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
 
 logger = logging.getLogger(__name__)
+
+EVAL_COMMAND = "qa evaluate"  # results.json's "command": what qa evaluate may overwrite
+DEFAULT_EVAL_OUTPUT_DIR = "qa-eval-output"  # what `longify qa evaluate` passes when --output_dir is absent
 
 
 def infer_dataset(dataset: str | None, path: str) -> str:
@@ -53,7 +69,8 @@ def load_split(data: QADataArguments, path: str | None, *, train: bool, flag: st
         raise LongifyError(f"{flag}: required for {'--do_train' if train else '--do_eval'}")
     name = infer_dataset(data.dataset, path)
     split = data.train_split if train else data.eval_split
-    examples = list(load_examples(name, path, split=split, languages=data.languages))
+    options = data_flag_options(data, name)  # --mlqa_pairs, --triviaqa_word_budget
+    examples = list(load_examples(name, path, split=split, languages=data.languages, **options))
     if not examples:
         raise LongifyError(f"{path}: no questions found")
     if data.concat_contexts > 1:
@@ -111,7 +128,10 @@ def run_evaluation(
         lower=lower,
     )
     collator = collator_for(tokenizer, model.config)
-    starts, ends = window_logits(model, features, collator, batch_size, autocast_dtype=autocast_dtype)
+    logits = sharded_window_logits(model, features, collator, batch_size, autocast_dtype)
+    if logits is None:  # not rank 0: it decodes and scores every question, once
+        return EvalOutput(from_main(None), {}, {})
+    starts, ends = logits
     by_index, nbest_by_index = decode(
         examples,
         features,
@@ -120,16 +140,42 @@ def run_evaluation(
         n_best_size=data.n_best_size,
         max_answer_length=data.max_answer_length,
     )
-    predictions = keyed_by_id(examples, by_index, subset_of)
     metric = data.metric or (get_task(data.dataset).metric if data.dataset else "squad")
-    scored = keyed_by_id(examples, {i: spans[0] for i, spans in nbest_by_index.items()}, subset_of)
-    result = score_predictions(scored, examples, metric=metric, lang=data.lang)  # scores pick among documents
+    units, average = eval_scoring(data, examples)  # the official key set and headline average
+    top = {i: spans[0] for i, spans in nbest_by_index.items()}
+    predictions = official_predictions(examples, top, units)  # one per key; scores pick among documents
+    result = score_predictions(predictions, units=units, metric=metric, lang=data.lang, average=average)
     result["windows"] = len(features)
     result["max_seq_length"] = seq_len
     result["analysis"] = bucket_scores(
         examples, by_index, tokenizer, metric=metric, lang=data.lang, bucket_width=data.bucket_width
     )
-    return EvalOutput(result, predictions, keyed_by_id(examples, nbest_by_index, subset_of))
+    return EvalOutput(from_main(result), predictions, keyed_by_id(examples, nbest_by_index, subset_of))
+
+
+def sharded_window_logits(
+    model: PreTrainedModel,
+    features: Sequence[dict[str, Any]],
+    collator: Any,
+    batch_size: int,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """Under torchrun each rank runs every world-th window and rank 0 gets all the logits in feature order
+    (the other ranks None); one process runs them all."""
+    rank, world = rank_and_world()
+    mine = list(range(rank, len(features), world))
+    starts, ends = window_logits(
+        model, [features[i] for i in mine], collator, batch_size, autocast_dtype=autocast_dtype
+    )
+    parts = gather_on_main((mine, starts, ends))
+    if parts is None:
+        return None
+    all_starts: list[np.ndarray] = [np.empty(0)] * len(features)
+    all_ends: list[np.ndarray] = [np.empty(0)] * len(features)
+    for indices, part_starts, part_ends in parts:
+        for i, start, end in zip(indices, part_starts, part_ends, strict=True):
+            all_starts[i], all_ends[i] = start, end
+    return all_starts, all_ends
 
 
 def flat_metrics(result: dict[str, Any], prefix: str = "eval") -> dict[str, float]:
@@ -155,6 +201,7 @@ def run_record(args: QAArgs) -> dict[str, Any]:
             "legacy_notes": args.notes,
         },
         "seed": args.training.seed,
+        "world_size": data_parallel_size(args.training),
         "versions": library_versions(),
         "git": git_hash(),
         "created": now_iso(),
@@ -169,6 +216,33 @@ def write_outputs(output_dir: str | Path, output: EvalOutput, extra: dict[str, A
     results = {**output.result, **extra}
     write_json_atomic(out / "results.json", results)
     return results
+
+
+@contextmanager
+def eval_output_dir(args: QAArgs) -> Iterator[None]:
+    """Lock ``--output_dir`` and refuse one whose results.json another command wrote (a ``qa train`` run's
+    results, say), unless ``--overwrite_output_dir``: ``qa evaluate`` never overwrites another run's results."""
+    out = Path(args.training.output_dir)
+    with output_lock(out):
+        check_results_owner(out / "results.json", overwrite=args.overwrite_output_dir)
+        yield
+
+
+def check_results_owner(path: Path, *, overwrite: bool) -> None:
+    """Raise when ``path`` exists and was not written by ``qa evaluate`` (and not ``overwrite``)."""
+    if overwrite or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if isinstance(old, dict) and old.get("command") == EVAL_COMMAND:
+        return
+    writer = "`qa train`" if isinstance(old, dict) and "train" in old else "another command"
+    raise LongifyError(
+        f"--output_dir {path.parent}: holds the results.json of {writer}; choose another --output_dir "
+        "(or pass --overwrite_output_dir to replace it)"
+    )
 
 
 def autocast_for(args: QAArgs) -> torch.dtype | None:
@@ -187,7 +261,7 @@ def evaluate_qa(args: QAArgs) -> dict[str, Any]:
                 "--predictions: give --dataset NAME --predict_file PATH, or --dataset FILE.json"
             )
         path = data.predict_file if data.dataset else None
-        return evaluate_predictions_file(
+        result = evaluate_predictions_file(
             data.predictions,
             dataset,
             path,
@@ -195,23 +269,37 @@ def evaluate_qa(args: QAArgs) -> dict[str, Any]:
             languages=data.languages,
             metric=data.metric,
             lang=data.lang,
+            **(data_flag_options(data, data.dataset) if data.dataset in TASKS else {}),
         )
+        if has_flag(args.argv, "--output_dir") or args.training.output_dir != DEFAULT_EVAL_OUTPUT_DIR:
+            result = {**result, **run_record(args), "command": EVAL_COMMAND}
+            with eval_output_dir(args):
+                write_json_atomic(Path(args.training.output_dir) / "results.json", result)
+        return result
     name = args.model.model_name_or_path
     if name is None:
         raise LongifyError("--model_name_or_path: required to evaluate a model (or pass --predictions FILE)")
-    config = load_config(name)
-    check_model_type(args.model_type, config, name)
-    examples = load_split(data, data.predict_file, train=False, flag="--predict_file")
-    tokenizer = load_tokenizer(args.model.tokenizer_name or name)
-    model = load_qa_model(name, args.model.attention).to(args.training.device)
-    output = run_evaluation(
-        model,
-        tokenizer,
-        examples,
-        data,
-        batch_size=args.training.per_device_eval_batch_size,
-        lower=resolve_lowercase(args.do_lower_case, tokenizer),
-        autocast_dtype=autocast_for(args),
-    )
-    record = {"model": name, "predict_file": data.predict_file, **run_record(args)}
-    return write_outputs(args.training.output_dir, output, record)
+    with eval_output_dir(args):  # before the model is loaded
+        config = load_config(name)
+        check_model_type(args.model_type, config, name)
+        examples = load_split(data, data.predict_file, train=False, flag="--predict_file")
+        tokenizer = load_tokenizer(args.model.tokenizer_name or name)
+        model = load_qa_model(name, args.model.attention).to(args.training.device)
+        output = run_evaluation(
+            model,
+            tokenizer,
+            examples,
+            data,
+            batch_size=args.training.per_device_eval_batch_size,
+            lower=resolve_lowercase(args.do_lower_case, tokenizer),
+            autocast_dtype=autocast_for(args),
+        )
+        record = {
+            "model": name,
+            "predict_file": data.predict_file,
+            **run_record(args),
+            "command": EVAL_COMMAND,
+        }
+        if args.training.process_index != 0:  # under torchrun rank 0 writes
+            return {**output.result, **record}
+        return write_outputs(args.training.output_dir, output, record)

@@ -8,6 +8,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from longify.errors import LongifyError
+from longify.loading import check_model_source, has_qa_head
 from longify.qa.decode import decode
 from longify.qa.features import build_features, collator_for, uses_global_attention
 from longify.qa.runtime import (
@@ -80,8 +81,16 @@ def predict(
     n_best_size: int = 20,
     max_answer_length: int = 30,
     attention: str = "fast",
+    allow_new_head: bool = False,
 ) -> dict[str, Any]:
-    """Load ``model_dir`` (model + tokenizer) and answer ``question`` about ``context``."""
+    """Load ``model_dir`` (model + tokenizer) and answer ``question`` about ``context``. A model without a
+    trained span head is refused (its answers would come from random weights) unless ``allow_new_head``."""
+    check_model_source(model_dir, "--model")
+    if has_qa_head(model_dir) is False and not allow_new_head:
+        raise LongifyError(
+            f"--model {model_dir}: has no question-answering head (no qa_outputs weights): fine-tune it with "
+            "`longify qa train` first, or pass --allow-new-head to answer with a random head"
+        )
     tokenizer = load_tokenizer(model_dir)
     model = load_qa_model(model_dir, attention)
     return answer_question(

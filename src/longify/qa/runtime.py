@@ -15,6 +15,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from longify.attention import set_attention
 from longify.errors import LongifyError, first_line
+from longify.loading import LOAD_ERRORS, check_model_source, load_failure
 from longify.qa.features import QACollator
 
 logger = logging.getLogger(__name__)
@@ -23,10 +24,11 @@ logger = logging.getLogger(__name__)
 LONGFORMER_SOURCES = ("roberta", "xlm-roberta", "camembert", "bert", "data2vec-text")
 
 
-def load_config(model: str) -> Any:
+def load_config(model: str, flag: str = "--model_name_or_path") -> Any:
+    check_model_source(model, flag)
     try:
         return AutoConfig.from_pretrained(model)
-    except (OSError, ValueError) as err:
+    except LOAD_ERRORS as err:
         raise LongifyError(f"{model}: cannot read the model config: {first_line(err)}") from None
 
 
@@ -61,7 +63,7 @@ def check_model_type(model_type: str | None, config: Any, model: str) -> None:
 def load_tokenizer(name: str, model_max_length: int | None = None) -> Tokenizer:
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError, TypeError) as err:
+    except LOAD_ERRORS as err:
         raise LongifyError(
             f"{name}: cannot load a tokenizer ({first_line(err)}); pass --tokenizer_name"
         ) from None
@@ -77,8 +79,8 @@ def load_qa_model(name: str, attention: str = "fast") -> PreTrainedModel:
     attention kernel named by ``--attention`` (longify's exact fast kernel by default)."""
     try:
         model = AutoModelForQuestionAnswering.from_pretrained(name, dtype=torch.float32)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise LongifyError(f"{name}: cannot load a question-answering model: {first_line(err)}") from None
+    except LOAD_ERRORS as err:
+        raise load_failure(name, err, "a question-answering model") from None
     if model.config.model_type == "longformer":
         set_attention(model, attention)
         logger.info("--attention %s: installed into %s", attention, name)

@@ -15,8 +15,16 @@ from typing import Any
 
 from longify.errors import LongifyError
 from longify.qa.metrics import get_metric, score_one
-from longify.qa.tasks import TASKS, get_task, load_examples
-from longify.qa.tasks.example import QAExample
+from longify.qa.tasks import (
+    ALL_SUBSETS,
+    TASKS,
+    AverageRule,
+    data_flag_options,
+    get_task,
+    load_examples,
+    load_gold,
+)
+from longify.qa.tasks.example import GoldUnit, QAExample
 from longify.qa.tasks.squad import read_json
 
 logger = logging.getLogger(__name__)
@@ -62,75 +70,117 @@ def read_predictions(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def gold_units(examples: Iterable[QAExample]) -> list[GoldUnit]:
+    """One scoring unit per example, or per ``group_id`` (its documents as members), in example order."""
+    groups: dict[tuple[str, str], list[QAExample]] = defaultdict(list)
+    for example in examples:
+        groups[subset_of(example), example.group_id or example.id].append(example)
+    return [
+        GoldUnit(
+            key,
+            subset,
+            tuple(sorted({g for e in group for g in e.gold_texts()})),
+            group[0].language,
+            tuple(e.id for e in group),
+        )
+        for (subset, key), group in groups.items()
+    ]
+
+
 def _split_by_subset(
     predictions: Mapping[str, Any], subsets: set[str]
 ) -> dict[str, Mapping[str, Any]] | None:
-    """Per-language predictions ``{lang: {id: text}}`` when the file is shaped that way, else None."""
-    nested = predictions and all(
-        k in subsets and isinstance(v, dict) and "text" not in v for k, v in predictions.items()
+    """Per-language predictions ``{lang: {id: text}}`` when the file is shaped that way, else None.
+
+    Languages or pairs of the file that are not being evaluated are allowed (and ignored).
+    """
+    nested = (
+        predictions
+        and any(k in subsets for k in predictions)
+        and all(isinstance(v, dict) and "text" not in v for v in predictions.values())
     )
     return dict(predictions) if nested else None
 
 
+def _pick(
+    preds: Mapping[str, Any], unit: GoldUnit, used: set[str], source: str
+) -> tuple[str | None, str | None]:
+    """(answer text or None, the official key used or None): the unit's own key, else its members'."""
+    if unit.key in preds:
+        used.add(unit.key)
+        return as_candidate(preds[unit.key], f"{source}: question {unit.key}")[0], unit.key
+    found = [(m, preds[m]) for m in unit.members if m in preds]
+    used.update(m for m, _ in found)
+    cands = [as_candidate(v, f"{source}: question {m}") for m, v in found]
+    return (aggregate_group(cands) if cands else None), None
+
+
+def _average(per_language: Mapping[str, Mapping[str, float]], subsets: Sequence[str]) -> dict[str, float]:
+    return {k: sum(per_language[s][k] for s in subsets) / len(subsets) for k in ("exact_match", "f1")}
+
+
 def score_predictions(
     predictions: Mapping[str, Any],
-    examples: Iterable[QAExample],
+    examples: Iterable[QAExample] = (),
     *,
+    units: Sequence[GoldUnit] | None = None,
     metric: str = "squad",
     lang: str | None = None,
     source: str = "predictions",
+    average: AverageRule = ALL_SUBSETS,
 ) -> dict[str, Any]:
-    """EM/F1 (percent) per language and their average.
+    """EM/F1 (percent) per language, the headline ``average`` (per ``average``'s rule) and ``average_all``.
 
     ``predictions``: id -> text (or ``{"text", "score"}``), or language -> {id -> text} when ids repeat
-    across languages (XQuAD, MLQA). ``lang`` forces the metric's language (``--metric mlqa --lang L``);
-    by default each example's context language is used. Examples sharing ``group_id`` are one question:
-    a prediction keyed by the group id is used as is, else the documents' predictions are aggregated.
+    across languages (XQuAD, MLQA). ``units``: what is scored (the official key set, e.g. from
+    ``load_gold``); default one unit per example or ``group_id``. A prediction keyed by the unit's key is used
+    as is; else its members' (documents') predictions are aggregated (highest score, else majority).
+    ``lang`` forces the metric's language (``--metric mlqa --lang L``); by default each unit's own.
     """
     scorer = get_metric(metric)
-    units: dict[tuple[str, str], list[QAExample]] = defaultdict(list)
-    for example in examples:
-        units[subset_of(example), example.group_id or example.id].append(example)
+    units = list(units) if units is not None else gold_units(examples)
     if not units:
         raise LongifyError(f"{source}: the dataset has no examples to score")
-    subsets = {subset for subset, _ in units}
+    subsets = {u.subset for u in units}
     nested = _split_by_subset(predictions, subsets)
     if nested is None and len(subsets) > 1:
-        ids = Counter(key for _, key in units)
-        repeated = next((key for key, n in ids.items() if n > 1), None)
+        keys = Counter(u.key for u in units)
+        repeated = next((key for key, n in keys.items() if n > 1), None)
         if repeated is not None:
             raise LongifyError(
                 f"{source}: question {repeated}: id repeats across languages {sorted(subsets)}; "
                 "give predictions per language ({lang: {id: text}}) or choose one language"
             )
     sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0])  # em, f1, total, missing
-    used: set[tuple[str, str]] = set()
-    for (subset, key), group in units.items():
-        preds = nested.get(subset, {}) if nested is not None else predictions
-        pool = subset if nested is not None else ""
-        if key in preds:
-            text, _ = as_candidate(preds[key], f"{source}: question {key}")
-            used.add((pool, key))
-        else:
-            found = [(e.id, preds[e.id]) for e in group if e.id in preds]
-            used.update((pool, qid) for qid, _ in found)
-            cands = [as_candidate(v, f"{source}: question {qid}") for qid, v in found]
-            text = aggregate_group(cands) if cands else None
-        golds = sorted({g for e in group for g in e.gold_texts()})
-        stats = sums[subset]
+    used: dict[str, set[str]] = defaultdict(set)
+    by_member = 0
+    for unit in units:
+        pool = unit.subset if nested is not None else ""
+        preds = nested.get(unit.subset, {}) if nested is not None else predictions
+        text, key = _pick(preds, unit, used[pool], source)
+        stats = sums[unit.subset]
         stats[2] += 1
         if text is None:
             stats[3] += 1
             continue
-        scores = score_one(scorer, text, golds, lang or group[0].language)
+        by_member += key is None and unit.members != (unit.key,)
+        scores = score_one(scorer, text, unit.golds, lang or unit.lang)
         stats[0] += scores["exact_match"]
         stats[1] += scores["f1"]
-    given = sum(len(v) for v in nested.values()) if nested is not None else len(predictions)
-    if not used:
-        pools = list(nested.values()) if nested is not None else [predictions]
-        example_id = next((k for pool in pools for k in pool), None)
+    pools = nested if nested is not None else {"": predictions}
+    given = sum(len(v) for v in pools.values())
+    n_used = sum(len(v) for v in used.values())
+    if not n_used:
+        example_id = next((k for pool in pools.values() for k in pool), None)
         raise LongifyError(
             f"{source}: none of its {given} prediction ids is a question of the dataset (e.g. {example_id!r})"
+        )
+    if by_member:
+        logger.warning(
+            "%s: %d questions scored from per-document predictions (not the official keys %s...)",
+            source,
+            by_member,
+            units[0].key,
         )
     per_language = {
         subset: {
@@ -144,17 +194,44 @@ def score_predictions(
     missing = sum(s["missing"] for s in per_language.values())
     if missing:
         logger.warning("%s: %d questions have no prediction and score 0", source, missing)
+    averaged = average.subsets(list(per_language))
+    description = average.description
+    if any(subset in average.exclude for subset in averaged):  # only excluded languages were evaluated
+        description = f"{description}; only {', '.join(averaged)} evaluated: their mean"
     return {
         "metric": metric,
         "lang": lang,
         "per_language": per_language,
-        "average": {
-            k: sum(s[k] for s in per_language.values()) / len(per_language) for k in ("exact_match", "f1")
-        },
+        "average": _average(per_language, averaged),
+        "average_definition": description,
+        "average_languages": averaged,
+        "average_all": _average(per_language, list(per_language)),
         "total": sum(s["total"] for s in per_language.values()),
         "missing": missing,
-        "extra": given - len(used),
+        "extra": given - n_used,
     }
+
+
+def official_predictions(
+    examples: Sequence[QAExample], candidates: Mapping[int, Any], units: Sequence[GoldUnit]
+) -> dict[str, Any]:
+    """Predictions keyed as the official script reads them: one answer per unit key (TriviaQA Wikipedia:
+    ``QuestionId``, the highest-scored of its documents' answers), ``{subset: {key: text}}`` when keys repeat
+    across subsets. ``candidates``: example index -> text or ``{"text", "score"}``. Units without any
+    example (empty evidence) are left out, as a missing answer."""
+    by_id = {(subset_of(e), e.id): candidates[i] for i, e in enumerate(examples) if i in candidates}
+    keyed: dict[tuple[str, str], str] = {}
+    for unit in units:
+        cands = [as_candidate(by_id[unit.subset, m], m) for m in unit.members if (unit.subset, m) in by_id]
+        if cands:
+            keyed[unit.subset, unit.key] = aggregate_group(cands)
+    keys = [key for _, key in keyed]
+    if len(set(keys)) == len(keys):
+        return {key: text for (_, key), text in keyed.items()}
+    nested: dict[str, dict[str, str]] = defaultdict(dict)
+    for (subset, key), text in keyed.items():
+        nested[subset][key] = text
+    return dict(nested)
 
 
 def resolve_dataset(dataset: str, data_path: str | Path | None) -> tuple[str, Path]:
@@ -187,13 +264,16 @@ def evaluate_predictions_file(
     """
     dataset, path = resolve_dataset(dataset, data_path)
     task = get_task(dataset)
-    examples = load_examples(dataset, path, split=split, languages=languages, **options)
+    units = load_gold(dataset, path, split=split, languages=languages, **options)  # no evidence needed
+    if units is None:
+        units = gold_units(load_examples(dataset, path, split=split, languages=languages, **options))
     result = score_predictions(
         read_predictions(predictions_file),
-        examples,
+        units=units,
         metric=metric or task.metric,
         lang=lang,
         source=str(predictions_file),
+        average=task.average,
     )
     return {
         "dataset": dataset,
@@ -202,3 +282,19 @@ def evaluate_predictions_file(
         "predictions": str(predictions_file),
         **result,
     }
+
+
+def eval_scoring(data: Any, examples: Sequence[QAExample]) -> tuple[list[GoldUnit], AverageRule]:
+    """What a model's evaluation on ``examples`` (read from ``data.predict_file``) is scored on, and how
+    its headline average is taken: the task's official key set when it has one and the whole split is
+    evaluated (TriviaQA: documents with empty evidence count), else one unit per example or group."""
+    name = getattr(data, "dataset", None)
+    task = TASKS.get(name) if name else None
+    if task is None:
+        return gold_units(examples), ALL_SUBSETS
+    whole = not getattr(data, "max_eval_samples", None) and getattr(data, "concat_contexts", 0) <= 1
+    units = None
+    if whole and data.predict_file is not None:
+        options = data_flag_options(data, name)
+        units = load_gold(name, data.predict_file, split=data.eval_split, languages=data.languages, **options)
+    return (units if units is not None else gold_units(examples)), task.average

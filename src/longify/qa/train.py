@@ -8,6 +8,7 @@ and results.json.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -16,8 +17,10 @@ from typing import Any
 
 from transformers import Trainer, set_seed
 
+from longify.checkpoints import CrashSafeCheckpoints, checkpoint_step, training_done
 from longify.errors import LongifyError
-from longify.outdir import files_into, resume_checkpoint
+from longify.locks import locks_output
+from longify.outdir import clear_previous_run, files_into, resume_checkpoint
 from longify.qa.args import QAArgs, QADataArguments
 from longify.qa.evaluate import (
     EvalOutput,
@@ -43,7 +46,7 @@ from longify.runinfo import write_json_atomic
 logger = logging.getLogger(__name__)
 
 
-class QATrainer(Trainer):
+class QATrainer(CrashSafeCheckpoints, Trainer):
     """A Trainer whose ``evaluate`` decodes answers over all windows and scores them with the official
     metric (the seed's "continuous F1 and EM evaluation during training")."""
 
@@ -99,6 +102,20 @@ def save_model_atomic(trainer: Trainer, output_dir: Path) -> None:
         trainer.save_model(str(tmp))
 
 
+def _finished_results(args: QAArgs, resume: str | None) -> dict[str, Any] | None:
+    """results.json of this very run when it already finished (last step checkpointed, model saved, scored)."""
+    t = args.training
+    if not (t.do_train and training_done(resume, t.max_steps, t.num_train_epochs)):
+        return None
+    try:
+        results = json.loads((Path(t.output_dir) / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    trained = (results.get("train") or {}).get("global_step") == checkpoint_step(resume)
+    return results if trained and ("average" in results or not t.do_eval) else None
+
+
+@locks_output(lambda args: args.training.output_dir)
 def train_qa(args: QAArgs) -> dict[str, Any]:
     """Fine-tune (``--do_train``) and/or evaluate (``--do_eval``); returns the results.json record."""
     t, data = args.training, args.data
@@ -114,8 +131,16 @@ def train_qa(args: QAArgs) -> dict[str, Any]:
         out,
         requested=t.resume_from_checkpoint,
         overwrite=args.overwrite_output_dir,
-        main_process=t.process_index == 0,
+        world_size=t.world_size,
     )
+    done = _finished_results(args, resume)
+    if done is not None:  # a rerun of a finished run changes nothing
+        logger.info(
+            "%s: finished at step %s already: nothing to do (pass --overwrite_output_dir to train again)",
+            out,
+            done["train"]["global_step"],
+        )
+        return done
     train_examples = load_split(data, data.train_file, train=True, flag="--train_file") if t.do_train else []
     evaluating = t.do_eval or t.eval_strategy != "no"
     eval_examples = (
@@ -161,9 +186,14 @@ def train_qa(args: QAArgs) -> dict[str, Any]:
         lower=lower,
         autocast_dtype=autocast_for(args),
     )
+    if args.overwrite_output_dir and resume is None and trainer.is_world_process_zero():
+        clear_previous_run(out)  # every input has loaded: now the old run's checkpoints go
     record: dict[str, Any] = {"model": name, "output_dir": str(out), "train": None}
     if t.do_train:
-        result = trainer.train(resume_from_checkpoint=resume)
+        if resume and (checkpoint_step(resume) or 0) >= trainer.planned_steps():
+            result = trainer.finish_from(resume)  # killed before its export: no step more
+        else:
+            result = trainer.train(resume_from_checkpoint=resume)
         record["train"] = {
             "global_step": result.global_step,
             "training_loss": result.training_loss,

@@ -54,6 +54,23 @@ class QAExample:
         return record
 
 
+@dataclass(frozen=True)
+class GoldUnit:
+    """One item an official evaluation scores: the key its prediction is read under, its subset (language or
+    ``context-question`` pair), its gold strings and metric language, and ``members``: the example ids whose
+    predictions stand in for it when the key itself is absent (a TriviaQA Wikipedia question's documents).
+
+    Units exist without examples (a TriviaQA document with empty evidence still counts, scoring 0), so the
+    denominator is the official one, not the number of examples a model could read.
+    """
+
+    key: str
+    subset: str
+    golds: tuple[str, ...]
+    lang: str
+    members: tuple[str, ...] = ()
+
+
 def check_example(example: QAExample, source: str | Path) -> QAExample:
     """Raise a one-line LongifyError naming ``source`` and the question id if ``example`` is unusable."""
     where = f"{source}: question {example.id}"

@@ -1,0 +1,295 @@
+"""Crash-safe Trainer checkpoints, shared by ``longify pretrain`` and ``longify qa train``.
+
+- A checkpoint is *complete* once ``longify_checkpoint.json`` is in it: written last (atomically, after
+  every process wrote its files), it lists each file with its size. A save killed half-way (SIGKILL, Ctrl-C,
+  full disk) leaves a folder without it, which resuming skips and rotation never keeps over complete ones.
+- Resuming needs optimizer, scheduler and RNG state as well as the weights: a checkpoint without them is
+  skipped (automatic resume) or refused (``--resume_from_checkpoint``), never silently used.
+- The mark also carries the training-loss accumulators, so a resumed run reports the training loss of the
+  whole run (bit for bit that of an uninterrupted one), and a run whose last checkpoint is its final step is
+  finished from it without training a step more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, speed_metrics
+
+from longify.errors import LongifyError
+from longify.runinfo import write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+MARK = "longify_checkpoint.json"
+STATE = "trainer_state.json"
+_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def checkpoints_in(folder: str | Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the ``checkpoint-N`` folders in ``folder``, oldest step first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
+    return sorted(found)
+
+
+def checkpoint_step(ckpt: str | Path | None) -> int | None:
+    """The global step a checkpoint was saved at (its trainer state, else its ``checkpoint-N`` name)."""
+    if not ckpt:
+        return None
+    try:
+        return int(json.loads((Path(ckpt) / STATE).read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        m = _NAME.match(Path(ckpt).name)
+        return int(m.group(1)) if m else None
+
+
+def read_mark(ckpt: str | Path) -> dict[str, Any] | None:
+    """The completion mark of ``ckpt``, or None when it has none (or an unreadable one)."""
+    try:
+        mark = json.loads((Path(ckpt) / MARK).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return mark if isinstance(mark, dict) and isinstance(mark.get("files"), dict) else None
+
+
+def _resume_files_missing(ckpt: Path, world_size: int) -> list[str]:
+    """The files resuming training needs that ``ckpt`` lacks: state, weights, optimizer, scheduler, RNG.
+    RNG state saved under another number of processes counts (HF resumes from it, and says so)."""
+    missing = [n for n in (STATE, "config.json", "optimizer.pt", "scheduler.pt") if not (ckpt / n).is_file()]
+    if not any((ckpt / w).is_file() for w in _WEIGHTS):
+        missing.insert(1, _WEIGHTS[0])
+    if not any(ckpt.glob("rng_state*.pth")):
+        missing.append("rng_state.pth" if world_size <= 1 else "rng_state_0.pth")
+    return missing
+
+
+def incomplete_reason(
+    ckpt: str | Path, world_size: int = 1, *, need_mark: bool = True, need_state: bool = True
+) -> str | None:
+    """Why ``ckpt`` cannot be used (None when it can): a file missing or changed since the save, no
+    completion mark (``need_mark``), or no optimizer/scheduler/RNG state to resume from (``need_state``)."""
+    ckpt = Path(ckpt)
+    mark = read_mark(ckpt)
+    listed: dict[str, int] = (mark or {}).get("files", {})
+    missing = _resume_files_missing(ckpt, world_size) if need_state else []
+    missing += [n for n in listed if n not in missing and not (ckpt / n).is_file()]
+    if missing:
+        return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+    for name, size in listed.items():
+        if (now := (ckpt / name).stat().st_size) != size:
+            return f"{name} has {now} bytes, {size} when it was saved"
+    if need_mark and mark is None:
+        return f"no {MARK}: its save did not finish"
+    return None
+
+
+def newest_complete(folder: str | Path, world_size: int = 1, *, quiet: bool = False) -> Path | None:
+    """The newest checkpoint in ``folder`` that a run can resume from; logs each newer one it skips, and why."""
+    for _, ckpt in reversed(checkpoints_in(folder)):
+        reason = incomplete_reason(ckpt, world_size)
+        if reason is None:
+            return ckpt
+        if not quiet:
+            logger.warning("skipping %s: %s", ckpt, reason)
+    return None
+
+
+def check_requested(path: str | Path, world_size: int = 1) -> Path:
+    """``--resume_from_checkpoint PATH``, checked: a one-line error naming it and what it lacks."""
+    ckpt = Path(path)
+    flag = f"--resume_from_checkpoint {ckpt}"
+    if not ckpt.is_dir():
+        raise LongifyError(f"{flag}: no such checkpoint folder")
+    reason = incomplete_reason(ckpt, world_size, need_mark=False)
+    if reason is not None:
+        raise LongifyError(f"{flag}: incomplete checkpoint, {reason} (give a complete checkpoint-N folder)")
+    if read_mark(ckpt) is None:
+        logger.warning("%s has no %s (not saved by longify?): resuming from it as asked", ckpt, MARK)
+    return ckpt
+
+
+def mark_complete(ckpt: Path, loss: dict[str, Any]) -> None:
+    """Write the completion mark last: every file of ``ckpt`` with its size, and the loss accumulators."""
+    files = {str(p.relative_to(ckpt)): p.stat().st_size for p in sorted(ckpt.rglob("*")) if p.is_file()}
+    files.pop(MARK, None)
+    write_json_atomic(ckpt / MARK, {"files": files, "loss": loss, "written": time.time()})
+
+
+def rotate(folder: Path, limit: int | None, best: str | None, world_size: int) -> None:
+    """``save_total_limit`` over *complete* checkpoints (HF's rule: the newest and the best are kept);
+    unfinished folders older than the newest complete one are removed, never kept in its place."""
+    if not limit or limit <= 0:
+        return
+    found = checkpoints_in(folder)
+    complete = [(s, c) for s, c in found if incomplete_reason(c, world_size, need_state=False) is None]
+    if not complete:
+        return
+    newest_step = complete[-1][0]
+    best_path = Path(best) if best else None
+    older = [c for _, c in complete[:-1] if c != best_path]
+    keep = max(limit, 2 if len(older) < len(complete) - 1 else 1)  # the best one is kept beside the newest
+    doomed = older[: max(0, len(complete) - keep)]
+    doomed += [c for s, c in found if s < newest_step and (s, c) not in complete]
+    for ckpt in doomed:
+        logger.info("deleting %s (save_total_limit %d)", ckpt, limit)
+        shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def run_loss(mark: dict[str, Any] | None, rank: int) -> tuple[float, float] | None:
+    """``(logged sum, not yet logged)`` training loss of process ``rank`` at a checkpoint, from its mark."""
+    loss = (mark or {}).get("loss")
+    if not loss:
+        return None
+    pending = loss.get("pending") or []
+    return float(loss["total"]), float(pending[rank]) if rank < len(pending) else 0.0
+
+
+class _RestoreLoss(TrainerCallback):
+    """Puts the resumed checkpoint's loss accumulators back once the training loop has reset them."""
+
+    def __init__(self, trainer: CrashSafeCheckpoints) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.trainer._restore_loss()
+
+
+class CrashSafeCheckpoints:
+    """Mixin for a ``transformers.Trainer`` subclass (list it before ``Trainer``): complete-or-unusable
+    checkpoints, rotation over complete ones, and a whole-run ``training_loss`` across resumes."""
+
+    # attributes of transformers.Trainer this mixin works with
+    args: Any
+    state: Any
+    accelerator: Any
+    _tr_loss: torch.Tensor
+    _total_loss_scalar: float
+    _globalstep_last_logged: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._resume_mark: dict[str, Any] | None = None
+        self._whole_run_loss = False
+        self.add_callback(_RestoreLoss(self))  # type: ignore[attr-defined]
+
+    def train(
+        self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any
+    ) -> TrainOutput:
+        if resume_from_checkpoint is True:
+            found = newest_complete(self.args.output_dir, self.args.world_size)
+            if found is None:
+                raise LongifyError(f"{self.args.output_dir}: no complete checkpoint to resume from")
+            resume_from_checkpoint = str(found)
+        self._resume_mark = read_mark(resume_from_checkpoint) if resume_from_checkpoint else None
+        self._whole_run_loss = False
+        return super().train(resume_from_checkpoint or None, *args, **kwargs)  # type: ignore[misc]
+
+    def _restore_loss(self) -> None:
+        mark, self._resume_mark = self._resume_mark, None
+        loss = run_loss(mark, self.args.process_index)
+        if loss is None or not hasattr(self, "_tr_loss"):
+            return
+        self._total_loss_scalar, pending = loss
+        self._tr_loss.fill_(pending)
+        last_logged = (mark or {})["loss"].get("last_logged_step", self.state.global_step)
+        self._globalstep_last_logged = min(int(last_logged), self.state.global_step)
+        self._whole_run_loss = True
+
+    def _loss_state(self) -> dict[str, Any]:
+        """The loss accumulators now; the not-yet-logged part is per process (gathered: a collective)."""
+        pending = getattr(self, "_tr_loss", None)
+        t = torch.zeros(1, device=self.args.device) if pending is None else pending.detach().reshape(1)
+        if self.accelerator.num_processes > 1:
+            t = self.accelerator.gather(t)
+        return {
+            "total": getattr(self, "_total_loss_scalar", 0.0),
+            "pending": [float(x) for x in t.tolist()],
+            "last_logged_step": getattr(self, "_globalstep_last_logged", self.state.global_step),
+            "step": self.state.global_step,
+        }
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        run_dir = Path(self._get_output_dir(trial))  # type: ignore[attr-defined]
+        target = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save and target.exists():  # an unfinished (or superseded) save of this step
+            shutil.rmtree(target)
+        self.accelerator.wait_for_everyone()
+        loss = self._loss_state()
+        limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotation comes after the mark
+        try:
+            super()._save_checkpoint(model, trial)  # type: ignore[misc]
+        finally:
+            self.args.save_total_limit = limit
+        self.accelerator.wait_for_everyone()  # every process wrote its files (RNG state per process)
+        if self.args.should_save:
+            mark_complete(target, loss)
+            rotate(run_dir, limit, self.state.best_model_checkpoint, self.args.world_size)
+        self.accelerator.wait_for_everyone()
+
+    def _finalize_training(self, trial: Any, num_train_samples: int, start_time: float) -> TrainOutput:
+        out = super()._finalize_training(trial, num_train_samples, start_time)  # type: ignore[misc]
+        if not self._whole_run_loss:
+            return out
+        # HF divides by this call's steps; the sum covers the whole run since it was restored
+        loss = self._total_loss_scalar / max(self.state.global_step, 0.001)
+        out.metrics["train_loss"] = loss
+        for entry in reversed(self.state.log_history):
+            if "train_loss" in entry:
+                entry["train_loss"] = loss
+                break
+        return TrainOutput(out.global_step, loss, out.metrics)
+
+    def planned_steps(self) -> int:
+        """The optimizer steps this run trains in all (``--max_steps``, or epochs x steps per epoch)."""
+        if self.args.max_steps > 0:
+            return int(self.args.max_steps)
+        loader = self.get_train_dataloader()  # type: ignore[attr-defined]
+        return int(self.set_initial_training_values(self.args, loader)[-1])  # type: ignore[attr-defined]
+
+    def finish_from(self, ckpt: str | Path) -> TrainOutput:
+        """The run already reached its last step at ``ckpt`` (killed before its export): load the weights and
+        state instead of training (HF would train a step more), with the whole run's training loss."""
+        start = time.time()
+        self._load_from_checkpoint(str(ckpt))  # type: ignore[attr-defined]
+        self.state = TrainerState.load_from_json(str(Path(ckpt) / STATE))
+        total, pending = run_loss(read_mark(ckpt), self.args.process_index) or (math.nan, 0.0)
+        loss = (total + pending) / max(self.state.global_step, 0.001)
+        metrics = speed_metrics("train", start, num_samples=0, num_steps=0)
+        metrics.update(total_flos=self.state.total_flos, train_loss=loss, epoch=self.state.epoch)
+        logger.info("%s is the run's last step: finishing from it, no training", ckpt)
+        return TrainOutput(self.state.global_step, loss, metrics)
+
+
+def training_done(ckpt: str | Path | None, max_steps: int, num_train_epochs: float) -> bool:
+    """Whether ``ckpt`` is at (or past) the last step of a run with these flags, from its trainer state
+    alone (no data needed): ``--max_steps``, or the same epochs as the run that saved it."""
+    if not ckpt:
+        return False
+    try:
+        state = json.loads((Path(ckpt) / STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    step = int(state.get("global_step", 0))
+    if max_steps > 0:
+        return step >= max_steps
+    planned = state.get("max_steps")
+    return state.get("num_train_epochs") == num_train_epochs and planned is not None and step >= planned

@@ -1,0 +1,77 @@
+"""What every command checks before it loads a model: the source exists as what it claims to be, and a
+broken weights file is one line naming it, not a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+
+from longify.errors import LongifyError, first_line
+
+# what from_pretrained raises for a missing, unreadable or corrupt (truncated, garbage) model or tokenizer
+LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    RuntimeError,
+    TypeError,
+    SafetensorError,
+    EOFError,
+)
+
+
+def looks_like_path(source: str) -> bool:
+    """A local path rather than a hub id (``org/name`` or ``name``)."""
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
+
+
+def check_model_source(source: str, flag: str) -> None:
+    """Refuse, in one line, a local model source that is missing, a file, or a folder without config.json."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        if looks_like_path(source):
+            raise LongifyError(f"{flag} {source}: no such directory")
+        return  # a hub id: from_pretrained says whether it can be reached
+    if not path.is_dir():
+        raise LongifyError(f"{flag} {source}: must be a model directory (with config.json), not a file")
+    if not (path / "config.json").is_file():
+        raise LongifyError(f"{flag} {source}: no config.json in this directory")
+
+
+def load_failure(source: str, err: BaseException, what: str) -> LongifyError:
+    """The one-line error for a failed ``from_pretrained``: a broken safetensors file is named itself."""
+    if isinstance(err, SafetensorError):
+        for weights in sorted(Path(source).glob("*.safetensors")):
+            try:
+                with safe_open(str(weights), framework="pt"):
+                    pass
+            except SafetensorError as bad:
+                return LongifyError(f"{weights}: corrupt or truncated safetensors file ({first_line(bad)})")
+    return LongifyError(f"{source}: cannot load {what}: {first_line(err)}")
+
+
+def saved_weight_names(model_dir: str) -> set[str] | None:
+    """The tensor names stored in a local safetensors checkpoint (one file or an index), read from the
+    headers only; None when unknown (a hub id, another format)."""
+    path = Path(model_dir)
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            return set(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
+        except (OSError, ValueError, KeyError):
+            return None
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        return None
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return set(f.keys())
+    except (OSError, SafetensorError):
+        return None
+
+
+def has_qa_head(model_dir: str) -> bool | None:
+    """Whether a saved checkpoint holds a trained span head (``qa_outputs``); None when unknown."""
+    names = saved_weight_names(model_dir)
+    return None if names is None else any(n.split(".")[-2:-1] == ["qa_outputs"] for n in names)

@@ -1,0 +1,93 @@
+"""A broken or missing model source is one line naming the file or folder, exit 2, for every command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from longify.cli import main
+
+
+def _broken(src: Path, tmp_path: Path, how: str) -> Path:
+    bad = tmp_path / how
+    shutil.copytree(src, bad)
+    weights = bad / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if how == "truncated" else b"\x00garbage" * 100)
+    return bad
+
+
+SQUAD = Path(__file__).parent / "fixtures" / "qa" / "squad" / "dev-v1.1.json"
+
+
+def _commands(model: Path, out: Path) -> dict[str, list[str]]:
+    return {
+        "convert": ["convert", str(model), str(out), "--max-pos", "128", "--attention-window", "32"],
+        "qa predict": ["qa", "predict", "--model", str(model), "--question", "q", "--context", "c"],
+        "qa train": ["qa", "train", "--model_name_or_path", str(model), "--output_dir", str(out),
+                     "--train_file", str(SQUAD), "--do_train", "--report_to", "none"],
+        "qa evaluate": ["qa", "evaluate", "--model_name_or_path", str(model), "--output_dir", str(out),
+                        "--predict_file", str(SQUAD), "--report_to", "none"],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+@pytest.mark.parametrize("command", ["convert", "qa predict", "qa train", "qa evaluate"])
+def test_corrupt_weights_are_named(command, how, tiny_sources, tmp_path, capsys) -> None:
+    bad = _broken(tiny_sources["roberta"], tmp_path, how)
+    out = tmp_path / "out"
+    assert main(_commands(bad, out)[command]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"{bad / 'model.safetensors'}: corrupt or truncated safetensors file" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["convert", "qa predict", "qa train", "qa evaluate"])
+def test_missing_local_path_is_not_called_a_hub_id(command, tmp_path, capsys) -> None:
+    missing = tmp_path / "models" / "nope"
+    assert main(_commands(missing, tmp_path / "out")[command]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{missing}: no such directory" in err and "hub" not in err, err
+
+
+@pytest.mark.parametrize("family", ["roberta", "bert"])
+def test_source_without_mlm_head_is_recorded_not_verified_silently(
+    family, tiny_sources, tmp_path, capsys
+) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    bare = tmp_path / "bare"  # an encoder saved without its MLM head (sentence-transformers layout)
+    AutoModel.from_pretrained(tiny_sources[family]).save_pretrained(bare)
+    AutoTokenizer.from_pretrained(tiny_sources[family]).save_pretrained(bare)
+    out = tmp_path / "long"
+    assert main(["convert", str(bare), str(out), "--max-pos", "128", "--attention-window", "32"]) == 0
+    assert "tensors start random (the source lacked them)" in capsys.readouterr().out
+    record = json.loads((out / "conversion.json").read_text())
+    head = {"roberta": "lm_head.", "bert": "cls.predictions."}[family]
+    assert record["new_weights"] and all(k.startswith(head) for k in record["new_weights"])
+    # a source with its head: nothing new
+    assert main(["convert", str(tiny_sources[family]), str(tmp_path / "ok"), "--max-pos", "128",
+                 "--attention-window", "32"]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "ok" / "conversion.json").read_text())["new_weights"] == []
+
+
+def test_predict_refuses_a_model_without_qa_head(tiny_sources, tmp_path, capsys) -> None:
+    argv = [
+        "qa",
+        "predict",
+        "--model",
+        str(tiny_sources["roberta"]),
+        "--question",
+        "Who?",
+        "--context",
+        "Ann.",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "has no question-answering head (no qa_outputs weights)" in err and "--allow-new-head" in err
+    assert main([*argv, "--allow-new-head"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] is not None

@@ -1,0 +1,368 @@
+"""Crash-safe checkpoints, reruns that change nothing, and ``--overwrite_output_dir`` that deletes late.
+
+Fault tests kill for real (SIGKILL from inside the save, tests/scripts/kill_in_save.py) and compare the rerun
+with an uninterrupted run: bit-identical weights, the same metrics and training loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO
+from longify.demo.corpus import wikitext
+from longify.errors import LongifyError
+from longify.mlm.args import parse_pretrain_args
+from longify.mlm.train import pretrain
+from longify.qa.args import parse_qa_args
+from longify.qa.train import train_qa
+
+KILL = REPO / "tests" / "scripts" / "kill_in_save.py"
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": str(REPO / "src"),
+    }
+
+
+def _killed(command: str, when: str, step: int, argv: list[str]) -> None:
+    res = subprocess.run(
+        [sys.executable, str(KILL), command, when, str(step), *argv],
+        env=_env(),
+        capture_output=True,
+        check=False,
+        timeout=300,
+    )
+    assert res.returncode == -9, res.stderr.decode()[-3000:]
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the hash of its bytes."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _step(ckpt: Path) -> int:
+    return _json(ckpt / "trainer_state.json")["global_step"]
+
+
+def _fake_checkpoint(folder: Path, step: int, *, mark: bool = True, skip: tuple[str, ...] = ()) -> Path:
+    """A checkpoint folder with the files HF writes (tiny stand-ins), completed the way longify does."""
+    from longify.checkpoints import mark_complete
+
+    ckpt = folder / f"checkpoint-{step}"
+    ckpt.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        (ckpt / name).write_bytes(b"x" * 10)
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    if mark:
+        mark_complete(ckpt, {"total": 0.0, "pending": [0.0], "last_logged_step": step, "step": step})
+    for name in skip:
+        (ckpt / name).unlink()
+    return ckpt
+
+
+# ------------------------------------------------------------------------------------------------ unit
+
+
+def test_newest_complete_skips_unfinished_and_damaged_ones(tmp_path: Path, caplog) -> None:
+    from longify.checkpoints import newest_complete
+
+    _fake_checkpoint(tmp_path, 2)
+    good = _fake_checkpoint(tmp_path, 4)
+    _fake_checkpoint(tmp_path, 6, skip=("rng_state.pth",))  # removed after the save
+    _fake_checkpoint(tmp_path, 8, mark=False)  # killed before the mark
+    _fake_checkpoint(tmp_path, 10, mark=False, skip=("optimizer.pt", "scheduler.pt", "trainer_state.json"))
+    (tmp_path / "checkpoint-12").write_text("not a folder")
+    with caplog.at_level(logging.INFO, logger="longify"):
+        assert newest_complete(tmp_path) == good
+    log = caplog.text
+    assert "checkpoint-10: trainer_state.json, optimizer.pt, scheduler.pt are missing" in log
+    assert "checkpoint-8: no longify_checkpoint.json" in log
+    assert "checkpoint-6: rng_state.pth is missing" in log
+    assert "checkpoint-2" not in log
+    assert newest_complete(tmp_path / "nothing-here") is None
+
+
+def test_explicit_resume_of_an_incomplete_checkpoint_is_one_line(tmp_path: Path, caplog) -> None:
+    from longify.outdir import resume_checkpoint
+
+    ckpt = _fake_checkpoint(tmp_path, 4, skip=("optimizer.pt",))
+    with pytest.raises(
+        LongifyError, match=r"checkpoint-4: incomplete checkpoint, optimizer.pt is missing"
+    ) as err:
+        resume_checkpoint(tmp_path, requested=str(ckpt), overwrite=False)
+    assert "\n" not in str(err.value)
+    with pytest.raises(LongifyError, match="no such checkpoint folder"):
+        resume_checkpoint(tmp_path, requested=str(tmp_path / "checkpoint-99"), overwrite=False)
+    legacy = _fake_checkpoint(tmp_path, 6, mark=False)  # a plain HF checkpoint: taken when asked for
+    assert resume_checkpoint(tmp_path, requested=str(legacy), overwrite=False) == str(legacy)
+    assert resume_checkpoint(tmp_path, requested=None, overwrite=False) is None  # never automatically
+    assert resume_checkpoint(tmp_path, requested=None, overwrite=True) is None
+    assert legacy.is_dir() and ckpt.is_dir()  # --overwrite_output_dir alone deletes nothing
+
+
+def test_rotation_counts_complete_checkpoints_only(tmp_path: Path) -> None:
+    from longify.checkpoints import rotate
+
+    for step in (2, 4, 6, 8):
+        _fake_checkpoint(tmp_path, step)
+    _fake_checkpoint(tmp_path, 5, mark=False)
+    _fake_checkpoint(tmp_path, 7, skip=("optimizer.pt",))
+    _fake_checkpoint(tmp_path, 10, mark=False)  # newer than any complete one: another save's, left alone
+    rotate(tmp_path, 2, None, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-6", "checkpoint-8"]
+    rotate(tmp_path, 1, str(tmp_path / "checkpoint-6"), 1)  # the best one stays beside the newest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-6", "checkpoint-8"]
+    rotate(tmp_path, 1, None, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-8"]
+
+
+# ------------------------------------------------------------------------------------- pretrain, real runs
+
+
+@pytest.fixture(scope="module")
+def wiki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("wiki")
+    (d / "wiki.train.raw").write_text(wikitext(60, seed=1), encoding="utf-8")
+    (d / "wiki.valid.raw").write_text(wikitext(6, seed=2), encoding="utf-8")
+    return d
+
+
+def _pretrain_cmd(model: Path, out: Path, data: Path, *extra: str) -> list[str]:
+    """8 steps, checkpoints at 4 and 8, a loss logged every 3 steps (so some is not yet logged at a save)."""
+    return [
+        "--model_name_or_path", str(model), "--output_dir", str(out), "--max_pos", "128", "--attention_window", "32",
+        "--train_file_path", str(data / "wiki.train.raw"), "--val_file_path", str(data / "wiki.valid.raw"),
+        "--do_train", "--do_eval", "--eval_strategy", "steps", "--eval_steps", "4", "--save_steps", "4",
+        "--logging_steps", "3", "--max_steps", "8", "--per_device_train_batch_size", "2",
+        "--per_device_eval_batch_size", "4", "--learning_rate", "1e-3", "--seed", "7", "--report_to", "none",
+        "--max_eval_blocks", "4", "--data_cache_dir", str(out.parent / "cache"), "--disable_tqdm", "true",
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_sources, wiki, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run (never modified: tests work on copies)."""
+    out = tmp_path_factory.mktemp("pretrain") / "ref"
+    pretrain(parse_pretrain_args(_pretrain_cmd(tiny_sources["roberta"], out, wiki)))
+    return out
+
+
+def _copy(ref: Path, to: Path) -> Path:
+    shutil.copytree(ref, to)
+    return to
+
+
+def _same_pretrain_result(ref: Path, run: Path) -> None:
+    _same_weights(ref, run)
+    a, b = _json(ref / "pretrain_metrics.json"), _json(run / "pretrain_metrics.json")
+    for key in ("initial", "evals", "final", "steps", "train_loss"):
+        assert a[key] == b[key], key
+    assert _step(run / "checkpoint-8") == 8 and not (run / "checkpoint-9").exists()
+
+
+@pytest.mark.integration
+def test_pretrain_killed_inside_a_save_resumes_from_the_last_complete_checkpoint(
+    tiny_sources, wiki, reference, tmp_path, caplog
+) -> None:
+    run = tmp_path / "run"
+    cmd = _pretrain_cmd(tiny_sources["roberta"], run, wiki, "--save_total_limit", "1")
+    _killed("pretrain", "in-save", 8, cmd)
+    half = run / "checkpoint-8"
+    assert (half / "model.safetensors").is_file() and not (half / "trainer_state.json").exists()
+    with caplog.at_level(logging.INFO, logger="longify"):
+        pretrain(parse_pretrain_args(cmd))  # the same command again
+    assert f"skipping {half}: trainer_state.json" in caplog.text
+    assert f"resuming from {run / 'checkpoint-4'}" in caplog.text
+    _same_pretrain_result(reference, run)
+    assert (half / "longify_checkpoint.json").is_file()  # saved again, whole
+    assert [p.name for p in run.glob("checkpoint-*")] == ["checkpoint-8"]  # rotated once 8 was complete
+
+
+@pytest.mark.integration
+def test_pretrain_checkpoint_without_optimizer_state_is_never_resumed_from(
+    tiny_sources, wiki, reference, tmp_path
+) -> None:
+    run = _copy(reference, tmp_path / "run")
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        (run / "checkpoint-8" / name).unlink()
+    cmd = _pretrain_cmd(tiny_sources["roberta"], run, wiki)
+    with pytest.raises(
+        LongifyError,
+        match=r"checkpoint-8: incomplete checkpoint, optimizer.pt, scheduler.pt, rng_state.pth are missing",
+    ):
+        pretrain(parse_pretrain_args([*cmd, "--resume_from_checkpoint", str(run / "checkpoint-8")]))
+    pretrain(parse_pretrain_args(cmd))  # resumes from checkpoint-4 and trains steps 5-8 again
+    assert (run / "checkpoint-8" / "optimizer.pt").is_file()  # saved again, whole
+    _same_pretrain_result(reference, run)
+
+
+@pytest.mark.integration
+def test_pretrain_rerun_of_a_finished_run_changes_nothing(
+    tiny_sources, wiki, reference, tmp_path, caplog
+) -> None:
+    run = _copy(reference, tmp_path / "run")
+    before = _snapshot(run)
+    cmd = _pretrain_cmd(tiny_sources["roberta"], run, wiki)
+    with caplog.at_level(logging.INFO, logger="longify"):
+        record = pretrain(parse_pretrain_args(cmd))
+    assert _snapshot(run) == before
+    assert record["final"] == _json(reference / "pretrain_metrics.json")["final"]
+    assert "finished at step 8 already: nothing to do" in caplog.text
+    # a larger --max_steps continues from the last checkpoint (HF semantics)
+    pretrain(parse_pretrain_args([*cmd, "--max_steps", "10"]))
+    assert _step(run / "checkpoint-10") == 10 and _json(run / "pretrain_metrics.json")["steps"] == 10
+
+
+@pytest.mark.integration
+def test_pretrain_killed_before_its_export_finishes_without_training(
+    tiny_sources, wiki, reference, tmp_path
+) -> None:
+    run = tmp_path / "run"
+    cmd = _pretrain_cmd(tiny_sources["roberta"], run, wiki)
+    _killed("pretrain", "after-save", 8, cmd)
+    assert (run / "checkpoint-8" / "longify_checkpoint.json").is_file()
+    assert not (run / "model.safetensors").exists()
+    pretrain(parse_pretrain_args(cmd))
+    _same_pretrain_result(reference, run)
+
+
+@pytest.mark.integration
+def test_overwrite_output_dir_deletes_nothing_before_the_inputs_load(
+    tiny_sources, wiki, reference, tmp_path
+) -> None:
+    run = _copy(reference, tmp_path / "run")
+    cmd = _pretrain_cmd(tiny_sources["roberta"], run, wiki, "--overwrite_output_dir")
+    bad = [*cmd]
+    bad[bad.index("--train_file_path") + 1] = str(wiki / "wiki.train.typo")
+    with pytest.raises(LongifyError, match=r"wiki\.train\.typo"):
+        pretrain(parse_pretrain_args(bad))
+    assert (run / "checkpoint-4" / "optimizer.pt").is_file() and (run / "checkpoint-8").is_dir()
+    assert (run / "pretrain_metrics.json").is_file()
+    pretrain(parse_pretrain_args([*cmd, "--max_steps", "2", "--save_steps", "2"]))  # valid: starts afresh
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert _json(run / "pretrain_metrics.json")["steps"] == 2
+
+
+# ----------------------------------------------------------------------------------------- qa train
+
+
+@pytest.fixture(scope="module")
+def qa_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from longify.convert import convert
+    from longify.tiny import save_tiny
+    from test_qa_train import write_squad
+
+    root = tmp_path_factory.mktemp("qa-ckpt")
+    source = save_tiny("roberta", root / "source", max_len=64)
+    convert(str(source), root / "long", max_pos=256, attention_window=32)
+    return {
+        "root": root,
+        "model": root / "long",
+        "train": write_squad(root / "train.json", 12, 1),
+        "dev": write_squad(root / "dev.json", 6, 2),
+    }
+
+
+def _qa_cmd(s: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    """Epoch-based (2 epochs), a checkpoint every 3 steps, a loss logged every 4."""
+    return [
+        "--model_name_or_path", str(s["model"]), "--do_train", "--do_eval", "--seed", "42",
+        "--train_file", str(s["train"]), "--predict_file", str(s["dev"]), "--per_device_train_batch_size", "4",
+        "--learning_rate", "5e-3", "--num_train_epochs", "2", "--max_seq_length", "64", "--doc_stride", "16",
+        "--save_steps", "3", "--logging_steps", "4", "--report_to", "none", "--disable_tqdm", "true",
+        "--output_dir", str(out), *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def qa_reference(qa_setup, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted epoch-based QA run (never modified)."""
+    ref = tmp_path_factory.mktemp("qa-ref") / "ref"
+    train_qa(parse_qa_args(_qa_cmd(qa_setup, ref)))
+    return ref
+
+
+def _same_qa_result(ref: Path, run: Path) -> None:
+    expected, got = _json(ref / "results.json"), _json(run / "results.json")
+    last = max(_step(c) for c in ref.glob("checkpoint-*"))
+    assert last >= 7 and expected["train"]["global_step"] == last == got["train"]["global_step"]
+    assert got["train"]["training_loss"] == expected["train"]["training_loss"]  # the whole run's, bit for bit
+    assert got["average"] == expected["average"]
+    assert _json(run / "predictions.json") == _json(ref / "predictions.json")
+    _same_weights(ref, run)
+    assert not (run / f"checkpoint-{last + 1}").exists()
+
+
+@pytest.mark.integration
+def test_qa_train_resume_keeps_the_whole_runs_loss_and_a_rerun_changes_nothing(
+    qa_setup, qa_reference, tmp_path, caplog
+) -> None:
+    run = tmp_path / "run"
+    cmd = _qa_cmd(qa_setup, run)
+    _killed("qa", "in-save", 6, cmd)  # checkpoint-3 complete, checkpoint-6 half-written
+    train_qa(parse_qa_args(cmd))
+    _same_qa_result(qa_reference, run)
+
+    before = _snapshot(run)
+    with caplog.at_level(logging.INFO, logger="longify"):
+        again = train_qa(parse_qa_args(cmd))  # an epoch-based run, finished: nothing to do
+    assert _snapshot(run) == before
+    assert again["train"]["training_loss"] == _json(qa_reference / "results.json")["train"]["training_loss"]
+    assert f"finished at step {again['train']['global_step']} already: nothing to do" in caplog.text
+
+
+@pytest.mark.integration
+def test_qa_train_killed_before_its_export_finishes_without_training(
+    qa_setup, qa_reference, tmp_path
+) -> None:
+    run = tmp_path / "run"
+    cmd = _qa_cmd(qa_setup, run)
+    last = max(_step(c) for c in qa_reference.glob("checkpoint-*"))
+    _killed("qa", "after-save", last, cmd)
+    assert not (run / "results.json").exists() and not (run / "config.json").exists()
+    train_qa(parse_qa_args(cmd))
+    _same_qa_result(qa_reference, run)
+
+
+@pytest.mark.integration
+def test_qa_overwrite_deletes_nothing_before_the_inputs_load(qa_setup, tmp_path) -> None:
+    out = tmp_path / "out"
+    earlier = _fake_checkpoint(out, 3)
+    cmd = _qa_cmd(qa_setup, out, "--overwrite_output_dir")
+    cmd[cmd.index("--train_file") + 1] = str(qa_setup["root"] / "train.typo.json")
+    with pytest.raises(LongifyError, match=r"train\.typo\.json"):
+        train_qa(parse_qa_args(cmd))
+    assert (earlier / "optimizer.pt").is_file()
