@@ -21,6 +21,8 @@ def _broken(src: Path, tmp_path: Path, how: str) -> Path:
 
 
 SQUAD = Path(__file__).parent / "fixtures" / "qa" / "squad" / "dev-v1.1.json"
+WIKI = Path(__file__).parents[1] / "src" / "longify" / "demo" / "data" / "wiki.valid.raw"
+SIX = ["convert", "pretrain", "export", "qa train", "qa evaluate", "qa predict"]
 
 
 def _commands(model: Path, out: Path) -> dict[str, list[str]]:
@@ -29,13 +31,17 @@ def _commands(model: Path, out: Path) -> dict[str, list[str]]:
         "qa predict": ["qa", "predict", "--model", str(model), "--question", "q", "--context", "c"],
         "qa train": ["qa", "train", "--model_name_or_path", str(model), "--output_dir", str(out),
                      "--train_file", str(SQUAD), "--do_train", "--report_to", "none"],
+        "pretrain": ["pretrain", "--model_name_or_path", str(model), "--output_dir", str(out), "--max_pos", "128",
+                     "--attention_window", "32", "--train_file_path", str(WIKI), "--do_train", "--max_steps", "1",
+                     "--report_to", "none"],
+        "export": ["export", str(model), str(out)],
         "qa evaluate": ["qa", "evaluate", "--model_name_or_path", str(model), "--output_dir", str(out),
                         "--predict_file", str(SQUAD), "--report_to", "none"],
     }  # fmt: skip
 
 
 @pytest.mark.parametrize("how", ["truncated", "garbage"])
-@pytest.mark.parametrize("command", ["convert", "qa predict", "qa train", "qa evaluate"])
+@pytest.mark.parametrize("command", SIX)
 def test_corrupt_weights_are_named(command, how, tiny_sources, tmp_path, capsys) -> None:
     bad = _broken(tiny_sources["roberta"], tmp_path, how)
     out = tmp_path / "out"
@@ -43,15 +49,16 @@ def test_corrupt_weights_are_named(command, how, tiny_sources, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert f"{bad / 'model.safetensors'}: corrupt or truncated safetensors file" in err
-    assert not out.exists()
+    assert not out.exists() or not any(out.iterdir())
 
 
-@pytest.mark.parametrize("command", ["convert", "qa predict", "qa train", "qa evaluate"])
+@pytest.mark.parametrize("command", SIX)
 def test_missing_local_path_is_not_called_a_hub_id(command, tmp_path, capsys) -> None:
     missing = tmp_path / "models" / "nope"
     assert main(_commands(missing, tmp_path / "out")[command]) == 2
     err = capsys.readouterr().err.strip()
-    assert f"{missing}: no such directory" in err and "hub" not in err, err
+    assert str(missing) in err and "hub" not in err, err
+    assert ("no config.json" if command == "export" else f"{missing}: no such directory") in err
 
 
 @pytest.mark.parametrize("family", ["roberta", "bert"])

@@ -87,7 +87,9 @@ def test_seed_command_trains_and_beats_the_untrained_model(
         ["--model_name_or_path", str(s["model"]), "--predict_file", str(s["dev"]), "--seed", "42",
          "--max_seq_length", "64", "--doc_stride", "16", "--output_dir", str(before_dir)]
     ) == 0  # fmt: skip
-    before = json.loads((before_dir / "results.json").read_text())["average"]["f1"]
+    before_record = json.loads((before_dir / "results.json").read_text())
+    before = before_record["average"]["f1"]
+    assert before_record["qa_head"] == "random"  # a masked-LM checkpoint: its span head starts random
 
     out = s["root"] / "debug_squad"
     assert qa_train_main(seed_command(s, out)) == 0
@@ -106,6 +108,10 @@ def test_seed_command_trains_and_beats_the_untrained_model(
         print(f"\nF1 untrained {before:.1f} -> trained {after:.1f}")
     assert after > before + 30
     assert results["seed"] == 42 and "transformers" in results["versions"]
+    again = s["root"] / "trained-eval"
+    assert qa_evaluate_main(["--model_name_or_path", str(out), "--predict_file", str(s["dev"]),
+                             "--max_seq_length", "64", "--doc_stride", "16", "--output_dir", str(again)]) == 0  # fmt: skip
+    assert json.loads((again / "results.json").read_text())["qa_head"] == "trained"
     assert results["per_language"]["en"]["total"] == 40
     assert results["analysis"]["answer_position"]["0-511"]["count"] == 40
     assert results["arguments"]["model_type"] == "roberta" and results["arguments"]["do_lower_case"]

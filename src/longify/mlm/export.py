@@ -23,7 +23,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from longify.errors import LongifyError, first_line
+from longify.errors import LongifyError
+from longify.loading import LOAD_ERRORS, load_failure
 from longify.locks import output_lock
 from longify.mlm.trainer import METRICS_FILE
 from longify.outdir import atomic_output_dir, check_output_dir, files_into
@@ -179,8 +180,8 @@ def export_checkpoint(
         auto = AutoModelForQuestionAnswering if task == "question-answering" else AutoModelForMaskedLM
         try:
             model = auto.from_pretrained(checkpoint)
-        except (OSError, ValueError) as err:
-            raise LongifyError(f"{checkpoint}: cannot load the model: {first_line(err)}") from None
+        except LOAD_ERRORS as err:
+            raise load_failure(str(checkpoint), err, "the model") from None
         step = checkpoint_step(checkpoint)
         tok_dir = (
             checkpoint

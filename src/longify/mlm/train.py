@@ -30,6 +30,7 @@ from longify.checkpoints import checkpoint_step, training_done
 from longify.convert import convert, parse_windows
 from longify.errors import LongifyError, first_line
 from longify.hfargs import data_parallel_size
+from longify.loading import LOAD_ERRORS, check_model_source, load_failure
 from longify.locks import locks_output
 from longify.mlm.args import DEFAULT_MAX_POS, PretrainArgs
 from longify.mlm.collator import EpochSetter, IndexedBlocks, SeededMLMCollator
@@ -52,9 +53,10 @@ def resolve_long_model(args: PretrainArgs) -> str:
     finished folder); an earlier conversion made for other flags is refused, not reused under new ones.
     """
     src = args.model.model_name_or_path
+    check_model_source(src, "--model_name_or_path")
     try:
         config = AutoConfig.from_pretrained(src)
-    except (OSError, ValueError) as err:
+    except LOAD_ERRORS as err:
         raise LongifyError(f"--model_name_or_path {src}: cannot read its config: {first_line(err)}") from None
     if config.model_type == "longformer":
         usable = config.max_position_embeddings - (config.pad_token_id or 0) - 1
@@ -125,7 +127,10 @@ def _flag_text(value: Any) -> str:
 
 
 def load_model(path: str, attention: str) -> PreTrainedModel:
-    model = AutoModelForMaskedLM.from_pretrained(path, dtype=torch.float32)
+    try:
+        model = AutoModelForMaskedLM.from_pretrained(path, dtype=torch.float32)
+    except LOAD_ERRORS as err:
+        raise load_failure(path, err, "a masked-LM model") from None
     if model.config.model_type != "longformer":
         raise LongifyError(f"{path}: expected a longformer model, got {model.config.model_type!r}")
     set_attention(model, attention)

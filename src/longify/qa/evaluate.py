@@ -25,6 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from longify.distributed import from_main, gather_on_main, rank_and_world
 from longify.errors import LongifyError
 from longify.hfargs import data_parallel_size, has_flag
+from longify.loading import has_qa_head
 from longify.locks import output_lock
 from longify.qa.analysis import bucket_scores
 from longify.qa.args import QAArgs, QADataArguments
@@ -285,6 +286,13 @@ def evaluate_qa(args: QAArgs) -> dict[str, Any]:
         examples = load_split(data, data.predict_file, train=False, flag="--predict_file")
         tokenizer = load_tokenizer(args.model.tokenizer_name or name)
         model = load_qa_model(name, args.model.attention).to(args.training.device)
+        new_head = has_qa_head(name) is False
+        if new_head:
+            logger.warning(
+                "%s has no trained question-answering head: its span head is random (a baseline); "
+                "recorded as qa_head: random in results.json",
+                name,
+            )
         output = run_evaluation(
             model,
             tokenizer,
@@ -297,6 +305,7 @@ def evaluate_qa(args: QAArgs) -> dict[str, Any]:
         record = {
             "model": name,
             "predict_file": data.predict_file,
+            "qa_head": "random" if new_head else "trained",
             **run_record(args),
             "command": EVAL_COMMAND,
         }
