@@ -16,12 +16,14 @@ from transformers import (
     AutoModelForMaskedLM,
     BertTokenizer,
     CamembertTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     RobertaTokenizer,
     XLMRobertaTokenizer,
 )
 
+from longify.convert.families import FAMILIES
 from longify.demo.corpus import sample_texts
 
 _ROBERTA_SPECIALS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4}
@@ -73,7 +75,7 @@ def tiny_model(
     ``perturb`` adds noise to every parameter (LayerNorm weights, biases included) so that a wrong
     mapping between two checkpoints cannot hide behind identical default values.
     """
-    offset = 0 if family == "bert" else tokenizer.pad_token_id + 1
+    offset = FAMILIES[family].position_offset(PretrainedConfig(pad_token_id=tokenizer.pad_token_id))
     config = AutoConfig.for_model(
         family,
         vocab_size=len(tokenizer),

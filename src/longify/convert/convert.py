@@ -32,7 +32,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from longify.convert.families import Family, get_family
+from longify.convert.families import Family, get_family, position_offset
 from longify.convert.positions import POSITION_INITS, extend_positions
 from longify.convert.verify import (
     Verification,
@@ -351,7 +351,7 @@ def _convert(
         family,
         target_keys,
         src_offset=src_offset,
-        dst_offset=lconfig.pad_token_id + 1,
+        dst_offset=position_offset(lconfig),
         max_pos=max_pos,
         position_init=checked_init,
         global_init=global_init,
@@ -372,7 +372,7 @@ def _convert(
         state[key] = extend_positions(
             table,
             src_offset=src_offset,
-            dst_offset=lconfig.pad_token_id + 1,
+            dst_offset=position_offset(lconfig),
             new_len=max_pos,
             method=position_init,
             init_std=config.initializer_range,

@@ -83,6 +83,26 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+LONGFORMER = "longformer"
+CONVERTIBLE: tuple[str, ...] = tuple(sorted(FAMILIES))  # model types `longify convert` takes
+
+
+def position_offset(config: PretrainedConfig, default: int | None = None) -> int:
+    """Rows of the position table before position 0: ``pad_token_id + 1`` for Longformer and RoBERTa-style
+    models, 0 for BERT; ``default`` for a model type no adapter knows (else a one-line error)."""
+    model_type = getattr(config, "model_type", None)
+    if model_type == LONGFORMER:
+        return _roberta_offset(config)
+    if model_type not in FAMILIES and default is not None:
+        return default
+    return get_family(model_type).position_offset(config)
+
+
+def usable_positions(config: PretrainedConfig, default_offset: int | None = None) -> int:
+    """Tokens the model's position table holds (``max_position_embeddings`` less its offset)."""
+    return int(config.max_position_embeddings) - position_offset(config, default_offset)
+
+
 def get_family(model_type: str | None) -> Family:
     """The adapter for ``model_type``, or a clear error listing the supported ones."""
     try:

@@ -28,6 +28,7 @@ from transformers import (
 from longify.attention import set_attention
 from longify.checkpoints import checkpoint_step, training_done
 from longify.convert import convert, parse_windows
+from longify.convert.families import position_offset, usable_positions
 from longify.errors import LongifyError, first_line
 from longify.hfargs import data_parallel_size
 from longify.loading import LOAD_ERRORS, check_model_source, load_failure
@@ -59,7 +60,7 @@ def resolve_long_model(args: PretrainArgs) -> str:
     except LOAD_ERRORS as err:
         raise LongifyError(f"--model_name_or_path {src}: cannot read its config: {first_line(err)}") from None
     if config.model_type == "longformer":
-        usable = config.max_position_embeddings - (config.pad_token_id or 0) - 1
+        usable = usable_positions(config)
         if args.model.max_pos is not None and args.model.max_pos > usable:
             raise LongifyError(
                 f"--max_pos {args.model.max_pos}: {src} is a Longformer with {usable} usable positions; "
@@ -210,7 +211,7 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
         model_path = resolve_long_model(args)
         tokenizer = AutoTokenizer.from_pretrained(args.model.tokenizer_name or model_path)
         model = load_model(model_path, args.model.attention)
-        offset = model.config.pad_token_id + 1
+        offset = position_offset(model.config)
         block = dargs.block_size or min(args.model.max_pos, model.config.max_position_embeddings - offset)
         train_ds, eval_ds, eval_stats = _datasets(args, tokenizer, block)
 

@@ -14,14 +14,12 @@ from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenize
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from longify.attention import set_attention
+from longify.convert.families import CONVERTIBLE, usable_positions
 from longify.errors import LongifyError, first_line
 from longify.loading import LOAD_ERRORS, check_model_source, load_failure
 from longify.qa.features import QACollator
 
 logger = logging.getLogger(__name__)
-
-# model_type values a converted Longformer answers to (its source family; allenai's longformer is roberta's)
-LONGFORMER_SOURCES = ("roberta", "xlm-roberta", "camembert", "bert", "data2vec-text")
 
 
 def load_config(model: str, flag: str = "--model_name_or_path") -> Any:
@@ -49,7 +47,7 @@ def check_model_type(model_type: str | None, config: Any, model: str) -> None:
         return
     if actual == "longformer":
         source = source_family(model)
-        if model_type == source or (source is None and model_type in LONGFORMER_SOURCES):
+        if model_type == source or (source is None and model_type in CONVERTIBLE):
             logger.info(
                 "--model_type %s: %s is a longformer converted from %s; using longformer",
                 model_type,
@@ -89,9 +87,11 @@ def load_qa_model(name: str, attention: str = "fast") -> PreTrainedModel:
 
 def model_max_length(config: Any, tokenizer: Tokenizer) -> int:
     """Tokens the model accepts: its position table (less RoBERTa-style offsets), and the tokenizer's limit."""
-    positions = getattr(config, "max_position_embeddings", None) or 512
-    if config.model_type in ("longformer", "roberta", "xlm-roberta", "camembert", "data2vec-text"):
-        positions -= (config.pad_token_id or 0) + 1
+    positions = (
+        usable_positions(config, default_offset=0)
+        if getattr(config, "max_position_embeddings", None)
+        else 512
+    )
     tok_max = tokenizer.model_max_length if tokenizer.model_max_length < 10**9 else positions
     return min(positions, tok_max)
 

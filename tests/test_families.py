@@ -1,0 +1,34 @@
+"""The one family registry: position offsets and convertible types, asked by every module."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import BertConfig, DistilBertConfig, LongformerConfig, RobertaConfig, XLMRobertaConfig
+
+from longify.convert.families import CONVERTIBLE, position_offset, usable_positions
+from longify.errors import LongifyError
+
+
+@pytest.mark.parametrize(
+    ("config", "offset", "usable"),
+    [
+        (RobertaConfig(pad_token_id=1, max_position_embeddings=514), 2, 512),  # roberta-base
+        (XLMRobertaConfig(pad_token_id=1, max_position_embeddings=514), 2, 512),
+        (LongformerConfig(pad_token_id=1, max_position_embeddings=4098), 2, 4096),  # longformer-base-4096
+        (BertConfig(pad_token_id=0, max_position_embeddings=512), 0, 512),  # bert-base
+    ],
+)
+def test_offsets_of_released_models(config, offset, usable) -> None:
+    assert position_offset(config) == offset and usable_positions(config) == usable
+
+
+def test_unknown_type_is_an_error_or_the_default() -> None:
+    config = DistilBertConfig(max_position_embeddings=512)
+    with pytest.raises(LongifyError, match="model_type 'distilbert' is not supported"):
+        position_offset(config)
+    assert usable_positions(config, default_offset=0) == 512
+
+
+def test_convertible_types() -> None:
+    assert set(CONVERTIBLE) == {"bert", "camembert", "data2vec-text", "roberta", "xlm-roberta"}
+    assert "longformer" not in CONVERTIBLE
