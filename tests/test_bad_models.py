@@ -76,10 +76,13 @@ def test_source_without_mlm_head_is_recorded_not_verified_silently(
     record = json.loads((out / "conversion.json").read_text())
     head = {"roberta": "lm_head.", "bert": "cls.predictions."}[family]
     assert record["new_weights"] and all(k.startswith(head) for k in record["new_weights"])
+    assert record["verification"]["max_abs_diff_logits"] is None  # a random head's logits prove nothing
+    assert record["verification"]["max_abs_diff_hidden"] < 1e-4
     # a source with its head: nothing new
     assert main(["convert", str(tiny_sources[family]), str(tmp_path / "ok"), "--max-pos", "128",
                  "--attention-window", "32"]) == 0  # fmt: skip
-    assert json.loads((tmp_path / "ok" / "conversion.json").read_text())["new_weights"] == []
+    ok = json.loads((tmp_path / "ok" / "conversion.json").read_text())
+    assert ok["new_weights"] == [] and ok["verification"]["max_abs_diff_logits"] is not None
 
 
 def test_predict_refuses_a_model_without_qa_head(tiny_sources, tmp_path, capsys) -> None:

@@ -7,10 +7,16 @@ the same function and their outputs differ only by float rounding.
 
 from __future__ import annotations
 
+import copy
+import logging
 from dataclasses import asdict, dataclass
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import LongformerConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from longify.convert.build import materialize
+
+logger = logging.getLogger(__name__)
 
 _SAMPLE_TEXTS = (
     "The Longformer extends the context of a pre-trained encoder to thousands of tokens.",
@@ -122,3 +128,38 @@ def merge_verifications(checks: list[Verification]) -> Verification:
         tokens_compared=sum(c.tokens_compared for c in checks),
         passed=all(c.passed for c in checks),
     )
+
+
+def verify_conversion(
+    source: PreTrainedModel,
+    state: dict[str, torch.Tensor],
+    lconfig: LongformerConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    source_len: int,
+    tolerance: float,
+    seed: int,
+    compare_logits: bool = True,
+) -> Verification:
+    """Compare the converted weights with the source twice: with the requested windows on inputs they
+    cover, and with a window widened to the source length (same weights) on inputs of the full source length.
+    ``compare_logits`` off when the source had no MLM head (a random head's logits prove nothing)."""
+    windows = list(lconfig.attention_window)
+    checks = []
+    wide = 2 * source_len
+    for config_windows, length, full in (
+        (windows, covered_length(source_len, windows), True),
+        ([wide] * len(windows), source_len, False),
+    ):
+        cfg = copy.deepcopy(lconfig)
+        cfg.attention_window = config_windows
+        model = materialize(cfg, state)
+        logger.info(
+            "verifying against the source: windows %s, inputs of up to %d tokens",
+            sorted(set(config_windows)),
+            length,
+        )
+        batches = verification_batches(tokenizer, lconfig.vocab_size, length, seed, full=full)
+        checks.append(compare_models(source, model, batches, tolerance, compare_logits))
+        if min(windows) >= wide:
+            break  # the requested windows already cover the source length
+    return merge_verifications(checks)
