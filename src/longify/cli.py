@@ -45,7 +45,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _add_convert(p: argparse.ArgumentParser) -> None:
-    from longify.convert.convert import GLOBAL_INITS
+    from longify.convert.plan import GLOBAL_INITS
     from longify.convert.positions import POSITION_INITS
 
     p.add_argument(
