@@ -58,7 +58,7 @@ def check_model_type(model_type: str | None, config: Any, model: str) -> None:
     raise LongifyError(f"--model_type {model_type}: {model} is a {actual!r} model (config.json model_type)")
 
 
-def load_tokenizer(name: str, model_max_length: int | None = None) -> Tokenizer:
+def load_tokenizer(name: str) -> Tokenizer:
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except LOAD_ERRORS as err:
