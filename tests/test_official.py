@@ -270,7 +270,7 @@ def test_cli_scores_triviaqa_web_and_writes_results_into_output_dir(rc_folder: P
 
 def test_cli_triviaqa_word_budget(rc_folder: Path):
     from longify.qa.args import parse_qa_args
-    from longify.qa.evaluate import load_split
+    from longify.qa.pipeline import load_split
 
     argv = ["--dataset", "triviaqa-web", "--predict_file", str(rc_folder), "--output_dir", "x"]
     data = parse_qa_args([*argv, "--triviaqa_word_budget", "3"]).data

@@ -15,8 +15,9 @@ from longify.convert import convert
 from longify.qa.analysis import bucket_label, bucket_scores
 from longify.qa.decode import best_spans, decode, keyed_by_id, strip_span
 from longify.qa.features import build_features, collator_for
+from longify.qa.models import load_qa_model
+from longify.qa.pipeline import window_logits
 from longify.qa.predict import answer_question
-from longify.qa.runtime import load_qa_model, window_logits
 from longify.qa.score import subset_of
 from longify.qa.tasks.example import Answer, QAExample
 from longify.tiny import save_tiny, train_tokenizer

@@ -15,7 +15,7 @@ from longify.demo.corpus import article, make_town
 from longify.errors import LongifyError
 from longify.qa.args import parse_qa_args
 from longify.qa.commands import qa_evaluate_main, qa_predict_main, qa_train_main
-from longify.qa.evaluate import load_split
+from longify.qa.pipeline import load_split
 from longify.qa.predict import predict
 from longify.tiny import save_tiny
 
@@ -211,8 +211,8 @@ def test_xquad_languages_with_a_short_xlmr_model(tmp_path: Path) -> None:
     metrics come per language; a non-Longformer model gets no global mask and strided windows."""
     from conftest import SHARED_XQUAD
     from longify.qa.args import QADataArguments
-    from longify.qa.evaluate import flat_metrics, run_evaluation
-    from longify.qa.runtime import load_qa_model, load_tokenizer
+    from longify.qa.models import load_qa_model, load_tokenizer
+    from longify.qa.pipeline import flat_metrics, run_evaluation
     from longify.qa.tasks import load_examples
 
     if not SHARED_XQUAD.is_dir():

@@ -18,6 +18,7 @@ import torch
 from transformers import TrainerCallback
 
 import longify.qa.evaluate as qa_evaluate
+import longify.qa.pipeline as qa_pipeline
 import longify.qa.train as qa_train
 from longify.mlm.args import parse_pretrain_args
 from longify.mlm.train import pretrain
@@ -49,8 +50,8 @@ def counted_window_logits(model, features, *args, **kwargs):
     return _window_logits(model, features, *args, **kwargs)
 
 
-_window_logits = qa_evaluate.window_logits
-qa_evaluate.window_logits = counted_window_logits
+_window_logits = qa_pipeline.window_logits
+qa_pipeline.window_logits = counted_window_logits
 qa_train.QATrainer = RecordingQATrainer
 
 

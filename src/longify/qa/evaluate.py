@@ -9,214 +9,37 @@ results.json another command wrote (a ``qa train`` run) is refused unless ``--ov
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-from longify.distributed import from_main, gather_on_main, rank_and_world
 from longify.errors import LongifyError
-from longify.hfargs import data_parallel_size, has_flag
+from longify.hfargs import has_flag
 from longify.loading import has_qa_head
 from longify.locks import output_lock
-from longify.qa.analysis import bucket_scores
-from longify.qa.args import QAArgs, QADataArguments
-from longify.qa.decode import decode, keyed_by_id
-from longify.qa.features import build_features, collator_for, tokenizer_is_uncased, uses_global_attention
-from longify.qa.runtime import (
-    check_model_type,
-    effective_max_seq_length,
-    load_config,
-    load_qa_model,
-    load_tokenizer,
-    window_logits,
+from longify.qa.args import QAArgs
+from longify.qa.models import check_model_type, load_config, load_qa_model, load_tokenizer
+from longify.qa.pipeline import (
+    autocast_for,
+    load_split,
+    resolve_lowercase,
+    run_evaluation,
+    run_record,
+    write_outputs,
 )
 from longify.qa.score import (
-    eval_scoring,
     evaluate_predictions_file,
-    official_predictions,
-    score_predictions,
-    subset_of,
 )
-from longify.qa.tasks import TASKS, data_flag_options, get_task, load_examples
-from longify.qa.tasks.concat import concat_contexts
-from longify.qa.tasks.example import QAExample
-from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
+from longify.qa.tasks import TASKS, data_flag_options
+from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 EVAL_COMMAND = "qa evaluate"  # results.json's "command": what qa evaluate may overwrite
 DEFAULT_EVAL_OUTPUT_DIR = "qa-eval-output"  # what `longify qa evaluate` passes when --output_dir is absent
-
-
-def infer_dataset(dataset: str | None, path: str) -> str:
-    """``--dataset``, or ``json`` for a single file (any SQuAD format), ``squad`` for a folder."""
-    if dataset:
-        return dataset
-    return "squad" if Path(path).is_dir() else "json"
-
-
-def load_split(data: QADataArguments, path: str | None, *, train: bool, flag: str) -> list[QAExample]:
-    """The examples of ``--train_file`` / ``--predict_file``, with --concat_contexts and sample limits."""
-    if path is None:
-        raise LongifyError(f"{flag}: required for {'--do_train' if train else '--do_eval'}")
-    name = infer_dataset(data.dataset, path)
-    split = data.train_split if train else data.eval_split
-    options = data_flag_options(data, name)  # --mlqa_pairs, --triviaqa_word_budget
-    examples = list(load_examples(name, path, split=split, languages=data.languages, **options))
-    if not examples:
-        raise LongifyError(f"{path}: no questions found")
-    if data.concat_contexts > 1:
-        examples = list(concat_contexts(examples, data.concat_contexts, seed=data.concat_seed))
-        logger.info(
-            "--concat_contexts %d: each context joined with %d others",
-            data.concat_contexts,
-            data.concat_contexts - 1,
-        )
-    limit = data.max_train_samples if train else data.max_eval_samples
-    return examples[:limit] if limit is not None else examples
-
-
-def resolve_lowercase(do_lower_case: bool, tokenizer: PreTrainedTokenizerBase) -> bool:
-    """``--do_lower_case`` lower-cases the text only for an uncased tokenizer, and says which it did."""
-    if not do_lower_case:
-        return False
-    if tokenizer_is_uncased(tokenizer):
-        logger.info("--do_lower_case: the tokenizer is uncased; text is lower-cased")
-        return True
-    logger.info("--do_lower_case: the tokenizer (%s) is cased; text is kept as is", type(tokenizer).__name__)
-    return False
-
-
-@dataclass
-class EvalOutput:
-    """What one evaluation produced: scores (with analysis) and the predictions keyed for the files."""
-
-    result: dict[str, Any]
-    predictions: dict[str, Any]
-    nbest: dict[str, Any]
-
-
-def run_evaluation(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    examples: Sequence[QAExample],
-    data: QADataArguments,
-    *,
-    batch_size: int = 8,
-    lower: bool = False,
-    max_seq_length: int | None = None,
-    autocast_dtype: torch.dtype | None = None,
-) -> EvalOutput:
-    """Windows -> logits -> n-best decoding -> official metric, per language, plus the position buckets."""
-    seq_len = max_seq_length or effective_max_seq_length(data.max_seq_length, model.config, tokenizer)
-    features = build_features(
-        examples,
-        tokenizer,
-        max_seq_length=seq_len,
-        doc_stride=data.doc_stride,
-        max_query_length=data.max_query_length,
-        global_attention=uses_global_attention(model.config),
-        train=False,
-        lower=lower,
-    )
-    collator = collator_for(tokenizer, model.config)
-    logits = sharded_window_logits(model, features, collator, batch_size, autocast_dtype)
-    if logits is None:  # not rank 0: it decodes and scores every question, once
-        return EvalOutput(from_main(None), {}, {})
-    starts, ends = logits
-    by_index, nbest_by_index = decode(
-        examples,
-        features,
-        starts,
-        ends,
-        n_best_size=data.n_best_size,
-        max_answer_length=data.max_answer_length,
-    )
-    metric = data.metric or (get_task(data.dataset).metric if data.dataset else "squad")
-    units, average = eval_scoring(data, examples)  # the official key set and headline average
-    top = {i: spans[0] for i, spans in nbest_by_index.items()}
-    predictions = official_predictions(examples, top, units)  # one per key; scores pick among documents
-    result = score_predictions(predictions, units=units, metric=metric, lang=data.lang, average=average)
-    result["windows"] = len(features)
-    result["max_seq_length"] = seq_len
-    result["analysis"] = bucket_scores(
-        examples, by_index, tokenizer, metric=metric, lang=data.lang, bucket_width=data.bucket_width
-    )
-    return EvalOutput(from_main(result), predictions, keyed_by_id(examples, nbest_by_index, subset_of))
-
-
-def sharded_window_logits(
-    model: PreTrainedModel,
-    features: Sequence[dict[str, Any]],
-    collator: Any,
-    batch_size: int,
-    autocast_dtype: torch.dtype | None = None,
-) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
-    """Under torchrun each rank runs every world-th window and rank 0 gets all the logits in feature order
-    (the other ranks None); one process runs them all."""
-    rank, world = rank_and_world()
-    mine = list(range(rank, len(features), world))
-    starts, ends = window_logits(
-        model, [features[i] for i in mine], collator, batch_size, autocast_dtype=autocast_dtype
-    )
-    parts = gather_on_main((mine, starts, ends))
-    if parts is None:
-        return None
-    all_starts: list[np.ndarray] = [np.empty(0)] * len(features)
-    all_ends: list[np.ndarray] = [np.empty(0)] * len(features)
-    for indices, part_starts, part_ends in parts:
-        for i, start, end in zip(indices, part_starts, part_ends, strict=True):
-            all_starts[i], all_ends[i] = start, end
-    return all_starts, all_ends
-
-
-def flat_metrics(result: dict[str, Any], prefix: str = "eval") -> dict[str, float]:
-    """Scalars for logging: ``eval_exact_match``, ``eval_f1`` and, with several languages, per language."""
-    out = {f"{prefix}_exact_match": result["average"]["exact_match"], f"{prefix}_f1": result["average"]["f1"]}
-    if len(result["per_language"]) > 1:
-        for lang, scores in result["per_language"].items():
-            out[f"{prefix}_{lang}_exact_match"] = scores["exact_match"]
-            out[f"{prefix}_{lang}_f1"] = scores["f1"]
-    return out
-
-
-def run_record(args: QAArgs) -> dict[str, Any]:
-    """Arguments, seed, versions and git hash for results.json."""
-    return {
-        "arguments": {
-            "model": dataclasses.asdict(args.model),
-            "data": dataclasses.asdict(args.data),
-            "training": args.training.to_dict(),
-            "do_lower_case": args.do_lower_case,
-            "model_type": args.model_type,
-            "argv": args.argv,
-            "legacy_notes": args.notes,
-        },
-        "seed": args.training.seed,
-        "world_size": data_parallel_size(args.training),
-        "versions": library_versions(),
-        "git": git_hash(),
-        "created": now_iso(),
-    }
-
-
-def write_outputs(output_dir: str | Path, output: EvalOutput, extra: dict[str, Any]) -> dict[str, Any]:
-    """predictions.json, nbest_predictions.json and results.json, each written atomically."""
-    out = Path(output_dir)
-    write_json_atomic(out / "predictions.json", output.predictions)
-    write_json_atomic(out / "nbest_predictions.json", output.nbest)
-    results = {**output.result, **extra}
-    write_json_atomic(out / "results.json", results)
-    return results
 
 
 @contextmanager
@@ -244,12 +67,6 @@ def check_results_owner(path: Path, *, overwrite: bool) -> None:
         f"--output_dir {path.parent}: holds the results.json of {writer}; choose another --output_dir "
         "(or pass --overwrite_output_dir to replace it)"
     )
-
-
-def autocast_for(args: QAArgs) -> torch.dtype | None:
-    if not torch.cuda.is_available():
-        return None
-    return torch.bfloat16 if args.training.bf16 else torch.float16 if args.training.fp16 else None
 
 
 def evaluate_qa(args: QAArgs) -> dict[str, Any]:

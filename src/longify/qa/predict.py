@@ -11,13 +11,8 @@ from longify.errors import LongifyError
 from longify.loading import check_model_source, has_qa_head
 from longify.qa.decode import decode
 from longify.qa.features import build_features, collator_for, uses_global_attention
-from longify.qa.runtime import (
-    effective_max_seq_length,
-    load_qa_model,
-    load_tokenizer,
-    model_max_length,
-    window_logits,
-)
+from longify.qa.models import effective_max_seq_length, load_qa_model, load_tokenizer, model_max_length
+from longify.qa.pipeline import window_logits
 from longify.qa.tasks.example import QAExample
 
 

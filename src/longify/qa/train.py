@@ -22,7 +22,15 @@ from longify.errors import LongifyError
 from longify.locks import locks_output
 from longify.outdir import clear_previous_run, files_into, resume_checkpoint
 from longify.qa.args import QAArgs, QADataArguments
-from longify.qa.evaluate import (
+from longify.qa.features import build_features, collator_for, uses_global_attention
+from longify.qa.models import (
+    check_model_type,
+    effective_max_seq_length,
+    load_config,
+    load_qa_model,
+    load_tokenizer,
+)
+from longify.qa.pipeline import (
     EvalOutput,
     autocast_for,
     flat_metrics,
@@ -31,14 +39,6 @@ from longify.qa.evaluate import (
     run_evaluation,
     run_record,
     write_outputs,
-)
-from longify.qa.features import build_features, collator_for, uses_global_attention
-from longify.qa.runtime import (
-    check_model_type,
-    effective_max_seq_length,
-    load_config,
-    load_qa_model,
-    load_tokenizer,
 )
 from longify.qa.tasks.example import QAExample
 from longify.runinfo import write_json_atomic

@@ -1,14 +1,12 @@
-"""Loading a QA model and tokenizer, and running it over windows: shared by train, evaluate and predict."""
+"""Loading a QA model and its tokenizer, with the checks that go with it (model type, positions)."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
@@ -17,7 +15,6 @@ from longify.attention import set_attention
 from longify.convert.families import CONVERTIBLE, usable_positions
 from longify.errors import LongifyError, first_line
 from longify.loading import LOAD_ERRORS, check_model_source, load_failure
-from longify.qa.features import QACollator
 
 logger = logging.getLogger(__name__)
 
@@ -104,37 +101,3 @@ def effective_max_seq_length(requested: int, config: Any, tokenizer: Tokenizer) 
         )
         return limit
     return requested
-
-
-def window_logits(
-    model: PreTrainedModel,
-    features: Sequence[dict[str, Any]],
-    collator: QACollator,
-    batch_size: int = 8,
-    *,
-    autocast_dtype: torch.dtype | None = None,
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Start and end logits of each window, in feature order, trimmed to its length. Windows are batched
-    by length so padding stays small."""
-    device = next(model.parameters()).device
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-    starts: list[np.ndarray] = [np.empty(0)] * len(features)
-    ends: list[np.ndarray] = [np.empty(0)] * len(features)
-    was_training = model.training
-    model.eval()
-    try:
-        for first in range(0, len(order), batch_size):
-            idx = order[first : first + batch_size]
-            batch = {k: v.to(device) for k, v in collator([features[i] for i in idx]).items()}
-            with (
-                torch.no_grad(),
-                torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
-            ):
-                out = model(**batch)
-            s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
-            for row, i in enumerate(idx):
-                n = len(features[i]["input_ids"])
-                starts[i], ends[i] = s[row, :n], e[row, :n]
-    finally:
-        model.train(was_training)
-    return starts, ends
