@@ -105,7 +105,7 @@ def test_tiny_model_learns(tiny_sources, wiki, tmp_path) -> None:
     first, last = record["initial"], record["final"]
     assert last["loss"] < first["loss"] - 0.5, (first, last)
     assert last["pseudo_bits_per_char"] < first["pseudo_bits_per_char"]
-    assert first["bits_per_token"] == pytest.approx(first["loss"] / 0.6931471805599453)
+    assert first["bits_per_token"] > last["bits_per_token"]  # the metric itself: tests/test_mlm_metrics.py
 
 
 def test_eval_masks_fixed_across_runs(tiny_sources, wiki, tmp_path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
 import pytest
 from transformers import LongformerConfig, RobertaConfig
 
@@ -172,5 +171,12 @@ def test_lowercasing_keeps_offsets_and_knows_uncased_tokenizers(tokenizers: dict
     assert tokenizer_is_uncased(tokenizers["bert"])
     assert not tokenizer_is_uncased(tokenizers["roberta"])
     example = long_example(repeats=2)
-    feats = build_features([example], tokenizers["roberta"], max_seq_length=128, doc_stride=16, lower=True)
-    assert np.all(feats[0]["input_ids"] >= 0)
+    # lower-casing keeps the offsets: every window holding the answer labels exactly its (lower-cased) tokens
+    train = build_features(
+        [example], tokenizers["roberta"], max_seq_length=128, doc_stride=16, lower=True, train=True
+    )
+    held = [f for f in train if f["start_positions"] > 0]
+    assert held, "no window holds the answer"
+    for f in held:
+        span = f["input_ids"][f["start_positions"] : f["end_positions"] + 1]
+        assert tokenizers["roberta"].decode(span).strip() == example.answers[0].text.lower()

@@ -261,5 +261,9 @@ def test_torchrun_two_processes(setup: dict[str, Path], tmp_path: Path) -> None:
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert results["average"]["f1"] >= 0 and not list(out.glob(".save-*"))
+    dev_questions = sum(
+        len(q["qas"]) for a in json.loads(setup["dev"].read_text())["data"] for q in a["paragraphs"]
+    )
+    assert results["per_language"]["en"]["total"] == dev_questions  # every question scored once, not per rank
+    assert results["world_size"] == 2 and not list(out.glob(".save-*"))
     AutoModelForQuestionAnswering.from_pretrained(out)
