@@ -42,10 +42,16 @@ def tiny_config(window: int | list[int] = 8, layers: int = 2, heads: int = 4, dr
     )
 
 
-def pair(config: LongformerConfig, cls=LongformerModel, block_size: int | None = None, seed: int = 0):
+def pair(
+    config: LongformerConfig,
+    cls=LongformerModel,
+    block_size: int | None = None,
+    seed: int = 0,
+    kernel: str = "auto",
+):
     torch.manual_seed(seed)
     hf = cls(config).eval()
-    fast = use_fast_attention(copy.deepcopy(hf), block_size=block_size)
+    fast = use_fast_attention(copy.deepcopy(hf), block_size=block_size, kernel=kernel)
     return hf, fast
 
 
@@ -90,37 +96,38 @@ CASES = {
 }
 
 
-@pytest.fixture(params=["cpu_flash", "generic", "explicit_probs"])
-def path(request, monkeypatch):
-    """Run a test on the copy-free CPU flash path, the generic (CUDA / autocast) path and the CPU dropout
-    path (explicit probabilities, forced here without dropout)."""
-    monkeypatch.setattr(FastLongformerSelfAttention, "copy_free_cpu", request.param != "generic")
-    monkeypatch.setattr(FastLongformerSelfAttention, "explicit_probs", request.param == "explicit_probs")
-    return request.param
+PATHS = {"cpu_flash": "auto", "generic": "generic", "explicit_probs": "explicit_probs"}
+
+
+@pytest.fixture(params=sorted(PATHS))
+def path(request):
+    """The kernel to install: the copy-free CPU flash path, the generic (CUDA / autocast) path and the CPU
+    dropout path (explicit probabilities, forced here without dropout)."""
+    return PATHS[request.param]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_hf_output_and_grads(case, path):
     lengths, n, glob = CASES[case]
-    hf, fast = pair(tiny_config(window=8))
+    hf, fast = pair(tiny_config(window=8), kernel=path)
     assert_same(hf, fast, batch(lengths, n, glob))
 
 
 @pytest.mark.parametrize("block_size", [1, 3, 5, 16, 64])
 def test_block_sizes(block_size, path):
-    hf, fast = pair(tiny_config(window=8), block_size=block_size)
+    hf, fast = pair(tiny_config(window=8), block_size=block_size, kernel=path)
     assert_same(hf, fast, batch([45, 30], 45, [[0, 9], [4]]))
 
 
 def test_per_layer_windows_and_train_mode_without_dropout(path):
-    hf, fast = pair(tiny_config(window=[4, 8, 16], layers=3))
+    hf, fast = pair(tiny_config(window=[4, 8, 16], layers=3), kernel=path)
     hf.train()
     fast.train()
     assert_same(hf, fast, batch([50, 21], 50, [[0, 1], []]))
 
 
 def test_fully_masked_row_is_finite_and_matches(path):
-    hf, fast = pair(tiny_config(window=4))
+    hf, fast = pair(tiny_config(window=4), kernel=path)
     inputs = batch([24, 0], 24, [[0], []])
     out, grads = run(fast, inputs)
     assert torch.isfinite(out).all()
@@ -128,11 +135,10 @@ def test_fully_masked_row_is_finite_and_matches(path):
     assert_same(hf, fast, inputs)
 
 
-@pytest.mark.parametrize("copy_free", [True, False], ids=["cpu_dropout", "generic"])
-def test_dropout_train_mode_is_finite_and_shaped(copy_free, monkeypatch):
-    monkeypatch.setattr(FastLongformerSelfAttention, "copy_free_cpu", copy_free)
+@pytest.mark.parametrize("kernel", ["auto", "generic"], ids=["cpu_dropout", "generic"])
+def test_dropout_train_mode_is_finite_and_shaped(kernel):
     config = tiny_config(window=8, dropout=0.3)
-    hf, fast = pair(config)
+    hf, fast = pair(config, kernel=kernel)
     fast.train()
     inputs = batch([40, 31, 0], 40, [[0, 5], [], []])  # the last row fully masked
     out, grads = run(fast, inputs)
@@ -317,7 +323,7 @@ def test_chunked_backward(block_size, monkeypatch):
 
 
 def test_gradient_checkpointing(path):
-    hf, fast = pair(tiny_config(window=8), cls=LongformerForQuestionAnswering)
+    hf, fast = pair(tiny_config(window=8), cls=LongformerForQuestionAnswering, kernel=path)
     for model in (hf, fast):
         model.train()
         enable = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
@@ -336,3 +342,143 @@ def test_gradient_checkpointing(path):
             assert other is None or not other.abs().max() > TOL, name
         else:
             torch.testing.assert_close(other, grad, atol=TOL, rtol=0, msg=name)
+
+
+def test_kernel_is_per_model_not_per_class(monkeypatch):
+    """Two models in one process keep their own kernel: the path taken is the module's, not a class switch."""
+    from longify.attention import self_attention
+
+    calls: list[str] = []
+    for name, module, attr in (
+        ("generic", self_attention, "band_attention"),
+        ("flash", self_attention.flash_cpu, "band_flash_attention"),
+        ("explicit", self_attention.dropout_band, "band_dropout_attention"),
+    ):
+        original = getattr(module, attr)
+        monkeypatch.setattr(
+            module, attr, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k)
+        )
+    assert not hasattr(FastLongformerSelfAttention, "copy_free_cpu")
+    assert not hasattr(FastLongformerSelfAttention, "explicit_probs")
+    inputs = batch([20, 13], 20, [[0], []])
+    _, generic = pair(tiny_config(window=4, layers=1), kernel="generic")
+    _, auto = pair(tiny_config(window=4, layers=1))
+    _, explicit = pair(tiny_config(window=4, layers=1), kernel="explicit_probs")
+    with torch.no_grad():
+        for model, expected in (
+            (generic, "generic"),
+            (auto, "flash"),
+            (explicit, "explicit"),
+            (generic, "generic"),
+        ):
+            calls.clear()
+            model(**inputs)
+            assert calls == [expected]
+    use_fast_attention(auto, kernel="generic")  # reinstalling sets the kernel of the modules in place
+    calls.clear()
+    with torch.no_grad():
+        auto(**inputs)
+    assert calls == ["generic"]
+    with pytest.raises(ValueError, match="kernel"):
+        use_fast_attention(auto, kernel="cuda")
+
+
+def _mask_state():
+    """(the function now in modeling_longformer, transformers' own function), after a garbage collection."""
+    import gc
+
+    from transformers import masking_utils
+    from transformers.models.longformer import modeling_longformer as ml
+
+    gc.collect()
+    return ml.create_bidirectional_mask, masking_utils.create_bidirectional_mask
+
+
+def _assert_unpatched():
+    current, original = _mask_state()
+    assert current is original, (
+        "patched before the test (a fast model still alive elsewhere, or never undone)"
+    )
+
+
+def test_mask_patch_undone_when_last_fast_model_is_garbage_collected():
+    from longify.attention import model_mask
+
+    _assert_unpatched()
+    first = use_fast_attention(LongformerModel(tiny_config(window=4, layers=1)))
+    second = use_fast_attention(LongformerForMaskedLM(tiny_config(window=4, layers=1)))
+    assert _mask_state()[0] is model_mask._row_mask
+    del first
+    assert _mask_state()[0] is model_mask._row_mask  # the second model still uses it
+    inputs = batch([12, 7], 12, [[0], []])
+    mask = inputs["attention_mask"]
+    with torch.no_grad():
+        second(**inputs)  # works, and is served the row mask
+    row = model_mask._row_mask(second.config, torch.zeros(2, 12, 32), mask, allow_is_bidirectional_skip=False)
+    assert row.untyped_storage().nbytes() == 2 * 12 * 4
+    del second
+    current, original = _mask_state()
+    assert current is original
+
+
+def test_mask_patch_undone_when_last_fast_model_is_reverted():
+    from longify.attention import model_mask
+
+    _assert_unpatched()
+    keep = LongformerModel(tiny_config(window=4, layers=1))
+    model = use_fast_attention(LongformerForQuestionAnswering(tiny_config(window=4, layers=1)))
+    use_fast_attention(keep)
+    use_hf_attention(keep)
+    assert _mask_state()[0] is model_mask._row_mask
+    use_hf_attention(model.longformer)  # reverting the part that holds the attention is enough
+    current, original = _mask_state()
+    assert current is original
+    set_attention(model, "fast")
+    assert _mask_state()[0] is model_mask._row_mask
+    set_attention(model, "hf")
+    assert _mask_state()[0] is _mask_state()[1]
+
+
+def test_mask_patch_refuses_a_foreign_replacement(monkeypatch):
+    from transformers.models.longformer import modeling_longformer as ml
+
+    from longify.errors import LongifyError
+
+    _assert_unpatched()
+
+    def foreign(**kwargs):
+        raise AssertionError("not to be called here")
+
+    monkeypatch.setattr(ml, "create_bidirectional_mask", foreign)
+    model = LongformerModel(tiny_config(window=4, layers=1))
+    with pytest.raises(LongifyError, match=r"create_bidirectional_mask was replaced by .*foreign"):
+        use_fast_attention(model)
+    assert ml.create_bidirectional_mask is foreign
+    assert not uses_fast_attention(model)  # refused before changing anything
+
+
+@pytest.mark.integration
+def test_import_and_install_without_the_mask_function():
+    """On a transformers without ``create_bidirectional_mask``, ``import longify`` works and nothing is patched."""
+    import subprocess
+    import sys
+
+    code = """
+import transformers.models.longformer.modeling_longformer as ml
+del ml.create_bidirectional_mask
+import longify, longify.attention
+from longify.attention import use_fast_attention, use_hf_attention, uses_fast_attention
+from transformers import LongformerConfig, LongformerModel
+config = LongformerConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=32, attention_window=4, max_position_embeddings=64)
+model = use_fast_attention(LongformerModel(config))
+assert uses_fast_attention(model)
+assert not hasattr(ml, "create_bidirectional_mask")
+use_hf_attention(model)
+assert not hasattr(ml, "create_bidirectional_mask")
+print("ok")
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

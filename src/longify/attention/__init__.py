@@ -9,11 +9,12 @@ from longify.attention.install import (
     use_hf_attention,
     uses_fast_attention,
 )
-from longify.attention.self_attention import FastLongformerSelfAttention
+from longify.attention.self_attention import KERNELS, FastLongformerSelfAttention
 
 __all__ = [
     "ATTENTION_IMPLS",
     "DEFAULT_ATTENTION",
+    "KERNELS",
     "FastLongformerSelfAttention",
     "check_attention_flag",
     "set_attention",

@@ -14,6 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from longify.attention.windows import (
+    add_at_globals,
+    block_dims,
+    fold_windows,
+    kv_windows,
+    padded_kv,
+    query_blocks,
+    unblock_into,
+)
+
 
 def band_pattern(block: int, w: int, device: torch.device) -> Tensor:
     """(block, block + 2w) bool: query row r of a block may see key column c of its window."""
@@ -62,18 +72,11 @@ class BlockWindows(torch.autograd.Function):
         ctx: Any, qkv: Tensor, pos: Tensor | None, w: int, block: int
     ) -> tuple[Tensor, Tensor, Tensor]:
         b, n, _, h, d = qkv.shape
-        nb = -(-n // block)
-        total, span, g = nb * block, block + 2 * w, 0 if pos is None else pos.shape[1]
-        q = qkv[:, :, 0]
-        if total != n:
-            q = F.pad(q, (0, 0, 0, 0, 0, total - n))
-        q = q.view(b, nb, block, h, d).permute(0, 1, 3, 2, 4).reshape(b * nb, h, block, d)
-        kvp = qkv.new_empty(b, total + 2 * w, 2, h, d)
-        kvp[:, :w].zero_()
-        kvp[:, w + n :].zero_()
-        kvp[:, w : w + n] = qkv[:, :, 1:]
+        nb, _, span = block_dims(n, w, block)
+        g = 0 if pos is None else pos.shape[1]
+        q = query_blocks(qkv, block)
         kv = qkv.new_empty(2, b, nb, h, g + span, d)
-        kv[..., g:, :] = kvp.unfold(1, span, block).permute(2, 0, 1, 3, 5, 4)
+        kv[..., g:, :] = kv_windows(padded_kv(qkv, w, block), block, span)
         if pos is not None:
             rows = torch.arange(b, device=qkv.device)[:, None]
             kv[..., :g, :] = qkv[:, :, 1:][rows, pos].permute(2, 0, 3, 1, 4)[:, :, None]
@@ -85,22 +88,16 @@ class BlockWindows(torch.autograd.Function):
     def backward(ctx: Any, grad_q: Tensor, grad_k: Tensor, grad_v: Tensor) -> tuple[Tensor | None, ...]:
         b, n, h, d, w, block, g = ctx.dims
         pos = ctx.saved_tensors[0] if g else None  # unpack once (activation checkpointing allows no more)
-        nb = -(-n // block)
-        total, span = nb * block, block + 2 * w
+        nb, total, span = block_dims(n, w, block)
         grad = grad_q.new_zeros(b, total + 2 * w + block, 3, h, d)  # padded coordinates, token t at w + t
-        grad[:, w : w + total, 0].view(b, nb, block, h, d).copy_(
-            grad_q.reshape(b, nb, h, block, d).transpose(2, 3)
-        )
+        unblock_into(grad[:, w : w + total, 0], grad_q.reshape(b, nb, h, block, d))
         for idx, gw in ((1, grad_k), (2, grad_v)):
             gw = gw.reshape(b, nb, h, g + span, d)
-            for j in range(0, span, block):
-                size = min(block, span - j)
-                target = grad[:, j : j + total, idx].view(b, nb, block, h, d)[:, :, :size]
-                target += gw[:, :, :, g + j : g + j + size].transpose(2, 3)
+            fold_windows(grad[:, :, idx], gw[:, :, :, g:].transpose(2, 3), block)
             if pos is not None:
-                rows = torch.arange(b, device=pos.device)[:, None]
-                cols = gw[:, :, :, :g].sum(1).transpose(1, 2)  # (b, G, H, d)
-                grad[:, :, idx].index_put_((rows.expand_as(pos), pos + w), cols, accumulate=True)
+                add_at_globals(
+                    grad[:, :, idx], pos, w, gw[:, :, :, :g].sum(1).transpose(1, 2)
+                )  # (b, G, H, d)
         return grad[:, w : w + n], None, None, None
 
 

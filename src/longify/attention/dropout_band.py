@@ -11,7 +11,7 @@ backward from the saved inputs (one ``bmm`` and a softmax per head, no n x span 
 
 Backward, with P the softmax, K the keep mask, c = 1 / (1 - p), X = dO V^T (all columns) and
 D = rowsum(dO * O): dS = c P (K X - D / c); dQ = scale dS K_w; dK_w = dS^T (scale Q); dV_w = c (K P)^T dO.
-Window gradients are folded into one q/k/v gradient buffer, as in ``flash_cpu``.
+Window gradients are folded into one q/k/v gradient buffer (``windows.fold_windows``, as in ``flash_cpu``).
 
 The keep mask comes from 32 random bits per probability (drop iff the bits, read as a signed int32,
 fall below round(p 2^32) - 2^31): P(drop) = p to within 2^-33, finer than ``torch.rand``'s 24 bits.
@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from longify.attention.windows import add_at_globals, block_dims, fold_windows, kv_windows, padded_kv
 
 _softmax_out = torch.ops.aten._softmax.out
 
@@ -48,12 +50,6 @@ def draw_keep(bits: Tensor, threshold: int, out: Tensor) -> Tensor:
     return torch.ge(bits.view(torch.int32)[: out.numel()].view(out.shape), threshold, out=out)
 
 
-def _window(kvp: Tensor, i: int, idx: int, head: int, nb: int, block: int, span: int) -> Tensor:
-    """(nb, span, d) overlapping view of the padded keys (idx 0) or values (idx 1) of sequence i, one head."""
-    base = kvp[i, :, idx, head]  # (total + 2w, d), row stride 2 H d
-    return base.as_strided((nb, span, base.shape[1]), (block * base.stride(0), base.stride(0), 1))
-
-
 class BandDropout(torch.autograd.Function):
     """qkv (b, n, 3, H, d) -> output (b, nb * block, H * d) with attention dropout ``p`` on the probabilities."""
 
@@ -69,15 +65,13 @@ class BandDropout(torch.autograd.Function):
         p: float,
     ) -> Tensor:
         b, n, _, h, d = qkv.shape
-        nb = -(-n // block)
-        total, span, g = nb * block, block + 2 * w, 0 if pos is None else pos.shape[1]
+        nb, total, span = block_dims(n, w, block)
+        g = 0 if pos is None else pos.shape[1]
         width = g + span
         qs = (qkv.new_zeros if total != n else qkv.new_empty)(b, total, h, d)
         torch.mul(qkv[:, :, 0], scale, out=qs[:, :n])  # scaled queries (HF scales q before the scores)
-        kvp = qkv.new_empty(b, total + 2 * w, 2, h, d)
-        kvp[:, :w].zero_()
-        kvp[:, w + n :].zero_()
-        kvp[:, w : w + n] = qkv[:, :, 1:]
+        kvp = padded_kv(qkv, w, block)
+        win = kv_windows(kvp, block, span)  # (2, b, nb, H, span, d), overlapping views
         gkv = None
         if pos is not None:
             gkv = qkv[:, :, 1:][torch.arange(b, device=qkv.device)[:, None], pos]  # (b, G, 2, H, d)
@@ -91,11 +85,11 @@ class BandDropout(torch.autograd.Function):
         for i in range(b):
             for hh in range(h):
                 q = qs[i, :, hh].view(nb, block, d)
-                _scores(probs, q, _window(kvp, i, 0, hh, nb, block, span), gkv, i, hh, mask[i])
+                _scores(probs, q, win[0, i, :, hh], gkv, i, hh, mask[i])
                 probs.mul_(draw_keep(bits, threshold, keepf))
                 keep[i, hh].copy_(keepf)
                 o = out[i, :, hh].view(nb, block, d)
-                o.baddbmm_(probs[..., g:], _window(kvp, i, 1, hh, nb, block, span), alpha=c)
+                o.baddbmm_(probs[..., g:], win[1, i, :, hh], alpha=c)
                 if gkv is not None:
                     o.baddbmm_(probs[..., :g], gkv[i, :, 1, hh].expand(nb, g, d), alpha=c)
         out = out.view(b, total, h * d)
@@ -107,8 +101,9 @@ class BandDropout(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         qs, kvp, gkv, mask, keep, out, pos = ctx.saved_tensors
         b, n, h, d, w, block, scale, p = ctx.dims
-        nb = -(-n // block)
-        total, span, g = nb * block, block + 2 * w, 0 if pos is None else pos.shape[1]
+        nb, total, span = block_dims(n, w, block)
+        g = 0 if pos is None else pos.shape[1]
+        win = kv_windows(kvp, block, span)
         width = g + span
         c = 1.0 / (1.0 - p)
         grad_out = grad_out.contiguous().view(b, total, h, d)
@@ -122,8 +117,7 @@ class BandDropout(torch.autograd.Function):
         for i in range(b):
             for hh in range(h):
                 q = qs[i, :, hh].view(nb, block, d)
-                k = _window(kvp, i, 0, hh, nb, block, span)
-                v = _window(kvp, i, 1, hh, nb, block, span)
+                k, v = win[0, i, :, hh], win[1, i, :, hh]
                 go = grad_out[i, :, hh].view(nb, block, d)
                 kp.copy_(keep[i, hh])
                 _scores(probs, q, k, gkv, i, hh, mask[i])
@@ -135,18 +129,17 @@ class BandDropout(torch.autograd.Function):
                 dq = grad[i, w : w + total, 0, hh].view(nb, block, d)
                 dq.baddbmm_(dprobs[..., g:], k, alpha=c * scale)
                 torch.bmm(dprobs[..., g:].transpose(1, 2), q, out=dwin)
-                _fold(grad[i, :, 1, hh], dwin, nb, block, span, c)
+                fold_windows(grad[i, None, :, 1, hh], dwin[None], block, alpha=c)
                 if dgkv is not None:
                     dq.baddbmm_(dprobs[..., :g], gkv[i, :, 0, hh].expand(nb, g, d), alpha=c * scale)
                     dgkv[i, :, 0, hh] = torch.mm(dprobs[..., :g].reshape(-1, g).t(), q.reshape(-1, d)) * c
                 probs.mul_(kp)
                 torch.bmm(probs[..., g:].transpose(1, 2), go, out=dwin)
-                _fold(grad[i, :, 2, hh], dwin, nb, block, span, c)
+                fold_windows(grad[i, None, :, 2, hh], dwin[None], block, alpha=c)
                 if dgkv is not None:
                     dgkv[i, :, 1, hh] = torch.mm(probs[..., :g].reshape(-1, g).t(), go.reshape(-1, d)) * c
         if dgkv is not None:
-            rows = torch.arange(b, device=pos.device)[:, None].expand_as(pos)
-            grad[:, :, 1:].index_put_((rows, pos + w), dgkv, accumulate=True)
+            add_at_globals(grad[:, :, 1:], pos, w, dgkv)
         return grad[:, w : w + n], None, None, None, None, None, None
 
 
@@ -158,16 +151,6 @@ def _scores(probs: Tensor, q: Tensor, k: Tensor, gkv: Tensor | None, i: int, hea
         probs[..., :g] = torch.matmul(q, gkv[i, :, 0, head].transpose(0, 1))
     probs.add_(mask)
     _softmax_out(probs, -1, False, out=probs)
-
-
-def _fold(grad: Tensor, dwin: Tensor, nb: int, block: int, span: int, alpha: float) -> None:
-    """Add window gradients dwin (nb, span, d) into grad (rows, d), padded coordinates (window j at j * block)."""
-    d = dwin.shape[-1]
-    total = nb * block
-    for o in range(0, span, block):
-        size = min(block, span - o)
-        target = grad[o : o + total].view(nb, block, d)[:, :size]
-        target.add_(dwin[:, o : o + size], alpha=alpha)
 
 
 def band_dropout_attention(

@@ -12,8 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from longify.attention.windows import (
+    add_at_globals,
+    block_dims,
+    fold_windows,
+    kv_windows,
+    padded_kv,
+    query_blocks,
+    unblock_into,
+)
 
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 _flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
@@ -45,17 +54,10 @@ class BandFlash(torch.autograd.Function):
         scale: float,
     ) -> Tensor:
         b, n, _, h, d = qkv.shape
-        nb = -(-n // block)
-        total, span = nb * block, block + 2 * w
-        q = qkv[:, :, 0]
-        if total != n:
-            q = F.pad(q, (0, 0, 0, 0, 0, total - n))
+        nb, _, span = block_dims(n, w, block)
         # a copy, so that the graph keeps q and the padded k / v, not the whole projection output too
-        q = q.view(b, nb, block, h, d).transpose(2, 3).contiguous().view(b * nb, h, block, d)
-        kvp = qkv.new_empty(b, total + 2 * w, 2, h, d)
-        kvp[:, :w].zero_()
-        kvp[:, w + n :].zero_()
-        kvp[:, w : w + n] = qkv[:, :, 1:]
+        q = query_blocks(qkv, block).contiguous()
+        kvp = padded_kv(qkv, w, block)
         k, v = _windows(kvp, block, span)
         out, lse = _flash(q, k, v, 0.0, False, attn_mask=mask, scale=scale)
         p2 = gk = gv = None
@@ -80,8 +82,7 @@ class BandFlash(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         q, kvp, mask, out, lse, p2, gk, gv, pos = ctx.saved_tensors
         b, n, h, d, w, block, scale = ctx.dims
-        nb = -(-n // block)
-        total, span = nb * block, block + 2 * w
+        nb, total, span = block_dims(n, w, block)
         k, v = _windows(kvp, block, span)
         grad_out = grad_out.contiguous()
         grad = q.new_zeros(b, total + 2 * w + block, 3, h, d)  # padded coordinates, token t at w + t
@@ -112,9 +113,8 @@ class BandFlash(torch.autograd.Function):
             )
             dgk = torch.einsum("bnhqg,bnhqd->bghd", ds2, q.view(b, nb, h, block, d)) * scale
             dgv = torch.einsum("bnhqg,bnhqd->bghd", p2, go)
-            rows = torch.arange(b, device=pos.device)[:, None].expand_as(pos)
-            grad[:, :, 1].index_put_((rows, pos + w), dgk, accumulate=True)
-            grad[:, :, 2].index_put_((rows, pos + w), dgv, accumulate=True)
+            add_at_globals(grad[:, :, 1], pos, w, dgk)
+            add_at_globals(grad[:, :, 2], pos, w, dgv)
         return grad[:, w : w + n], None, None, None, None, None, None
 
 
@@ -123,21 +123,15 @@ def _fold(grad: Tensor, dq: Tensor, dk: Tensor, dv: Tensor, j0: int, m: int, w: 
     _, _, h, d = grad.shape
     span = block + 2 * w
     base = j0 * block
-    grad[w + base : w + base + m * block, 0].view(m, block, h, d).copy_(
-        dq.view(m, h, block, d).transpose(1, 2)
-    )
+    unblock_into(grad[None, w + base : w + base + m * block, 0], dq.view(1, m, h, block, d))
     for idx, gw in ((1, dk), (2, dv)):
-        gw = gw.reshape(m, h, span, d)
-        for o in range(0, span, block):
-            size = min(block, span - o)
-            target = grad[base + o : base + o + m * block, idx].view(m, block, h, d)[:, :size]
-            target += gw[:, :, o : o + size].transpose(1, 2)
+        fold_windows(grad[None, base:, idx], gw.reshape(1, m, h, span, d).transpose(2, 3), block)
 
 
 def _windows(kvp: Tensor, block: int, span: int) -> tuple[Tensor, Tensor]:
     """Overlapping (b * nb, H, span, d) key and value views of the padded (b, total + 2w, 2, H, d) buffer."""
     b, _, _, h, d = kvp.shape
-    win = kvp.unfold(1, span, block).permute(2, 0, 1, 3, 5, 4)  # (2, b, nb, H, span, d), a view
+    win = kv_windows(kvp, block, span)  # (2, b, nb, H, span, d), a view
     nb = win.shape[2]
     return win[0].reshape(b * nb, h, span, d), win[1].reshape(b * nb, h, span, d)
 

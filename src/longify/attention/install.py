@@ -11,8 +11,8 @@ from collections.abc import Callable
 from torch import nn
 from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
 
-from longify.attention.model_mask import disable_row_mask, enable_row_mask
-from longify.attention.self_attention import FastLongformerSelfAttention
+from longify.attention.model_mask import enable_row_mask, release_row_mask
+from longify.attention.self_attention import DEFAULT_KERNEL, FastLongformerSelfAttention, check_kernel
 
 
 def _swap(model: nn.Module, convert: Callable[[nn.Module], nn.Module | None]) -> int:
@@ -26,27 +26,29 @@ def _swap(model: nn.Module, convert: Callable[[nn.Module], nn.Module | None]) ->
     return count
 
 
-def use_fast_attention(model: nn.Module, block_size: int | None = None) -> nn.Module:
-    """Replace every HF ``LongformerSelfAttention`` in ``model`` by the fast exact one; returns ``model``."""
+def use_fast_attention(
+    model: nn.Module, block_size: int | None = None, kernel: str = DEFAULT_KERNEL
+) -> nn.Module:
+    """Replace every HF ``LongformerSelfAttention`` in ``model`` by the fast exact one; returns ``model``.
+
+    ``block_size`` and ``kernel`` (see ``self_attention.KERNELS``) are set on every fast module, also on
+    those already installed. The model is registered for the row-mask patch (``model_mask``), which is
+    undone when it is reverted or garbage-collected.
+    """
+    check_kernel(kernel)
 
     def convert(child: nn.Module) -> nn.Module | None:
         if isinstance(child, FastLongformerSelfAttention):
-            child.block_size = block_size
+            child.block_size, child.kernel = block_size, kernel
             return None
         if isinstance(child, LongformerSelfAttention):
-            return FastLongformerSelfAttention.from_hf(child, block_size)
+            return FastLongformerSelfAttention.from_hf(child, block_size, kernel)
         return None
 
-    if _swap(model, convert) or uses_fast_attention(model):
-        _for_configs(model, enable_row_mask)
+    if any(isinstance(m, LongformerSelfAttention) for m in model.modules()):
+        enable_row_mask(model)  # first: refuses (changing nothing) if another library patched the mask
+    _swap(model, convert)
     return model
-
-
-def _for_configs(model: nn.Module, action: Callable[[object], None]) -> None:
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if getattr(config, "model_type", None) == "longformer":
-            action(config)
 
 
 def use_hf_attention(model: nn.Module) -> nn.Module:
@@ -56,7 +58,7 @@ def use_hf_attention(model: nn.Module) -> nn.Module:
         return child.to_hf() if isinstance(child, FastLongformerSelfAttention) else None
 
     _swap(model, convert)
-    _for_configs(model, disable_row_mask)
+    release_row_mask(uses_fast_attention)
     return model
 
 

@@ -23,6 +23,19 @@ from longify.attention.global_rows import global_positions, global_rows
 
 PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_global")
 DEFAULT_BLOCK = 128
+# Which kernel computes the band. "auto": the copy-free CPU paths where they apply (``dropout_band`` for
+# attention dropout in training, ``flash_cpu`` otherwise; fp32 on CPU without autocast), else ``band``.
+# "generic": always ``band`` (SDPA over copied windows; what CUDA and autocast get). "explicit_probs":
+# ``dropout_band`` wherever it applies, even without dropout. All three compute the same function.
+KERNELS = ("auto", "generic", "explicit_probs")
+DEFAULT_KERNEL = "auto"
+
+
+def check_kernel(kernel: str) -> str:
+    """``kernel`` if it is one of :data:`KERNELS`, else ValueError."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel: expected one of {', '.join(KERNELS)}, got {kernel!r}")
+    return kernel
 
 
 def choose_block(w: int, n: int, block: int | None) -> int:
@@ -32,22 +45,28 @@ def choose_block(w: int, n: int, block: int | None) -> int:
 
 
 class FastLongformerSelfAttention(LongformerSelfAttention):
-    """Exact Longformer sliding-window + global self-attention (see module docstring)."""
+    """Exact Longformer sliding-window + global self-attention (see module docstring).
 
-    block_size: int | None = None
-    copy_free_cpu: bool = True  # use the copy-free CPU paths where they apply (tests switch them off)
-    explicit_probs: bool = False  # tests: use dropout_band's path even without dropout
+    ``block_size``: query block size (None: :func:`choose_block`'s default); ``kernel``: one of
+    :data:`KERNELS`. Both are per instance (set again by ``use_fast_attention``).
+    """
+
+    def __init__(
+        self, config: object, layer_id: int, block_size: int | None = None, kernel: str = DEFAULT_KERNEL
+    ) -> None:
+        super().__init__(config, layer_id)
+        self.block_size = block_size
+        self.kernel = check_kernel(kernel)
 
     @classmethod
     def from_hf(
-        cls, hf: LongformerSelfAttention, block_size: int | None = None
+        cls, hf: LongformerSelfAttention, block_size: int | None = None, kernel: str = DEFAULT_KERNEL
     ) -> FastLongformerSelfAttention:
         """A module sharing ``hf``'s parameters (same names, so state_dicts are unchanged)."""
         with torch.device("meta"):
-            new = cls(hf.config, hf.layer_id)
+            new = cls(hf.config, hf.layer_id, block_size, kernel)
         for name in PROJECTIONS:
             setattr(new, name, getattr(hf, name))
-        new.block_size = block_size
         new.train(hf.training)
         return new
 
@@ -107,11 +126,12 @@ class FastLongformerSelfAttention(LongformerSelfAttention):
         pos = valid = None
         if any_global:
             pos, valid = global_positions(is_global)
-        explicit = self.copy_free_cpu and (dropout > 0 or self.explicit_probs)
+        copy_free = self.kernel != "generic"
+        explicit = copy_free and (dropout > 0 or self.kernel == "explicit_probs")
         if explicit and dropout_band.usable(qkv, dropout):
             mask = block_mask(attention_mask == 0, masked, valid, w, block, qkv.dtype)
             out = dropout_band.band_dropout_attention(qkv, mask, w, block, pos, dropout, 1.0 / math.sqrt(d))
-        elif self.copy_free_cpu and flash_cpu.usable(qkv, dropout):
+        elif copy_free and flash_cpu.usable(qkv, dropout):
             mask = block_mask(attention_mask == 0, masked, None, w, block, qkv.dtype)
             global_mask = None
             if valid is not None:
