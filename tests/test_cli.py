@@ -73,3 +73,14 @@ def test_trainingarguments_debug_value_stays_with_the_command() -> None:
     assert rest == ["pretrain", "--debug", "underflow_overflow"] and flags.quiet and not flags.debug
     flags, rest = split_global_flags(["pretrain", "--output_dir", "o", "--debug"])
     assert rest == ["pretrain", "--output_dir", "o"] and flags.debug
+
+
+def test_setup_logging_adds_its_filter_once() -> None:
+    import logging
+
+    from longify.cli import setup_logging
+
+    log = logging.getLogger("transformers.models.longformer.modeling_longformer")
+    for _ in range(3):
+        setup_logging()
+    assert len(log.filters) == 1
