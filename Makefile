@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-all lint format bench clean
+.PHONY: demo test test-fast test-all lint format bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,11 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/longify demo
 
-test: $(STAMP)
+test: $(STAMP)  # unit + integration: what CI runs
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)  # the unit tier alone: no Trainer, no subprocess
+	$(PY) -m pytest -q -m unit
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""

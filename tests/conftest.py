@@ -15,13 +15,18 @@ from pathlib import Path
 
 import pytest
 
+from helpers import FAMILIES, REPO, SOURCE_LEN
 from longify.tiny import save_tiny
 
-FAMILIES = ("roberta", "xlm-roberta", "camembert", "bert", "data2vec-text")
-SOURCE_LEN = 64
+TIERS = ("unit", "integration", "slow")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_XQUAD = REPO.parent / "shared" / "data" / "xquad"
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test not marked ``integration`` (Trainer runs, subprocesses, torchrun) or ``slow`` is ``unit``:
+    ``make test-fast`` runs that tier alone."""
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS[1:]):
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

@@ -175,7 +175,7 @@ def _pretrain_cmd(model: Path, out: Path, data: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def reference(tiny_sources, wiki, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted run (never modified: tests work on copies)."""
-    out = tmp_path_factory.mktemp("pretrain") / "ref"
+    out = tmp_path_factory.mktemp("pretrain") / "run"  # the name of the runs it is compared with (model card)
     pretrain(parse_pretrain_args(_pretrain_cmd(tiny_sources["roberta"], out, wiki)))
     return out
 
@@ -190,6 +190,8 @@ def _same_pretrain_result(ref: Path, run: Path) -> None:
     a, b = _json(ref / "pretrain_metrics.json"), _json(run / "pretrain_metrics.json")
     for key in ("initial", "evals", "final", "steps", "train_loss"):
         assert a[key] == b[key], key
+    assert (run / "README.md").read_bytes() == (ref / "README.md").read_bytes()  # titled by the folder
+    assert (run / "README.md").read_text().splitlines()[4] == f"# {run.name}"
     assert _step(run / "checkpoint-8") == 8 and not (run / "checkpoint-9").exists()
 
 
@@ -366,3 +368,189 @@ def test_qa_overwrite_deletes_nothing_before_the_inputs_load(qa_setup, tmp_path)
     with pytest.raises(LongifyError, match=r"train\.typo\.json"):
         train_qa(parse_qa_args(cmd))
     assert (earlier / "optimizer.pt").is_file()
+
+
+# --------------------------------------------------------------------------- review of issue 8: fixes
+
+
+def test_overwrite_clears_every_output_of_the_previous_run(tmp_path: Path) -> None:
+    from longify.locks import INSIDE_NAME
+    from longify.outdir import clear_previous_run
+
+    out = tmp_path / "out"
+    _fake_checkpoint(out, 3)
+    run_files = ["results.json", "predictions.json", "nbest_predictions.json", "config.json",
+                 "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                 "vocab.json", "merges.txt", "README.md", "longify_run.json", "pretrain_metrics.json"]  # fmt: skip
+    for name in [*run_files, INSIDE_NAME, "runs/Nov01/events.out.tfevents.1", "notes.txt"]:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("{}")
+    clear_previous_run(out)
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert left == [INSIDE_NAME, "notes.txt", "runs/Nov01/events.out.tfevents.1"]
+    # fine-tuning the model of the folder itself: its files stay until the new model replaces them
+    for name in ["config.json", "model.safetensors", "results.json"]:
+        (out / name).write_text("{}")
+    clear_previous_run(out, source=str(out))
+    assert (
+        sorted(p.name for p in out.glob("*.json")) == ["config.json"]
+        and (out / "model.safetensors").is_file()
+    )
+
+
+def test_explicit_resume_with_newer_checkpoints_beside_it_is_refused(tmp_path: Path) -> None:
+    from longify.outdir import resume_checkpoint
+
+    four = _fake_checkpoint(tmp_path, 4)
+    _fake_checkpoint(tmp_path, 12)
+    with pytest.raises(
+        LongifyError, match=r"newer checkpoints \(checkpoint-12\).*--overwrite_output_dir"
+    ) as err:
+        resume_checkpoint(tmp_path, requested=str(four), overwrite=False)
+    assert "\n" not in str(err.value)
+    with pytest.raises(LongifyError, match="which --overwrite_output_dir clears"):
+        resume_checkpoint(tmp_path, requested=str(four), overwrite=True)
+    elsewhere = tmp_path / "other"
+    copy = shutil.copytree(four, elsewhere / "checkpoint-4")
+    assert resume_checkpoint(tmp_path, requested=str(copy), overwrite=True) == str(copy)
+    assert resume_checkpoint(elsewhere, requested=str(copy), overwrite=False) == str(copy)
+
+
+def test_rotation_never_deletes_the_checkpoint_just_written(tmp_path: Path) -> None:
+    from longify.checkpoints import rotate
+
+    _fake_checkpoint(tmp_path, 4)
+    _fake_checkpoint(tmp_path, 12)  # left from an earlier run
+    eight = _fake_checkpoint(tmp_path, 8)  # just saved by this one
+    rotate(tmp_path, 1, None, 1, eight)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-8"]
+
+
+@pytest.mark.integration
+def test_overwrite_with_a_data_typo_leaves_the_conversion_and_reuses_a_matching_one(
+    tiny_sources, wiki, reference, tmp_path, caplog
+) -> None:
+    run = _copy(reference, tmp_path / "run")
+    before = _snapshot(run)
+    cmd = _pretrain_cmd(tiny_sources["roberta"], run, wiki)
+    bad = [*cmd, "--overwrite_output_dir", "--max_pos", "256"]
+    bad[bad.index("--train_file_path") + 1] = str(wiki / "wiki.train.typo")
+    with pytest.raises(LongifyError, match=r"wiki\.train\.typo"):
+        pretrain(parse_pretrain_args(bad))
+    assert _snapshot(run) == before  # converted/ included
+    with caplog.at_level(logging.INFO, logger="longify"):
+        pretrain(parse_pretrain_args(cmd))  # the unfinished-or-finished run's own command still works
+    assert "nothing to do" in caplog.text
+    weights = run / "converted" / "model.safetensors"
+    inode = weights.stat().st_ino
+    pretrain(parse_pretrain_args([*cmd, "--overwrite_output_dir", "--max_steps", "1", "--save_steps", "1"]))
+    assert weights.stat().st_ino == inode  # the same request: the conversion is reused, not rewritten
+
+
+def test_span_loss_does_not_depend_on_padding(qa_setup) -> None:
+    from longify.qa.features import collator_for
+    from longify.qa.models import load_qa_model, load_tokenizer
+    from longify.qa.train import QATrainer
+
+    model = load_qa_model(str(qa_setup["model"]), "fast").eval()
+    tokenizer = load_tokenizer(str(qa_setup["model"]))
+    collate = collator_for(tokenizer, model.config)
+    g = torch.Generator().manual_seed(0)
+    windows = []
+    for length, start, end in ((20, 3, 5), (50, 30, 33)):  # padded alone to 32 and 64
+        ids = torch.randint(5, 100, (length,), generator=g).tolist()
+        windows.append({"input_ids": ids, "attention_mask": [1] * length, "start_positions": start,
+                        "global_attention_mask": [1] * 4 + [0] * (length - 4),
+                        "end_positions": end})  # fmt: skip
+    with torch.no_grad():
+        alone = [float(QATrainer.compute_loss(None, model, collate([w]))) for w in windows]  # type: ignore[arg-type]
+        both = float(QATrainer.compute_loss(None, model, collate(windows)))  # type: ignore[arg-type]
+        # the oracle of one window: a softmax over its own tokens only
+        out = model(**{k: v for k, v in collate(windows[:1]).items() if "positions" not in k})
+        own = out.start_logits[0, :20].log_softmax(-1)[3], out.end_logits[0, :20].log_softmax(-1)[5]
+    assert alone[0] == pytest.approx(-float(own[0] + own[1]) / 2, rel=1e-5)
+    assert both == pytest.approx(sum(alone) / 2, rel=1e-5)
+
+
+def _best_is_not_last(model: Path, run: Path, wiki: Path) -> list[str]:
+    """The best checkpoint by the highest evaluation loss: step 4, not the last (8)."""
+    return _pretrain_cmd(model, run, wiki, "--save_total_limit", "1", "--load_best_model_at_end", "true",
+                         "--metric_for_best_model", "loss", "--greater_is_better", "true")  # fmt: skip
+
+
+@pytest.mark.integration
+def test_finished_run_with_best_model_at_end_is_a_no_op_and_checkpoints_honour_the_umask(
+    tiny_sources, wiki, tmp_path, caplog
+) -> None:
+    run = tmp_path / "run"
+    cmd = _best_is_not_last(tiny_sources["roberta"], run, wiki)
+    old = os.umask(0o002)
+    try:
+        pretrain(parse_pretrain_args(cmd))
+    finally:
+        os.umask(old)
+    modes = {str(p.relative_to(run)): p.stat().st_mode & 0o777 for p in run.glob("checkpoint-*/*")}
+    assert set(modes.values()) == {0o664}, modes
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
+    assert _json(run / "checkpoint-8" / "trainer_state.json")["best_model_checkpoint"].endswith(
+        "checkpoint-4"
+    )
+    before = _snapshot(run)
+    with caplog.at_level(logging.INFO, logger="longify"):
+        pretrain(parse_pretrain_args(cmd))
+    assert "finished at step 8 already: nothing to do" in caplog.text
+    assert _snapshot(run) == before
+
+
+@pytest.mark.integration
+def test_export_card_is_titled_by_the_output_folder(reference, tmp_path) -> None:
+    from longify.mlm.export import export_checkpoint
+
+    out = export_checkpoint(reference / "checkpoint-4", tmp_path / "exported")
+    assert (out / "README.md").read_text().splitlines()[4] == "# exported"
+
+
+@pytest.mark.integration
+def test_changed_defining_flags_are_refused_on_finished_and_resumed_runs(
+    tiny_sources, wiki, reference, tmp_path
+) -> None:
+    run = _copy(reference, tmp_path / "run")
+    cmd = _pretrain_cmd(tiny_sources["roberta"], run, wiki)
+    before = _snapshot(run)
+    for flags, said in (
+        (["--learning_rate", "2e-3"], "--learning_rate 0.002 (the run was made with 0.001)"),
+        (["--seed", "8"], "--seed 8 (the run was made with 7)"),
+        (["--max_pos", "256"], "--max_pos 256 (the run was made with 128)"),
+    ):
+        with pytest.raises(LongifyError, match=re_escape(said)) as err:
+            pretrain(parse_pretrain_args([*cmd, *flags]))
+        assert "--overwrite_output_dir" in str(err.value) and "\n" not in str(err.value)
+    assert _snapshot(run) == before
+    shutil.rmtree(run / "checkpoint-8")  # unfinished: resumes from checkpoint-4
+    with pytest.raises(
+        LongifyError, match=re_escape("--per_device_train_batch_size 1 (the run was made with 2)")
+    ):
+        pretrain(parse_pretrain_args([*cmd, "--per_device_train_batch_size", "1"]))
+    # not defining: cadence, logging, and a longer run
+    pretrain(parse_pretrain_args([*cmd, "--logging_steps", "2", "--eval_steps", "8"]))
+    assert _step(run / "checkpoint-8") == 8
+
+
+@pytest.mark.integration
+def test_resume_from_an_unmarked_checkpoint_says_what_its_train_loss_covers(
+    tiny_sources, wiki, reference, tmp_path
+) -> None:
+    run = _copy(reference, tmp_path / "run")
+    shutil.rmtree(run / "checkpoint-8")
+    (run / "checkpoint-4" / "longify_checkpoint.json").unlink()  # a plain HF checkpoint
+    cmd = _pretrain_cmd(tiny_sources["roberta"], run, wiki)
+    pretrain(parse_pretrain_args([*cmd, "--resume_from_checkpoint", str(run / "checkpoint-4")]))
+    record = _json(run / "pretrain_metrics.json")
+    assert record["train_loss_note"].startswith("train_loss covers steps 5..8 only")
+    assert "train_loss_note" not in _json(reference / "pretrain_metrics.json")
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from longify.errors import LongifyError
 from longify.mlm.args import parse_pretrain_args
 from longify.qa.args import parse_qa_args

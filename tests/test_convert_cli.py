@@ -177,6 +177,7 @@ def test_interrupted_write_leaves_nothing(tiny_sources, tmp_path, monkeypatch) -
     assert not out.exists() and _leftovers(tmp_path) == []
 
 
+@pytest.mark.integration  # a subprocess
 def test_debug_shows_traceback(tmp_path) -> None:
     cmd = [
         sys.executable,

@@ -49,9 +49,23 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "root": root,
         "source": source,
         "long": root / "long",
-        "train": write_squad(root / "train.json", 24, 1),
+        "train": with_short_contexts(write_squad(root / "train.json", 24, 1), 16),
         "dev": write_squad(root / "dev.json", 9, 2),
     }
+
+
+def with_short_contexts(path: Path, n: int) -> Path:
+    """Add ``n`` one-sentence questions: windows under 32 tokens beside the others' 64, so micro-batches
+    are padded to different lengths depending on how the global batch is split (the loss must not care)."""
+    data = json.loads(path.read_text())
+    for i in range(n):
+        name = f"Ann Lee{i}"
+        context = f"The mill was founded by {name}."
+        qa = {"id": f"short-{i}", "question": "Who founded the mill?",
+              "answers": [{"text": name, "answer_start": context.index(name)}]}  # fmt: skip
+        data["data"].append({"title": f"mill {i}", "paragraphs": [{"context": context, "qas": [qa]}]})
+    path.write_text(json.dumps(data))
+    return path
 
 
 def _env() -> dict[str, str]:

@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from longify.demo.run import DATA_FILES, run_demo, shipped_data_dir
+
+pytestmark = pytest.mark.integration  # Trainer runs, subprocesses, torchrun
 
 
 def test_shipped_corpus_is_regenerated_exactly() -> None:

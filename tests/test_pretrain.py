@@ -14,12 +14,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, LongformerForMaskedLM, TrainerCallback
 
-from conftest import REPO
+from helpers import REPO
 from longify.cli import main
 from longify.demo.corpus import wikitext
 from longify.errors import LongifyError
 from longify.mlm.args import parse_pretrain_args
 from longify.mlm.train import pretrain
+
+pytestmark = pytest.mark.integration  # Trainer runs, subprocesses, torchrun
 
 
 @pytest.fixture(scope="module")

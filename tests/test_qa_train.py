@@ -209,7 +209,7 @@ def test_config_file_aliases_and_concat_contexts(setup: dict[str, Path], tmp_pat
 def test_xquad_languages_with_a_short_xlmr_model(tmp_path: Path) -> None:
     """Real XQuAD files (when present): ids repeat across languages, so predictions nest by language and
     metrics come per language; a non-Longformer model gets no global mask and strided windows."""
-    from conftest import SHARED_XQUAD
+    from helpers import SHARED_XQUAD
     from longify.qa.args import QADataArguments
     from longify.qa.models import load_qa_model, load_tokenizer
     from longify.qa.pipeline import flat_metrics, run_evaluation

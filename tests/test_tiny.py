@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from conftest import FAMILIES
+from helpers import FAMILIES
 from longify.tiny import tiny_model, train_tokenizer
 
 # (pad, cls) ids the real checkpoints use, which the position offset depends on

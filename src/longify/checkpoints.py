@@ -27,6 +27,7 @@ from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, speed_metrics
 
 from longify.errors import LongifyError
+from longify.outdir import honour_umask_tree
 from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -134,21 +135,27 @@ def mark_complete(ckpt: Path, loss: dict[str, Any]) -> None:
     write_json_atomic(ckpt / MARK, {"files": files, "loss": loss, "written": time.time()})
 
 
-def rotate(folder: Path, limit: int | None, best: str | None, world_size: int) -> None:
+def rotate(
+    folder: Path, limit: int | None, best: str | None, world_size: int, written: Path | None = None
+) -> None:
     """``save_total_limit`` over *complete* checkpoints (HF's rule: the newest and the best are kept);
-    unfinished folders older than the newest complete one are removed, never kept in its place."""
+    unfinished folders older than the newest complete one are removed, never kept in its place.
+    ``written``: the checkpoint just saved, the newest whatever the numbers beside it say (never deleted)."""
     if not limit or limit <= 0:
         return
     found = checkpoints_in(folder)
     complete = [(s, c) for s, c in found if incomplete_reason(c, world_size, need_state=False) is None]
+    if written is not None and (newest := next((sc for sc in complete if sc[1] == written), None)):
+        complete = [sc for sc in complete if sc != newest] + [newest]
     if not complete:
         return
-    newest_step = complete[-1][0]
+    newest_step, newest_path = complete[-1]
     best_path = Path(best) if best else None
     older = [c for _, c in complete[:-1] if c != best_path]
     keep = max(limit, 2 if len(older) < len(complete) - 1 else 1)  # the best one is kept beside the newest
     doomed = older[: max(0, len(complete) - keep)]
     doomed += [c for s, c in found if s < newest_step and (s, c) not in complete]
+    doomed = [c for c in doomed if c != newest_path]
     for ckpt in doomed:
         logger.info("deleting %s (save_total_limit %d)", ckpt, limit)
         shutil.rmtree(ckpt, ignore_errors=True)
@@ -189,6 +196,8 @@ class CrashSafeCheckpoints:
         super().__init__(*args, **kwargs)
         self._resume_mark: dict[str, Any] | None = None
         self._whole_run_loss = False
+        self._partial_from: int | None = None
+        self.loss_note: str | None = None  # set when the training loss covers only part of the run
         self.add_callback(_RestoreLoss(self))  # type: ignore[attr-defined]
 
     def train(
@@ -201,6 +210,13 @@ class CrashSafeCheckpoints:
             resume_from_checkpoint = str(found)
         self._resume_mark = read_mark(resume_from_checkpoint) if resume_from_checkpoint else None
         self._whole_run_loss = False
+        # a checkpoint without the mark (a plain HF one) has no loss accumulators: the loss of the steps
+        # before it is not recovered (trainer_state's log_history holds rounded means only); the record says so
+        self._partial_from = (
+            checkpoint_step(resume_from_checkpoint)
+            if resume_from_checkpoint and run_loss(self._resume_mark, 0) is None
+            else None
+        )
         return super().train(resume_from_checkpoint or None, *args, **kwargs)  # type: ignore[misc]
 
     def _restore_loss(self) -> None:
@@ -241,12 +257,26 @@ class CrashSafeCheckpoints:
             self.args.save_total_limit = limit
         self.accelerator.wait_for_everyone()  # every process wrote its files (RNG state per process)
         if self.args.should_save:
+            honour_umask_tree(target)  # safetensors' temporary file leaves the weights 0600
             mark_complete(target, loss)
-            rotate(run_dir, limit, self.state.best_model_checkpoint, self.args.world_size)
+            rotate(run_dir, limit, self.state.best_model_checkpoint, self.args.world_size, target)
         self.accelerator.wait_for_everyone()
 
     def _finalize_training(self, trial: Any, num_train_samples: int, start_time: float) -> TrainOutput:
-        out = super()._finalize_training(trial, num_train_samples, start_time)  # type: ignore[misc]
+        # HF deletes the final checkpoint under --save_total_limit 1 when the best one is older; it is
+        # kept (beside the best, as rotation does), so a rerun of the finished run sees its last step
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            out = super()._finalize_training(trial, num_train_samples, start_time)  # type: ignore[misc]
+        finally:
+            self.args.save_total_limit = limit
+        if self._partial_from is not None:
+            self.loss_note = (
+                f"train_loss covers steps {self._partial_from + 1}..{self.state.global_step} only "
+                f"(resumed from a checkpoint without {MARK})"
+            )
+            logger.warning("%s", self.loss_note)
+            out.metrics["train_loss_note"] = self.loss_note
         if not self._whole_run_loss:
             return out
         # HF divides by this call's steps; the sum covers the whole run since it was restored
@@ -271,6 +301,9 @@ class CrashSafeCheckpoints:
         start = time.time()
         self._load_from_checkpoint(str(ckpt))  # type: ignore[attr-defined]
         self.state = TrainerState.load_from_json(str(Path(ckpt) / STATE))
+        best = self.state.best_model_checkpoint
+        if self.args.load_best_model_at_end and best and Path(best).is_dir():
+            self._load_from_checkpoint(best)  # type: ignore[attr-defined]  # as HF ends such a run
         total, pending = run_loss(read_mark(ckpt), self.args.process_index) or (math.nan, 0.0)
         loss = (total + pending) / max(self.state.global_step, 0.001)
         metrics = speed_metrics("train", start, num_samples=0, num_steps=0)

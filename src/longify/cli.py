@@ -45,12 +45,11 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _add_convert(p: argparse.ArgumentParser) -> None:
+    from longify.convert.families import CONVERTIBLE
     from longify.convert.plan import GLOBAL_INITS
     from longify.convert.positions import POSITION_INITS
 
-    p.add_argument(
-        "src", help="source model directory or hub id (roberta, xlm-roberta, camembert, bert, ...)"
-    )
+    p.add_argument("src", help=f"source model directory or hub id ({', '.join(CONVERTIBLE)})")
     p.add_argument("out", help="output directory (written atomically)")
     p.add_argument(
         "--max-pos", "--max_pos", type=int, default=4096, help="usable positions of the long model"
@@ -162,6 +161,22 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
 
 
+def _data(name: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
+    """The argument declaration and runner of ``longify data NAME`` (imported only when used)."""
+
+    def arguments(p: argparse.ArgumentParser) -> None:
+        from longify.data import commands
+
+        getattr(commands, f"add_{name}")(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from longify.data import commands
+
+        return getattr(commands, f"run_{name}")(args)
+
+    return arguments, run
+
+
 @dataclass(frozen=True)
 class Command:
     """One leaf of the command table: an argparse command (``arguments`` + ``run``) or an HF-style one
@@ -206,6 +221,15 @@ COMMANDS: Table = {
             "answer one question about one context", arguments=_qa_predict_arguments, run=_qa_predict
         ),
     },
+    "data": {
+        "list": Command("the registered datasets: size, license, present and verified", *_data("list")),
+        "download": Command(
+            "download, verify (SHA-256) and safely unpack datasets by name", *_data("download")
+        ),
+        "stats": Command(
+            "tokens, words and context lengths per language and tokenizer (tables and plots)", *_data("stats")
+        ),
+    },
     "demo": Command(
         "run the whole pipeline offline on the embedded default data (CPU, minutes)",
         arguments=_add_demo,
@@ -217,6 +241,7 @@ GROUP_HELP = {
     (): "Turn short-context encoders into Longformers, pretrain them on long text, and measure them on "
     "extractive QA.",
     ("qa",): "extractive QA: train, evaluate, predict",
+    ("data",): "datasets by name: list, download (verified, resumable, safely unpacked), stats",
 }
 _HF_DEBUG_VALUES = ("underflow_overflow", "tpu_metrics_debug")  # TrainingArguments' own --debug VALUE
 
@@ -360,6 +385,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("longify: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # last resort: a full disk, a read-only disk or a denied permission anywhere
+        from longify.outdir import write_failure
+
+        failure = write_failure(err)
+        if failure is None or flags.debug:
+            raise
+        print(f"longify: error: {failure}", file=sys.stderr)
+        return failure.exit_code
 
 
 if __name__ == "__main__":

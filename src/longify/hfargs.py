@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 import yaml
@@ -22,6 +22,9 @@ from transformers.training_args import ParallelMode
 from longify.distributed import release_at_exit
 from longify.errors import LongifyError, first_line
 from longify.legacy import Translated, config_to_argv, translate_legacy_args
+
+if TYPE_CHECKING:
+    from transformers import Trainer
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -119,8 +122,6 @@ def parse_hf_args(
     for i in range(0, len(defaults), 2):
         if not has_flag(final, defaults[i]):
             final += list(defaults[i : i + 2])
-    if translated.extras.get("logging_dir"):
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(translated.extras["logging_dir"])
     parser.error = _one_line_error  # type: ignore[method-assign]  # not 120 lines of usage, then exit
     try:
         *parsed, rest = parser.parse_args_into_dataclasses(args=final, return_remaining_strings=True)
@@ -132,7 +133,33 @@ def parse_hf_args(
         if isinstance(item, TrainingArguments):
             check_training_args(item)
             check_data_parallel(item)
+            # --logging_dir (no TrainingArguments field in transformers 5) travels with this run's
+            # arguments, never through os.environ, where it would outlive the run (see route_tensorboard)
+            setattr(item, LOGGING_DIR_ATTR, translated.extras.get("logging_dir"))
     return tuple(parsed), translated
+
+
+LOGGING_DIR_ATTR = "longify_logging_dir"
+
+
+def tensorboard_dir(t: TrainingArguments) -> str:
+    """Where this run's TensorBoard events go: ``--logging_dir``, else ``OUTPUT_DIR/runs/<date>_<host>``
+    (transformers' default place, inside the output folder), whatever ``TENSORBOARD_LOGGING_DIR`` says."""
+    from transformers.integrations.integration_utils import default_logdir
+
+    given = getattr(t, LOGGING_DIR_ATTR, None)
+    return os.path.expanduser(given) if given else os.path.join(t.output_dir, default_logdir())
+
+
+def route_tensorboard(trainer: Trainer) -> None:
+    """Point the Trainer's TensorBoard callback (if any) at ``tensorboard_dir``; call before training.
+    The callback otherwise takes ``$TENSORBOARD_LOGGING_DIR`` as it stood when it was made, which a
+    previous run in the same process (the demo: pretraining, then QA) may have set."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = tensorboard_dir(trainer.args)
 
 
 def check_training_args(t: TrainingArguments) -> None:

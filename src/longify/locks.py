@@ -140,6 +140,9 @@ def output_lock(
         yield
         return
     folder = Path(folder)
+    from longify.outdir import check_writable  # (outdir imports this module)
+
+    check_writable(folder)  # one line for a read-only folder or a file on the way, before anything is made
     path = lock_path(folder)
     key = str(path)
     if key in _HELD:  # re-entrant within this process

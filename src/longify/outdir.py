@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -57,9 +58,97 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+_DENIED = (errno.EACCES, errno.EPERM)
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_FULL_TEXT = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
+
+
+def _exists(path: Path, name: str) -> bool:
+    """``path.exists()``, but a folder on the way that may not be searched is one line, not False."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError:
+        raise LongifyError(f"{name}: permission denied on {path} (cannot look into {path.parent})") from None
+    return True
+
+
+def _why_not_writable(folder: Path) -> str | None:
+    """None when this process may create entries in ``folder``; else why not, in a few words."""
+    mode = os.W_OK | os.X_OK
+    if (
+        os.access(folder, mode)
+        if os.geteuid() == os.getuid()
+        else os.access(folder, mode, effective_ids=True)
+    ):
+        return None
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        pass
+    return "permission denied"
+
+
+def check_writable(folder: str | Path, *, replace: bool = False) -> None:
+    """Before any long work, refuse in one line a folder that cannot be written: one on the way is a file,
+    or the folder (when it exists; else its nearest existing parent, where it will be made) is read-only or
+    not ours. ``replace``: the folder is renamed into place, so its parent must be writable too."""
+    folder = Path(os.path.abspath(folder))
+    name = str(folder)
+    existing = folder
+    while not _exists(existing, name):
+        existing = existing.parent
+    if not existing.is_dir():
+        what = (
+            "exists and is not a directory" if existing == folder else f"{existing} is a file, not a folder"
+        )
+        raise LongifyError(f"{name}: {what}")
+    for place in dict.fromkeys([existing, folder.parent if replace and existing == folder else existing]):
+        if why := _why_not_writable(place):
+            where = "this folder" if place == folder else place
+            raise LongifyError(f"{name}: cannot write in {where} ({why}); choose a writable folder")
+
+
+def _free_bytes(path: Path) -> int | None:
+    for place in (path, *path.parents):
+        try:
+            stat = os.statvfs(place)
+        except OSError:
+            continue
+        return stat.f_bavail * stat.f_frsize
+    return None
+
+
+def write_failure(err: BaseException, where: str | Path | None = None) -> LongifyError | None:
+    """The one-line error for a write that failed on a full disk, a read-only file system or a denied
+    permission (``where``: what was being written), or None for any other error. Libraries report a full
+    disk in their own ways (OSError 28, ``SafetensorError ... os error 28``, torch's ``unexpected pos``), so
+    a failure while the disk under ``where`` has no space left counts as a full disk too."""
+    if isinstance(err, LongifyError):
+        return None
+    number = err.errno if isinstance(err, OSError) else None
+    target = where or (err.filename if isinstance(err, OSError) else None)
+    text = str(err)
+    full = number in _FULL or any(t in text for t in _FULL_TEXT)
+    if not full and where is not None and isinstance(err, (OSError, RuntimeError)):
+        full = _free_bytes(Path(where)) == 0
+    if full:
+        return LongifyError(f"{target or 'a file'}: no space left on the disk while writing it; free some "
+                            "space or choose another folder")  # fmt: skip
+    if number in _DENIED or number == errno.EROFS:
+        return LongifyError(f"{target or 'a file'}: {os.strerror(number or errno.EACCES).lower()}")
+    return None
+
+
 def check_output_dir(out: str | Path, overwrite: bool, flag: str = "--overwrite") -> Path:
-    """Refuse an existing, non-empty ``out`` unless ``overwrite``; return it as a Path."""
+    """Refuse an existing, non-empty ``out`` unless ``overwrite``, or one that cannot be written (see
+    ``check_writable``: it is renamed into place, so its parent must be writable); return it as a Path."""
     out = Path(out)
+    # a new or replaced OUT is renamed into place: its parent must be writable (an existing empty OUT, as
+    # when the lock had to go inside it, is only written into)
+    check_writable(out, replace=overwrite or not out.is_dir())
     if out.exists() and not out.is_dir():
         raise LongifyError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(p.name != INSIDE_NAME for p in out.iterdir()) and not overwrite:
@@ -100,10 +189,13 @@ def atomic_output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path
                 old = make_temp_dir(out.parent, f".{out.name}.old-")
                 out.rename(old / out.name)
             tmp.rename(out)
-        except BaseException:
+        except BaseException as err:
+            failure = write_failure(err, out)  # before the cleanup frees the space
             _rmtree(tmp)
             if old is not None and not out.exists():
                 (old / out.name).rename(out)  # put the previous OUT back
+            if failure is not None:
+                raise failure from None
             raise
         finally:
             if old is not None:
@@ -119,6 +211,7 @@ def files_into(output_dir: str | Path, last: str = "config.json") -> Iterator[Pa
     ``.save-<pid>-*`` folders of killed processes are removed first.
     """
     output_dir = Path(output_dir)
+    check_writable(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     remove_dead_leftovers(output_dir, ".save-", _rmtree)
     tmp = make_temp_dir(output_dir, ".save-")
@@ -128,8 +221,13 @@ def files_into(output_dir: str | Path, last: str = "config.json") -> Iterator[Pa
         (output_dir / last).unlink(missing_ok=True)
         for f in sorted(tmp.iterdir(), key=lambda f: f.name == last):
             os.replace(f, output_dir / f.name)
-    finally:
+    except BaseException as err:
+        failure = write_failure(err, output_dir)  # before the cleanup frees the space
         _rmtree(tmp)
+        if failure is not None:
+            raise failure from None
+        raise
+    _rmtree(tmp)
 
 
 def resume_checkpoint(
@@ -144,8 +242,11 @@ def resume_checkpoint(
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise LongifyError(f"--output_dir {output_dir}: exists and is not a directory")
+    check_writable(output_dir)
     if requested:
-        return str(check_requested(requested, world_size))
+        ckpt = check_requested(requested, world_size)
+        _check_nothing_newer(output_dir, ckpt, overwrite)
+        return str(ckpt)
     if overwrite or not output_dir.is_dir():
         return None
     last = newest_complete(output_dir, world_size)
@@ -154,14 +255,83 @@ def resume_checkpoint(
     return str(last) if last else None
 
 
-def clear_previous_run(output_dir: str | Path, *also: str) -> None:
-    """``--overwrite_output_dir``: remove the earlier run's checkpoints (and the files ``also``) from
-    ``output_dir``; called just before training starts, after every input was validated and loaded."""
+def _check_nothing_newer(output_dir: Path, ckpt: Path, overwrite: bool) -> None:
+    """``--resume_from_checkpoint``: refuse one with newer checkpoints beside it in ``output_dir`` (the next
+    automatic resume would pick those, and rotation would count them as newer than what this run saves);
+    under ``--overwrite_output_dir`` one inside ``output_dir`` (it would be cleared with the old run)."""
+    from longify.checkpoints import checkpoint_step, checkpoints_in
+
+    flag = f"--resume_from_checkpoint {ckpt}"
+    inside = output_dir.is_dir() and ckpt.resolve().parent == output_dir.resolve()
+    if overwrite:
+        if inside:
+            raise LongifyError(
+                f"{flag}: it is in --output_dir {output_dir}, which --overwrite_output_dir clears; "
+                "drop one of the two flags, or give another --output_dir"
+            )
+        return
+    step = checkpoint_step(ckpt) or 0
+    newer = [p.name for s, p in checkpoints_in(output_dir) if s > step]
+    if newer:
+        raise LongifyError(
+            f"{flag}: {output_dir} holds newer checkpoints ({', '.join(newer)}) from a later point of a run; "
+            "pass --overwrite_output_dir to replace that run, or give another --output_dir"
+        )
+
+
+# what a run writes into its --output_dir (removed by --overwrite_output_dir): run records and metrics,
+# predictions, the saved model and tokenizer; lock files and TensorBoard's runs/ stay (HF never deletes logs)
+RUN_RECORDS = (
+    "checkpoint-*",
+    "longify_run.json",
+    "pretrain_metrics.json",
+    "results.json",
+    "predictions.json",
+    "nbest_predictions.json",
+    "null_odds.json",
+    "metrics.json",
+)
+MODEL_FILES = (
+    "README.md",
+    "config.json",
+    "generation_config.json",
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model.bin.index.json",
+    "training_args.bin",
+    "tokenizer*.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "chat_template.*",
+)
+
+
+def clear_previous_run(output_dir: str | Path, *also: str, source: str | None = None) -> None:
+    """``--overwrite_output_dir``: remove the earlier run's outputs (``RUN_RECORDS``, ``MODEL_FILES`` and the
+    names ``also``) from ``output_dir``; called just before training starts, after every input was validated
+    and loaded. The model files stay when ``source`` (the model trained) is ``output_dir`` itself (a crash
+    before the new model is saved must not lose it). Lock files, TensorBoard's ``runs/`` and anything else
+    in the folder stay."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return
-    for ckpt in sorted(output_dir.glob("checkpoint-*")):
-        logger.info("--overwrite_output_dir: removing %s", ckpt)
-        shutil.rmtree(ckpt, ignore_errors=True)
-    for name in also:
-        (output_dir / name).unlink(missing_ok=True)
+    patterns = [*RUN_RECORDS, *also]
+    if source is not None and Path(source).resolve() == output_dir.resolve():
+        logger.info(
+            "--overwrite_output_dir: keeping the model files of %s, the model this run starts from", source
+        )
+    else:
+        patterns += MODEL_FILES
+    doomed = {p for pattern in patterns for p in output_dir.glob(pattern)}
+    for path in sorted(doomed):
+        logger.info("--overwrite_output_dir: removing %s", path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

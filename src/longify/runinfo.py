@@ -48,17 +48,23 @@ def now_iso() -> str:
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it into place (mode from the umask,
     as a plain ``open`` would give, not mkstemp's 0600)."""
-    from longify.outdir import current_umask
+    from longify.outdir import current_umask, write_failure
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise (write_failure(err, path) or err) from None
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, ensure_ascii=False, default=str)
             f.write("\n")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        failure = write_failure(err, path)  # the old file at ``path``, if any, is left as it was
         Path(tmp).unlink(missing_ok=True)
+        if failure is not None:
+            raise failure from None
         raise

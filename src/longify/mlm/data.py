@@ -15,10 +15,11 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -32,11 +33,12 @@ import pyarrow as pa
 from datasets.table import InMemoryTable
 from tokenizers import Tokenizer
 
-from longify.errors import LongifyError
+from longify.errors import LongifyError, first_line
 from longify.locks import output_lock, remove_dead_leftovers
 from longify.mlm.masking import mask_for_eval
-from longify.outdir import honour_umask_tree, make_temp_dir
+from longify.outdir import check_writable, honour_umask_tree, make_temp_dir, write_failure
 from longify.runinfo import write_json_atomic
+from longify.textfiles import path_kind, read_failure, utf8_lines
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -47,6 +49,8 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 SMALL_INPUT_BYTES = 1 << 20  # default num_proc: min(cpus, 8), but 1 below this (start-up would dominate)
 MAP_BATCH = 10_000  # text units per tokenizer call
+LONG_UNIT_CHARS = 1 << 16  # longer text units are tokenized in pieces (see split_long_unit)
+BATCH_CHARS = 1 << 22  # characters per tokenizer call at most (a batch of long lines, in groups)
 _IDS = datasets.List(datasets.Value("int32"))
 _TOKEN_FEATURES = datasets.Features({"input_ids": _IDS, "n_chars": datasets.Value("int64")})
 _PATH_SUFFIXES = {".raw", ".txt", ".jsonl", ".json", ".tokens", ".text"}
@@ -68,11 +72,6 @@ class BlockStats:
     seconds: float
     n_dropped_tokens: int = 0  # the tail that fills no block
 
-    @property
-    def chars_per_token(self) -> float:
-        """Characters per token; the blocks hold about ``n_blocks * (block_size-2) * this`` characters."""
-        return self.n_chars / max(self.n_tokens, 1)
-
 
 def resolve_sources(files: list[str] | str) -> list[_Source]:
     """Existing paths are files; a missing path-like name is an error; anything else a hub name."""
@@ -82,11 +81,12 @@ def resolve_sources(files: list[str] | str) -> list[_Source]:
     out: list[_Source] = []
     for name in names:
         path = Path(name).expanduser()
-        if path.is_dir():
+        kind = path_kind(path)  # a folder we may not look into is said so, not "no such file"
+        if kind == "dir":
             raise LongifyError(f"{name}: is a directory; pass the text files in it")
-        if path.is_file() and path.suffix == ".json":
+        if kind is not None and path.suffix == ".json":
             raise LongifyError(f"{name}: .json is not supported; use .jsonl (one JSON object per line)")
-        if path.is_file():
+        if kind is not None:
             out.append(("jsonl" if path.suffix == ".jsonl" else "text", str(path)))
         elif path.suffix in _PATH_SUFFIXES or name.startswith((".", "/", "~")):
             raise LongifyError(f"{name}: no such file")
@@ -98,17 +98,21 @@ def resolve_sources(files: list[str] | str) -> list[_Source]:
 
 
 def file_sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as err:
+        raise read_failure(path, err) from None
 
 
 def read_text_units(path: str) -> list[str]:
-    """Non-blank lines of a text file, stripped; WikiText headings are kept as text."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            units = [s for s in (line.strip() for line in f) if s]
-    except UnicodeDecodeError as e:
-        raise LongifyError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    """Non-blank lines of a text file (``\n``, ``\r\n`` or ``\r`` ends a line), stripped; WikiText
+    headings are kept as text. A byte that is not UTF-8 is named by line, column and offset in the file."""
+    units = []
+    for _, line in utf8_lines(path):
+        for part in line.split("\r") if "\r" in line else (line,):
+            if part := part.strip():
+                units.append(part)
     if not units:
         raise LongifyError(f"{path}: no text (empty or only blank lines)")
     return units
@@ -117,19 +121,16 @@ def read_text_units(path: str) -> list[str]:
 def read_jsonl_units(path: str, text_field: str) -> list[str]:
     """The stripped ``text_field`` of every record of a .jsonl file (blank lines and texts skipped)."""
     units = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            try:
-                record = json.loads(line) if line.strip() else {text_field: ""}
-            except json.JSONDecodeError as e:
-                raise LongifyError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                what = (
-                    "is not a string" if isinstance(record, dict) and text_field in record else "is missing"
-                )
-                raise LongifyError(f"{path}:{lineno}: field '{text_field}' {what} (set the text field)")
-            if text := record[text_field].strip():
-                units.append(text)
+    for lineno, line in utf8_lines(path):
+        try:
+            record = json.loads(line) if line.strip() else {text_field: ""}
+        except json.JSONDecodeError as e:
+            raise LongifyError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+            what = "is not a string" if isinstance(record, dict) and text_field in record else "is missing"
+            raise LongifyError(f"{path}:{lineno}: field '{text_field}' {what} (set the text field)")
+        if text := record[text_field].strip():
+            units.append(text)
     if not units:
         raise LongifyError(f"{path}: no text (no non-empty '{text_field}' values)")
     return units
@@ -188,6 +189,65 @@ def blocks_dataset(blocks: np.ndarray) -> datasets.Dataset:
     return datasets.Dataset(InMemoryTable(pa.table({"input_ids": column})))
 
 
+_BREAK = re.compile(r"(?<=\S)\s")  # where a run of whitespace starts (after a non-space character)
+
+
+def _last_break(text: str, lo: int, hi: int) -> int | None:
+    """The last start of a whitespace run in ``text[lo:hi]`` (searched backwards in growing spans)."""
+    span = 1024
+    while True:
+        begin = max(lo, hi - span)
+        found = None
+        for found in _BREAK.finditer(text, begin, hi):  # noqa: B007 (the last one is wanted)
+            pass
+        if found is not None:
+            return found.start()
+        if begin == lo:
+            return None
+        span *= 16
+
+
+def split_long_unit(text: str, limit: int = LONG_UNIT_CHARS) -> list[str]:
+    """``text`` cut into pieces of at most about ``limit`` characters, each cut where a run of whitespace
+    starts (the run opens the next piece), never inside a word; a word longer than ``limit`` stays whole.
+
+    Tokenizing one 20 MB line at once holds the whole line's normalisation and pre-tokenisation state
+    (several GB); the pieces give the same ids wherever the tokenizer's pre-tokenizer splits at whitespace
+    anyway (byte-level BPE, Metaspace/Unigram, BERT's WordPiece): a piece opens with the space that the
+    first word carries in the running text (``Ġword``, ``▁word``). What can differ: a byte-level tokenizer
+    with ``add_prefix_space`` adds a space before a piece that opens with a tab or other non-space
+    whitespace, and a normaliser or model that looks across whitespace would see the cut."""
+    if len(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    start = 0
+    while len(text) - start > limit:
+        cut = _last_break(text, start + 1, start + limit)
+        if cut is None:  # one word longer than the limit: cut at its end
+            after = _BREAK.search(text, start + limit)
+            if after is None:
+                break
+            cut = after.start()
+        pieces.append(text[start:cut])
+        start = cut
+    pieces.append(text[start:])
+    return pieces
+
+
+def _bounded_groups(texts: Iterable[str], max_chars: int) -> Iterator[list[str]]:
+    """``texts`` in order, in groups of at most ``max_chars`` characters (or one longer text)."""
+    group: list[str] = []
+    size = 0
+    for text in texts:
+        if group and size + len(text) > max_chars:
+            yield group
+            group, size = [], 0
+        group.append(text)
+        size += len(text)
+    if group:
+        yield group
+
+
 @contextmanager
 def _single_threaded_calls() -> Iterator[None]:
     """``TOKENIZERS_PARALLELISM=false`` around our encodes (each call on one thread, our threads run them
@@ -215,10 +275,12 @@ def tokenize_units(texts: datasets.Dataset, backend: Tokenizer, num_proc: int) -
 
     def encode(batch: dict[str, list[str]]) -> tuple[np.ndarray, int]:
         units = [t.strip() if t else "" for t in batch["text"]]
-        encodings = backend.encode_batch_fast(units, add_special_tokens=False)
-        return np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int32), sum(
-            map(len, units)
-        )
+        pieces = chain.from_iterable(split_long_unit(u) if len(u) > LONG_UNIT_CHARS else (u,) for u in units)
+        ids = []
+        for group in _bounded_groups(pieces, BATCH_CHARS):  # a long line's encodings are not all held
+            encodings = backend.encode_batch_fast(group, add_special_tokens=False)
+            ids.append(np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int32))
+        return (np.concatenate(ids) if ids else np.zeros(0, np.int32)), sum(map(len, units))
 
     with _single_threaded_calls(), ThreadPoolExecutor(num_proc) as pool:
         pending: deque[Future[tuple[np.ndarray, int]]] = deque()
@@ -241,12 +303,51 @@ def _read_texts(sources: list[_Source], text_field: str) -> tuple[datasets.Datas
     return datasets.Dataset(InMemoryTable(table)), sum(os.path.getsize(path) for _, path in sources)
 
 
-def _load_cached(path: Path, t0: float) -> tuple[datasets.Dataset, BlockStats] | None:
-    if not (file := path / "stats.json").is_file():
-        return None
-    saved = json.loads(file.read_text())
-    stats = BlockStats(**{f.name: saved[f.name] for f in fields(BlockStats) if f.name in saved})
+def _file_sizes(folder: Path) -> dict[str, int]:
+    return {f.name: f.stat().st_size for f in sorted(folder.iterdir()) if f.name != "stats.json"}
+
+
+def _open_entry(path: Path) -> tuple[datasets.Dataset, BlockStats]:
+    """A cache entry, checked: its files as large as when written, the table readable, the rows and their
+    length what stats.json says. Anything else raises."""
+    saved = json.loads((path / "stats.json").read_text(encoding="utf-8"))
+    stats = BlockStats(**{f.name: saved[f.name] for f in fields(BlockStats)})
+    if "files" in saved and _file_sizes(path) != saved["files"]:
+        raise ValueError("its files are not the size they were written with (truncated?)")
     ds = datasets.load_from_disk(str(path))
+    if ds.column_names != ["input_ids"] or len(ds) != stats.n_blocks:
+        raise ValueError(f"{len(ds)} rows of {ds.column_names}, stats.json says {stats.n_blocks} blocks")
+    if len(ds) and len(ds[len(ds) - 1]["input_ids"]) != stats.block_size:
+        raise ValueError(f"its last row is not a block of {stats.block_size}")
+    return ds, stats
+
+
+def _load_cached(path: Path, t0: float, *, repair: bool) -> tuple[datasets.Dataset, BlockStats] | None:
+    """The entry at ``path``, or None when there is none. A damaged entry (truncated, half-deleted, edited)
+    is None too and, with ``repair`` (under the entry's lock), removed with a warning so that it is built
+    again; an entry this user may not read is one line naming it."""
+    try:
+        if not (path / "stats.json").is_file():
+            return None
+        ds, stats = _open_entry(path)
+    except PermissionError:
+        raise LongifyError(
+            f"{path}: cannot read this data-cache entry (permission denied); choose another cache with "
+            "--data_cache_dir or $LONGIFY_CACHE"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, pa.ArrowException) as err:
+        if repair:
+            logger.warning(
+                "%s: damaged data-cache entry (%s): removed, building it again", path, first_line(err)
+            )
+            try:
+                shutil.rmtree(path)
+            except OSError as rm_err:
+                raise LongifyError(
+                    f"{path}: damaged data-cache entry ({first_line(err)}) that cannot be removed "
+                    f"({rm_err.strerror}); delete it or choose another --data_cache_dir"
+                ) from None
+        return None
     stats.cache_path, stats.from_cache, stats.seconds = str(path), True, time.time() - t0
     logger.info("mlm data: %d blocks of %d from cache %s", stats.n_blocks, stats.block_size, path)
     return ds, stats
@@ -277,13 +378,20 @@ def _build_entry(
         stats = BlockStats(
             len(sources), n_chars, len(ids), len(blocks), block_size, str(final), False, 0, dropped
         )
-        write_json_atomic(work / "blocks" / "stats.json", {**asdict(stats), "format_version": FORMAT_VERSION})
+        record = {**asdict(stats), "format_version": FORMAT_VERSION, "files": _file_sizes(work / "blocks")}
+        write_json_atomic(work / "blocks" / "stats.json", record)  # last: an entry without it is no entry
         honour_umask_tree(work / "blocks")
         try:
             (work / "blocks").rename(final)
         except OSError:  # built meanwhile by a process that could not lock (no locks on this file system)
             if not (final / "stats.json").is_file():
                 raise
+    except (OSError, RuntimeError) as err:
+        failure = write_failure(err, work)  # a full disk: checked before the cleanup frees the space
+        shutil.rmtree(work, ignore_errors=True)
+        if failure is not None:
+            raise LongifyError(f"{failure} (the data cache; --data_cache_dir or $LONGIFY_CACHE)") from None
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return stats
@@ -322,12 +430,16 @@ def load_blocks(
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
     root = Path(cache_dir or os.environ.get("LONGIFY_CACHE") or Path.home() / ".cache" / "longify" / "mlm")
     final = root / key
-    if (cached := _load_cached(final, t0)) is not None:
+    if (cached := _load_cached(final, t0, repair=False)) is not None:
         return cached
+    try:
+        check_writable(root)
+    except LongifyError as err:
+        raise LongifyError(f"{err} (the data cache: --data_cache_dir or $LONGIFY_CACHE)") from None
     root.mkdir(parents=True, exist_ok=True)
     # one process builds an entry; another one asking for the same entry waits for it and loads it
     with output_lock(final, wait=True, main_process=True):
-        if (cached := _load_cached(final, t0)) is not None:
+        if (cached := _load_cached(final, t0, repair=True)) is not None:
             return cached
         remove_dead_leftovers(root, f".{key}.tmp-", lambda p: shutil.rmtree(p, ignore_errors=True))
         texts, n_bytes = (hub, hub.data.nbytes) if hub is not None else _read_texts(sources, text_field)
@@ -337,4 +449,4 @@ def load_blocks(
         "mlm data: %d chars, %d tokens -> %d blocks of %d (%d tail tokens dropped), cached at %s (%.1f s)",
         stats.n_chars, stats.n_tokens, stats.n_blocks, block_size, stats.n_dropped_tokens, final, stats.seconds,
     )  # fmt: skip
-    return datasets.load_from_disk(str(final)), stats
+    return _open_entry(final)[0], stats

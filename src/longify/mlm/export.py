@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -77,12 +78,14 @@ def write_clean_model(
     card: dict[str, Any],
     metrics: dict[str, Any] | None = None,
     task: str = "fill-mask",
+    name: str | None = None,
 ) -> None:
-    """Save ``model`` (+ tokenizer, card, metrics) into the existing directory ``target``."""
+    """Save ``model`` (+ tokenizer, card, metrics) into the existing directory ``target`` (a temporary
+    folder, renamed or moved later: ``name`` is the card's title, the folder the model ends up in)."""
     model.save_pretrained(target, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(target)
-    (target / "README.md").write_text(_card(target.name, card, task), encoding="utf-8")
+    (target / "README.md").write_text(_card(name or target.name, card, task), encoding="utf-8")
     if metrics is not None:
         write_json_atomic(target / "metrics.json", metrics)
 
@@ -92,7 +95,7 @@ def export_into(
 ) -> None:
     """Write a clean model into ``output_dir`` beside its checkpoints (``config.json`` lands last)."""
     with files_into(output_dir) as tmp:
-        write_clean_model(model, tokenizer, tmp, **kw)
+        write_clean_model(model, tokenizer, tmp, name=Path(os.path.abspath(output_dir)).name, **kw)
 
 
 def model_task(folder: Path) -> str:
@@ -199,7 +202,9 @@ def export_checkpoint(
             card["step"] = step
         card["global projections copied from local"] = bool(layers)
         with atomic_output_dir(out, overwrite) as tmp:
-            write_clean_model(model, tokenizer, tmp, card=card, task=task)
+            write_clean_model(
+                model, tokenizer, tmp, card=card, task=task, name=Path(os.path.abspath(out)).name
+            )
             _extras(checkpoint, step, tmp)
     logger.info("exported %s (%s) -> %s", checkpoint, task, out)
     return Path(out)

@@ -30,16 +30,18 @@ from longify.checkpoints import checkpoint_step, training_done
 from longify.convert import convert, parse_windows
 from longify.convert.families import position_offset, usable_positions
 from longify.errors import LongifyError, first_line
-from longify.hfargs import data_parallel_size
+from longify.hfargs import data_parallel_size, route_tensorboard
 from longify.loading import LOAD_ERRORS, check_model_source, load_failure
 from longify.locks import locks_output
 from longify.mlm.args import DEFAULT_MAX_POS, PretrainArgs
 from longify.mlm.collator import EpochSetter, IndexedBlocks, SeededMLMCollator
-from longify.mlm.data import load_blocks, mask_for_eval
+from longify.mlm.data import load_blocks, mask_for_eval, resolve_sources
 from longify.mlm.export import copy_global_projections, export_into
 from longify.mlm.trainer import METRICS_FILE, LongMLMTrainer, MetricsLog
 from longify.outdir import clear_previous_run, resume_checkpoint
+from longify.runargs import KEY, check_same_run, defining_args
 from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
+from longify.textfiles import read_failure
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +73,16 @@ def resolve_long_model(args: PretrainArgs) -> str:
     args.model.max_pos = args.model.max_pos or DEFAULT_MAX_POS
     target = Path(args.training.output_dir) / "converted"
     main = args.training.local_process_index == 0
-    if (target / "conversion.json").is_file() and not (args.overwrite_output_dir and main):
-        check_conversion(target, args, config.num_hidden_layers)
-        logger.info("using the earlier conversion in %s", target)
-        return str(target)
+    if (target / "conversion.json").is_file():
+        try:
+            check_conversion(target, args, config.num_hidden_layers)
+        except LongifyError:
+            if not (args.overwrite_output_dir and main):
+                raise
+            # converted again below, once the data files were checked (pretrain calls _check_data_files)
+        else:  # reused, under --overwrite_output_dir too: the same request converts to the same model
+            logger.info("using the earlier conversion in %s", target)
+            return str(target)
     if not main:
         raise LongifyError(
             f"{target}: missing after the main process converted {src} (is it on a shared disk?)"
@@ -166,6 +174,30 @@ def _files(spec: str | None) -> list[str]:
     return [f for f in (spec or "").split(",") if f]
 
 
+def _check_data_files(args: PretrainArgs) -> None:
+    """Before anything in ``--output_dir`` changes (a conversion under --overwrite_output_dir): the data
+    files exist, are files and can be opened, each refused in one line."""
+    targs, dargs = args.training, args.data
+    specs = [dargs.train_file_path] if targs.do_train else []
+    if targs.do_eval or targs.eval_strategy != "no":
+        specs.append(dargs.val_file_path)
+    for spec in specs:
+        if not _files(spec):
+            continue
+        for kind, path in resolve_sources(_files(spec)):
+            if kind == "hub":
+                continue
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as err:
+                raise read_failure(path, err) from None
+
+
+def _defining(args: PretrainArgs) -> dict[str, Any]:
+    return defining_args([asdict(args.model), asdict(args.data)], args.training)
+
+
 def _datasets(args: PretrainArgs, tokenizer: Any, block: int) -> tuple[Any, Any, dict[str, int]]:
     """Training blocks (indexed for seeded masking) and pre-masked evaluation blocks with text counts."""
     targs, dargs = args.training, args.data
@@ -199,6 +231,9 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
     t0 = time.perf_counter()
     targs, dargs = args.training, args.data
     resume = _resume_point(args)
+    defining = _defining(args)  # as given (before --max_pos is settled)
+    if resume is not None:
+        check_same_run(targs.output_dir, defining)  # never continue a run made with other arguments
     done = _finished_record(args, resume)
     if done is not None:  # a rerun of a finished run changes nothing
         logger.info(
@@ -207,6 +242,7 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
             done["steps"],
         )
         return done
+    _check_data_files(args)  # a typo in a path changes nothing (no conversion yet)
     with targs.main_process_first(desc="conversion and tokenisation"):  # rank 0 converts and caches, once
         model_path = resolve_long_model(args)
         tokenizer = AutoTokenizer.from_pretrained(args.model.tokenizer_name or model_path)
@@ -240,10 +276,13 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
         text_stats=eval_stats,
         metrics_log=metrics_log,
     )
-    if args.overwrite_output_dir and resume is None and trainer.is_world_process_zero():
-        clear_previous_run(targs.output_dir, METRICS_FILE)  # every input has loaded: now the old run goes
+    route_tensorboard(trainer)  # events into this run's folder, never an earlier run's --logging_dir
+    if args.overwrite_output_dir and trainer.is_world_process_zero():
+        clear_previous_run(
+            targs.output_dir, METRICS_FILE, source=model_path
+        )  # every input has loaded: now the old run goes
     if trainer.is_world_process_zero():
-        write_json_atomic(Path(targs.output_dir) / RUN_FILE, _run_record(args, facts))
+        write_json_atomic(Path(targs.output_dir) / RUN_FILE, {**_run_record(args, facts), KEY: defining})
     if eval_ds is not None and metrics_log.data["initial"] is None:
         trainer.evaluate()  # the anchor: metrics of the untrained long model
     train_loss = None
@@ -269,6 +308,7 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
             final={k.removeprefix("eval_"): v for k, v in final.items()} or None,
             steps=trainer.state.global_step,
             train_loss=train_loss,
+            **({"train_loss_note": trainer.loss_note} if trainer.loss_note else {}),
             seconds=round(time.perf_counter() - t0, 1),
             finished=now_iso(),
         )

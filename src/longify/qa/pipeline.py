@@ -54,7 +54,12 @@ def infer_dataset(dataset: str | None, path: str) -> str:
 
 
 def load_split(data: QADataArguments, path: str | None, *, train: bool, flag: str) -> list[QAExample]:
-    """The examples of ``--train_file`` / ``--predict_file``, with --concat_contexts and sample limits."""
+    """The examples of ``--train_file`` / ``--predict_file``, with --concat_contexts and sample limits.
+    A dataset name (``--dataset xquad`` without a path, or ``--predict_file xquad``) means its folder in the
+    data dir (``longify data download``)."""
+    from longify.data.store import resolve_named
+
+    path = resolve_named(path, data.dataset)
     if path is None:
         raise LongifyError(f"{flag}: required for {'--do_train' if train else '--do_eval'}")
     name = infer_dataset(data.dataset, path)

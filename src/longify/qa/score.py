@@ -25,7 +25,7 @@ from longify.qa.tasks import (
     load_gold,
 )
 from longify.qa.tasks.example import GoldUnit, QAExample
-from longify.qa.tasks.squad import read_json
+from longify.qa.tasks.squadformat import read_json
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ and results.json.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -15,10 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import Trainer, set_seed
 
 from longify.checkpoints import CrashSafeCheckpoints, checkpoint_step, training_done
 from longify.errors import LongifyError
+from longify.hfargs import route_tensorboard
 from longify.locks import locks_output
 from longify.outdir import clear_previous_run, files_into, resume_checkpoint
 from longify.qa.args import QAArgs, QADataArguments
@@ -41,6 +44,7 @@ from longify.qa.pipeline import (
     write_outputs,
 )
 from longify.qa.tasks.example import QAExample
+from longify.runargs import KEY, RUN_FILE, check_same_run, defining_args
 from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -68,6 +72,22 @@ class QATrainer(CrashSafeCheckpoints, Trainer):
         self.autocast_dtype = autocast_dtype
         self.last_output: EvalOutput | None = None
 
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        """HF's span loss ((start + end) / 2 of the batch-mean cross-entropy), but over real tokens only:
+        positions with ``attention_mask == 0`` (the collator pads each micro-batch to its longest window)
+        get the dtype's lowest logit, so the loss does not depend on how windows are batched together."""
+        inputs = dict(inputs)
+        starts, ends = inputs.pop("start_positions"), inputs.pop("end_positions")
+        outputs = model(**inputs)
+        loss = span_loss(outputs.start_logits, outputs.end_logits, starts, ends, inputs.get("attention_mask"))
+        return (loss, outputs) if return_outputs else loss
+
     def evaluate(
         self,
         eval_dataset: Any = None,
@@ -94,6 +114,25 @@ class QATrainer(CrashSafeCheckpoints, Trainer):
         self.last_output = output
         logger.info("step %d: EM %.2f F1 %.2f", self.state.global_step, *list(metrics.values())[:2])
         return metrics
+
+
+def span_loss(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    starts: torch.Tensor,
+    ends: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """Mean start and end cross-entropy with padded positions masked out (positions past the window are
+    ignored, as in HF's heads)."""
+    length = start_logits.size(1)
+    losses = []
+    for logits, target in ((start_logits, starts), (end_logits, ends)):
+        if attention_mask is not None:
+            logits = logits.masked_fill(attention_mask[:, :length] == 0, torch.finfo(logits.dtype).min)
+        target = target.reshape(-1).clamp(0, length)
+        losses.append(torch.nn.functional.cross_entropy(logits.float(), target, ignore_index=length))
+    return (losses[0] + losses[1]) / 2
 
 
 def save_model_atomic(trainer: Trainer, output_dir: Path) -> None:
@@ -133,6 +172,14 @@ def train_qa(args: QAArgs) -> dict[str, Any]:
         overwrite=args.overwrite_output_dir,
         world_size=t.world_size,
     )
+    defining = defining_args(
+        [dataclasses.asdict(args.model), dataclasses.asdict(args.data)],
+        t,
+        do_lower_case=args.do_lower_case,
+        model_type=args.model_type,
+    )
+    if t.do_train and resume is not None:
+        check_same_run(out, defining)  # never continue a run made with other arguments
     done = _finished_results(args, resume)
     if done is not None:  # a rerun of a finished run changes nothing
         logger.info(
@@ -186,8 +233,11 @@ def train_qa(args: QAArgs) -> dict[str, Any]:
         lower=lower,
         autocast_dtype=autocast_for(args),
     )
-    if args.overwrite_output_dir and resume is None and trainer.is_world_process_zero():
-        clear_previous_run(out)  # every input has loaded: now the old run's checkpoints go
+    route_tensorboard(trainer)  # events into this run's folder, never an earlier run's --logging_dir
+    if args.overwrite_output_dir and trainer.is_world_process_zero():
+        clear_previous_run(out, source=name)  # every input has loaded: now the old run's outputs go
+    if t.do_train and trainer.is_world_process_zero():
+        write_json_atomic(out / RUN_FILE, {**run_record(args), KEY: defining})
     record: dict[str, Any] = {"model": name, "output_dir": str(out), "train": None}
     if t.do_train:
         if resume and (checkpoint_step(resume) or 0) >= trainer.planned_steps():

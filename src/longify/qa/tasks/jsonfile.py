@@ -17,7 +17,8 @@ from typing import Any
 
 from longify.errors import LongifyError
 from longify.qa.tasks.example import QAExample
-from longify.qa.tasks.squad import iter_nested, make_example, read_json, single_language
+from longify.qa.tasks.squadformat import iter_nested, make_example, read_json, single_language
+from longify.textfiles import utf8_lines
 
 
 def _iter_flat(
@@ -51,16 +52,25 @@ def _iter_flat(
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
-    try:
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if line.strip():
-                    try:
-                        yield f"{path}: line {number}", json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise LongifyError(f"{path}: line {number}: not valid JSON ({e.msg})") from None
-    except FileNotFoundError:
-        raise LongifyError(f"{path}: file not found") from None
+    for number, line in utf8_lines(path):  # unreadable or not UTF-8: one line naming the place
+        if line.strip():
+            try:
+                yield f"{path}: line {number}", json.loads(line)
+            except json.JSONDecodeError as e:
+                raise LongifyError(f"{path}: line {number}: not valid JSON ({e.msg})") from None
+
+
+_FLAT_KEYS = ("id", "question", "context", "answers")
+
+
+def _is_nested(articles: list[Any]) -> bool:
+    """Nested SQuAD (``{"title", "paragraphs"}`` articles) rather than flat records: the first article
+    has ``paragraphs``, or has none of a flat record's fields (an article missing its ``paragraphs`` is
+    then reported as that, not as a record missing its ``id``)."""
+    first = articles[0] if articles else None
+    if not isinstance(first, dict):
+        return False
+    return "paragraphs" in first or not any(key in first for key in _FLAT_KEYS)
 
 
 def load_json_file(
@@ -87,7 +97,7 @@ def load_json_file(
     articles = data.get("data") if isinstance(data, dict) else None
     if not isinstance(articles, list):
         raise LongifyError(f"{path}: expected a SQuAD-format object with a 'data' list")
-    if any(isinstance(a, dict) and "paragraphs" in a for a in articles[:1]):
+    if _is_nested(articles):
         yield from iter_nested(data, path, **options)
     else:
         yield from _iter_flat(((f"{path}: record {i}", r) for i, r in enumerate(articles)), path, **options)

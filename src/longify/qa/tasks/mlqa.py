@@ -7,7 +7,7 @@ from pathlib import Path
 
 from longify.errors import LongifyError
 from longify.qa.tasks.example import QAExample
-from longify.qa.tasks.squad import iter_nested, read_json
+from longify.qa.tasks.squadformat import iter_nested, read_json
 
 MLQA_LANGUAGES = ("en", "es", "de", "ar", "hi", "vi", "zh")
 MLQA_SPLITS = ("dev", "test")

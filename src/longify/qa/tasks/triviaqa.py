@@ -31,7 +31,7 @@ from typing import Any
 from longify.errors import LongifyError
 from longify.qa.metrics import triviaqa_normalize
 from longify.qa.tasks.example import Answer, GoldUnit, QAExample
-from longify.qa.tasks.squad import read_json, resolve_file, single_language
+from longify.qa.tasks.squadformat import read_json, resolve_file, single_language
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from longify.errors import LongifyError
 from longify.qa.tasks.example import QAExample
-from longify.qa.tasks.squad import iter_nested, read_json, resolve_file
+from longify.qa.tasks.squadformat import iter_nested, read_json, resolve_file
 
 TYDIQA_LANGUAGES = {
     "english": "en",

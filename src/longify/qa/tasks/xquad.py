@@ -8,7 +8,7 @@ from pathlib import Path
 
 from longify.errors import LongifyError
 from longify.qa.tasks.example import QAExample
-from longify.qa.tasks.squad import iter_nested, read_json
+from longify.qa.tasks.squadformat import iter_nested, read_json
 
 XQUAD_LANGUAGES = ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro")
 _FILE = re.compile(r"xquad\.([a-z]{2})\.json$")

@@ -1,0 +1,200 @@
+"""Verified, resumable downloads.
+
+``requests`` with a small layer of our own: pooch downloads whole files into a temporary file and cannot
+continue a partial one, and the study's archives run to gigabytes (TriviaQA rc: 2.7 GB). A partial download
+stays beside its target as ``NAME.part`` and the next attempt (a retry, or the next call) asks for the rest
+with ``Range: bytes=N-``. URLs are tried in order; each is retried with exponential backoff on connection
+errors, cut transfers and 5xx answers; a 4xx answer moves on to the next URL at once. The file is renamed
+into place only once its size and SHA-256 match the registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from tqdm.auto import tqdm
+
+from longify.errors import LongifyError
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1 << 16  # what a cut transfer can lose at most (urllib3 drops an incomplete read)
+TIMEOUT = (15.0, 60.0)  # connect, read (seconds)
+
+
+@dataclass
+class FetchStats:
+    """What a download cost: bytes received over the network, bytes kept from an earlier partial file,
+    and the URLs that failed before one succeeded."""
+
+    received: int = 0
+    resumed_from: int = 0
+    requests: int = 0
+    url: str | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+class _Retry(Exception):
+    """A transient failure: try the same URL again (resuming)."""
+
+
+class _NextURL(Exception):
+    """This URL cannot serve the file: try the next one."""
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _short(url: str) -> str:
+    return url if len(url) < 120 else url[:117] + "..."
+
+
+def _file_url(url: str, part: Path, size: int) -> int:
+    """A ``file://`` URL (a local mirror): copy it. Returns the bytes copied."""
+    source = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    if not source.is_file():
+        raise _NextURL(f"{url}: file not found")
+    shutil.copyfile(source, part)
+    return part.stat().st_size
+
+
+def _transfer(
+    session: requests.Session, url: str, part: Path, size: int, stats: FetchStats, progress: bool
+) -> None:
+    """One request for the rest of ``part`` (resumed from its current length)."""
+    have = part.stat().st_size if part.exists() else 0
+    if have > size:
+        part.unlink()
+        have = 0
+    if have == size and size > 0:
+        return  # complete: the checksum decides
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    stats.requests += 1
+    try:
+        response = session.get(url, headers=headers, stream=True, timeout=TIMEOUT, allow_redirects=True)
+    except requests.RequestException as err:
+        raise _Retry(f"{_short(url)}: {type(err).__name__}") from None
+    with response:
+        if response.status_code == 416 and have:  # nothing left to send, or a stale part
+            part.unlink()
+            raise _Retry(f"{_short(url)}: range refused; starting over")
+        if response.status_code >= 500 or response.status_code == 429:
+            raise _Retry(f"{_short(url)}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise _NextURL(f"{_short(url)}: HTTP {response.status_code}")
+        if have and response.status_code == 206:
+            start = response.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
+            if start != str(have):
+                part.unlink()
+                raise _Retry(f"{_short(url)}: unexpected Content-Range; starting over")
+            mode = "ab"
+            stats.resumed_from = have
+            logger.info("%s: resuming at byte %d of %d", part.name.removesuffix(".part"), have, size)
+        else:  # 200: the server sends the whole file
+            mode, have = "wb", 0
+        response.raw.enforce_content_length = (
+            False  # a cut transfer keeps what arrived; the length is ours to check
+        )
+        bar = tqdm(
+            total=size,
+            initial=have,
+            unit="B",
+            unit_scale=True,
+            desc=part.name[:-5],
+            disable=None if progress else True,
+        )
+        try:
+            with open(part, mode) as f:
+                for chunk in response.iter_content(CHUNK):
+                    f.write(chunk)
+                    stats.received += len(chunk)
+                    have += len(chunk)
+                    bar.update(len(chunk))
+                    if have > size:
+                        raise _NextURL(f"{_short(url)}: more than the expected {size} bytes")
+        except requests.RequestException as err:  # a cut connection, a read timeout
+            raise _Retry(f"{_short(url)}: transfer cut at byte {have} ({type(err).__name__})") from None
+        finally:
+            bar.close()
+    if have < size:
+        raise _Retry(f"{_short(url)}: transfer ended at byte {have} of {size}")
+
+
+def fetch_file(
+    urls: Sequence[str],
+    dest: str | Path,
+    *,
+    sha256: str,
+    size: int,
+    retries: int = 3,
+    backoff: float = 1.0,
+    progress: bool = True,
+    session: requests.Session | None = None,
+) -> FetchStats:
+    """Download ``dest`` from the first of ``urls`` that serves it with the expected size and SHA-256.
+
+    ``dest.part`` holds the bytes so far and survives failures, so the next call resumes. A checksum
+    mismatch removes the file and moves on to the next URL; when no URL succeeds, one line names each
+    failure (for a mismatch: the URL, the expected and the got checksum).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    stats = FetchStats()
+    own = session is None
+    session = session or requests.Session()
+    try:
+        for url in urls:
+            try:
+                for attempt in range(retries + 1):
+                    try:
+                        if url.startswith("file://"):
+                            stats.received += _file_url(url, part, size)
+                        else:
+                            _transfer(session, url, part, size, stats, progress)
+                        break
+                    except _Retry as why:
+                        if attempt == retries:
+                            raise _NextURL(f"{why} (after {retries + 1} attempts)") from None
+                        wait = backoff * 2**attempt
+                        logger.warning("%s; retrying in %.1f s", why, wait)
+                        time.sleep(wait)
+                got_size = part.stat().st_size
+                if got_size != size:
+                    part.unlink()
+                    raise _NextURL(f"{_short(url)}: size {got_size}, expected {size} (file removed)")
+                got = sha256_of(part)
+                if got != sha256:
+                    part.unlink()
+                    raise _NextURL(
+                        f"{_short(url)}: sha256 mismatch: expected {sha256}, got {got} (file removed)"
+                    )
+                os.replace(part, dest)
+                stats.url = url
+                return stats
+            except _NextURL as why:
+                stats.failures.append(str(why))
+                logger.warning("%s", why)
+    finally:
+        if own:
+            session.close()
+    with contextlib.suppress(OSError):
+        if part.exists() and part.stat().st_size == 0:
+            part.unlink()
+    raise LongifyError(f"{dest.name}: no URL served it; " + "; ".join(stats.failures))

@@ -1,0 +1,212 @@
+"""The data dir: downloaded datasets, each in its own folder with a manifest, and name -> path resolution.
+
+``DIR/NAME/`` appears whole or not at all: files are downloaded into ``DIR/.downloads/`` (partial files
+resume there), then copied or unpacked into a temporary folder that is renamed to ``DIR/NAME``. The
+manifest ``DIR/NAME/.longify-manifest.json`` records the registry checksums it was made from and, for every
+file in the folder, its size, mtime and SHA-256: a dataset whose files still have the recorded size and
+mtime is present and verified without reading them (``--verify`` re-hashes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from longify.data.fetch import FetchStats, fetch_file, sha256_of
+from longify.data.registry import Dataset, FileEntry, Registry, load_registry
+from longify.data.unpack import unpack
+from longify.errors import LongifyError
+from longify.locks import output_lock
+from longify.outdir import atomic_output_dir
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = ".longify-manifest.json"
+DOWNLOADS = ".downloads"
+
+
+def data_dir(folder: str | Path | None = None) -> Path:
+    """``folder``, else ``$LONGIFY_DATA``, else ``~/.cache/longify/data``."""
+    if folder:
+        return Path(folder).expanduser()
+    env = os.environ.get("LONGIFY_DATA", "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "longify" / "data"
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("contents"), dict) else None
+
+
+def status(ds: Dataset, root: Path, *, rehash: bool = False) -> str:
+    """``absent``, ``present`` (the recorded files unchanged), ``changed`` (a file differs from the
+    manifest) or ``outdated`` (made from other checksums than the registry's)."""
+    folder = root / ds.name
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return "absent"
+    recorded = manifest.get("files", {})
+    if any(recorded.get(f.name, {}).get("sha256") != f.sha256 for f in ds.required()):
+        return "outdated"
+    for rel, info in manifest["contents"].items():
+        path = folder / rel
+        try:
+            st = path.stat()
+        except OSError:
+            return "changed"
+        if st.st_size != info.get("bytes"):
+            return "changed"
+        if rehash:
+            if sha256_of(path) != info.get("sha256"):
+                return "changed"
+        elif st.st_mtime_ns != info.get("mtime_ns"):
+            return "changed"
+    return "present"
+
+
+def _urls(entry: FileEntry, mirror: str | None) -> list[str]:
+    return ([f"{mirror.rstrip('/')}/{entry.name}"] if mirror else []) + list(entry.urls)
+
+
+def _contents(folder: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.name != MANIFEST:
+            st = path.stat()
+            rel = path.relative_to(folder).as_posix()
+            out[rel] = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_of(path)}
+    return out
+
+
+@dataclass
+class DownloadResult:
+    """What ``download`` did for one dataset: ``present`` (nothing to do), ``verified`` (re-hashed),
+    ``downloaded`` or ``planned`` (dry run); the bytes received and resumed per file."""
+
+    name: str
+    action: str
+    path: Path
+    license: str
+    fetched: dict[str, FetchStats] = field(default_factory=dict)
+
+    @property
+    def received(self) -> int:
+        return sum(s.received for s in self.fetched.values())
+
+
+def _fetch_all(ds: Dataset, downloads: Path, mirror: str | None, retries: int, progress: bool) -> dict:
+    fetched: dict[str, FetchStats] = {}
+    for entry in ds.required():
+        dest = downloads / entry.name
+        if dest.is_file() and dest.stat().st_size == entry.bytes and sha256_of(dest) == entry.sha256:
+            fetched[entry.name] = FetchStats()
+            continue
+        fetched[entry.name] = fetch_file(
+            _urls(entry, mirror),
+            dest,
+            sha256=entry.sha256,
+            size=entry.bytes,
+            retries=retries,
+            progress=progress,
+        )
+    return fetched
+
+
+def _build(ds: Dataset, downloads: Path, out: Path) -> None:
+    """Place every downloaded file (copied, or unpacked when it is an archive) into ``out`` atomically."""
+    with atomic_output_dir(out, overwrite=True) as tmp:
+        for entry in ds.required():
+            src = downloads / entry.name
+            if entry.archive:
+                unpack(src, tmp, entry.kind)
+            else:
+                shutil.copyfile(src, tmp / entry.name)
+        manifest = {
+            "dataset": ds.name,
+            "license": ds.license,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "files": {e.name: {"sha256": e.sha256, "bytes": e.bytes} for e in ds.required()},
+            "contents": _contents(tmp),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    for entry in ds.required():
+        with contextlib.suppress(OSError):
+            (downloads / entry.name).unlink()
+
+
+def download(
+    names: list[str],
+    folder: str | Path | None = None,
+    *,
+    registry: Registry | None = None,
+    mirror: str | None = None,
+    verify: bool = False,
+    dry_run: bool = False,
+    retries: int = 3,
+    progress: bool = True,
+) -> list[DownloadResult]:
+    """Download, check and unpack the datasets ``names`` into the data dir; a dataset already present is
+    a no-op without a request (``verify``: re-hash its files first, and download it again if they differ)."""
+    registry = registry or load_registry()
+    root = data_dir(folder)
+    datasets = list({ds.name: ds for ds in (registry.get(n) for n in names)}.values())
+    results = []
+    for ds in datasets:
+        out = root / ds.name
+        if dry_run:
+            results.append(DownloadResult(ds.name, "planned", out, ds.license))
+            continue
+        state = status(ds, root, rehash=verify)
+        if state == "present":
+            results.append(DownloadResult(ds.name, "verified" if verify else "present", out, ds.license))
+            continue
+        if state != "absent":
+            logger.warning("%s: %s in %s; downloading it again", ds.name, state, out)
+        with output_lock(out):
+            downloads = root / DOWNLOADS
+            fetched = _fetch_all(ds, downloads, mirror, retries, progress)
+            _build(ds, downloads, out)
+        results.append(DownloadResult(ds.name, "downloaded", out, ds.license, fetched))
+    return results
+
+
+def dataset_path(
+    name: str, folder: str | Path | None = None, registry: Registry | None = None
+) -> Path | None:
+    """The folder to give loaders for dataset ``name`` (a registry name or alias) in the data dir; None when
+    ``name`` is not in the registry. A registered dataset that is not downloaded is one line with the command
+    that downloads it."""
+    registry = registry or load_registry()
+    ds = registry.lookup(name)
+    if ds is None:
+        return None
+    root = data_dir(folder)
+    if read_manifest(root / ds.name) is None:
+        raise LongifyError(
+            f"dataset {name} is not downloaded in {root}; run: longify data download {ds.name} --dir {root}"
+        )
+    return root / ds.name / ds.root if ds.root else root / ds.name
+
+
+def resolve_named(path: str | None, dataset: str | None = None) -> str | None:
+    """Names where paths go: ``path`` when it exists (paths keep working), the data-dir folder of dataset
+    ``path`` when that is a registered name, or of ``dataset`` when no path is given; else ``path``."""
+    if path is not None:
+        if os.path.exists(path):
+            return path
+        found = dataset_path(path)
+        return str(found) if found is not None else path
+    if dataset:
+        found = dataset_path(dataset)
+        return str(found) if found is not None else None
+    return None

@@ -1,0 +1,101 @@
+"""The arguments that define a run, recorded in its ``--output_dir``, so that resuming or rerunning it with
+other ones is refused instead of silently continuing (or declaring finished) the run made with the old ones.
+
+Defining: the model and data arguments (not caches, worker counts, the TensorBoard name or the attention
+kernel, which computes the same thing) and the TrainingArguments that change the trained model. Not
+defining: output, logging, evaluation and save cadence, and ``--max_steps`` / ``--num_train_epochs``, whose
+increase legitimately extends a run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from longify.errors import LongifyError
+
+RUN_FILE = "longify_run.json"
+KEY = "defining_args"
+
+TRAINING = (
+    "learning_rate",
+    "seed",
+    "data_seed",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "weight_decay",
+    "warmup_steps",
+    "warmup_ratio",
+    "lr_scheduler_type",
+    "lr_scheduler_kwargs",
+    "optim",
+    "optim_args",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "max_grad_norm",
+    "label_smoothing_factor",
+    "fp16",
+    "bf16",
+    "tf32",
+    "gradient_checkpointing",
+    "group_by_length",
+    "dataloader_drop_last",
+    "full_determinism",
+    "average_tokens_across_devices",
+)
+_NOT_DEFINING = {"data_cache_dir", "preprocessing_num_workers", "model_name", "attention", "bucket_width"}
+
+
+def _normal(value: Any) -> Any:
+    """JSON form; a path (or comma-separated paths) that exists is made absolute, so ``./x`` equals ``x``."""
+    if isinstance(value, str) and value:
+        parts = value.split(",")
+        if all(Path(p).expanduser().exists() for p in parts):
+            return ",".join(str(Path(p).expanduser().resolve()) for p in parts)
+    return json.loads(json.dumps(value, default=str))
+
+
+def defining_args(sections: list[dict[str, Any]], training: Any, **more: Any) -> dict[str, Any]:
+    """``{"--flag": value}`` of the model/data dataclasses (as dicts), the defining TrainingArguments of
+    ``training``, and the keyword arguments ``more`` (other top-level flags)."""
+    out: dict[str, Any] = {}
+    for section in sections:
+        out.update({f"--{k}": _normal(v) for k, v in section.items() if k not in _NOT_DEFINING})
+    values = training.to_dict()
+    out.update({f"--{k}": _normal(values[k]) for k in TRAINING if k in values})
+    out.update({f"--{k}": _normal(v) for k, v in more.items()})
+    return out
+
+
+def _text(value: Any) -> str:
+    return (
+        "(not given)"
+        if value is None
+        else ",".join(map(str, value))
+        if isinstance(value, list)
+        else str(value)
+    )
+
+
+def check_same_run(output_dir: str | Path, current: dict[str, Any]) -> None:
+    """Refuse, in one line, to continue (or call finished) the run recorded in ``output_dir`` when any of its
+    defining arguments differs from ``current``; a folder without a record (or an older one) passes."""
+    try:
+        record = json.loads((Path(output_dir) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    earlier = record.get(KEY) if isinstance(record, dict) else None
+    if not isinstance(earlier, dict):
+        return
+    changed = [
+        f"{flag} {_text(current.get(flag))} (the run was made with {_text(earlier.get(flag))})"
+        for flag in sorted(set(current) & set(earlier))  # flags of one longify version
+        if current.get(flag) != earlier.get(flag)
+    ]
+    if changed:
+        raise LongifyError(
+            f"{output_dir}: holds a run made with other arguments: {'; '.join(changed)}; give another "
+            "--output_dir, or --overwrite_output_dir to start afresh"
+        )
