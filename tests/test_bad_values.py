@@ -55,3 +55,23 @@ def test_convert_tolerance_checked_before_loading(value, tmp_path, capsys) -> No
     argv = ["convert", str(tmp_path / "missing-src"), str(tmp_path / "out"), "--tolerance", value]
     assert main(argv) == 2
     assert "--tolerance: expected a finite number >= 0" in capsys.readouterr().err
+
+
+def test_block_size_above_max_pos_is_refused_at_parse_time(capsys) -> None:
+    assert main([*PRETRAIN, "--max_pos", "128", "--block_size", "256"]) == 2
+    assert "--block_size 256: larger than --max_pos 128" in capsys.readouterr().err
+
+
+@pytest.mark.integration  # loads a model
+def test_block_size_above_a_longformers_positions_is_refused(tiny_sources, tmp_path, capsys) -> None:
+    from longify.convert import convert
+
+    long = tmp_path / "long"
+    convert(str(tiny_sources["roberta"]), long, max_pos=128, attention_window=32)
+    wiki = tmp_path / "wiki.raw"
+    wiki.write_text(" = A = \n\n" + "word " * 400 + "\n", encoding="utf-8")
+    argv = ["pretrain", "--model_name_or_path", str(long), "--output_dir", str(tmp_path / "o"),
+            "--train_file_path", str(wiki), "--do_train", "--report_to", "none", "--block_size", "200"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--block_size 200: the model {long} takes at most 128 tokens" in err

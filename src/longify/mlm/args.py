@@ -105,6 +105,10 @@ def parse_pretrain_args(argv: Sequence[str]) -> PretrainArgs:
     """Parse a seed-style command line, or a single YAML/JSON config file (flags after it override it)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     (model, data, training), translated = parse_hf_args(argv, parser, refused=PRETRAIN_REFUSED)
+    if data.block_size is not None and model.max_pos is not None and data.block_size > model.max_pos:
+        raise LongifyError(
+            f"--block_size {data.block_size}: larger than --max_pos {model.max_pos}, the positions of the long model"
+        )
     if model.model_name and training.run_name in (None, training.output_dir):
         training.run_name = model.model_name
     return PretrainArgs(

@@ -247,8 +247,13 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
         model_path = resolve_long_model(args)
         tokenizer = AutoTokenizer.from_pretrained(args.model.tokenizer_name or model_path)
         model = load_model(model_path, args.model.attention)
-        offset = position_offset(model.config)
-        block = dargs.block_size or min(args.model.max_pos, model.config.max_position_embeddings - offset)
+        usable = model.config.max_position_embeddings - position_offset(model.config)
+        if dargs.block_size is not None and dargs.block_size > usable:
+            raise LongifyError(
+                f"--block_size {dargs.block_size}: the model {model_path} takes at most {usable} tokens "
+                f"(--max_pos {args.model.max_pos}); pass --block_size {usable} or less"
+            )
+        block = dargs.block_size or min(args.model.max_pos, usable)
         train_ds, eval_ds, eval_stats = _datasets(args, tokenizer, block)
 
     facts = {
