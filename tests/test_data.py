@@ -458,3 +458,44 @@ def test_stats_on_shared_xquad_two_tokenizers(tiny_sources: dict[str, Path], tmp
         assert row["fertility"] == pytest.approx(lengths.sum() / words)
         assert row["share_over_512"] == pytest.approx((lengths > 512).mean())
         assert row["answers_after_512"] == pytest.approx(np.mean(after))
+
+
+def test_pretrain_corpus_names_resolve_to_their_split_files(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zipfile
+
+    from longify.data.store import download, resolve_text_files
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for split in ("train", "valid", "test"):
+            zf.writestr(f"wikitext-103-raw/wiki.{split}.raw", f" = {split} = \n")
+    data = buf.getvalue()
+    server.files["wikitext-103-raw-v1.zip"] = data
+    reg = write_registry(
+        tmp_path / "r.json",
+        {
+            "wikitext-103-raw-v1": {
+                "license": "CC BY-SA 3.0",
+                "aliases": ["wikitext-103"],
+                "root": "wikitext-103-raw",
+                "files": [
+                    entry(
+                        "wikitext-103-raw-v1.zip", data, [f"{server.url}/wikitext-103-raw-v1.zip"], kind="zip"
+                    )
+                ],
+            }
+        },
+    )
+    monkeypatch.setenv("LONGIFY_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("LONGIFY_REGISTRY", str(reg))
+    with pytest.raises(LongifyError, match="run: longify data download wikitext-103-raw-v1"):
+        resolve_text_files("wikitext-103", "train")
+    download(["wikitext-103"], tmp_path / "data", progress=False)
+    root = tmp_path / "data" / "wikitext-103-raw-v1" / "wikitext-103-raw"
+    assert resolve_text_files("wikitext-103", "train") == str(root / "wiki.train.raw")
+    assert resolve_text_files("wikitext-103", "validation") == str(root / "wiki.valid.raw")
+    here = tmp_path / "mine.txt"
+    here.write_text("x")
+    assert resolve_text_files(f"{here},wikitext-103", "train") == f"{here},{root / 'wiki.train.raw'}"

@@ -210,3 +210,29 @@ def resolve_named(path: str | None, dataset: str | None = None) -> str | None:
         found = dataset_path(dataset)
         return str(found) if found is not None else None
     return None
+
+
+# the file of each split in a text corpus folder (WikiText's wiki.{train,valid,test}.raw)
+TEXT_SPLITS = {"train": ("train",), "validation": ("valid", "validation", "dev"), "test": ("test",)}
+
+
+def resolve_text_files(spec: str | None, split: str) -> str | None:
+    """``--train_file_path wikitext-103`` / ``--val_file_path wikitext-103``: a registered corpus name
+    becomes its split's file in the data dir (``wiki.train.raw`` / ``wiki.valid.raw``); existing paths and
+    anything else stay as given (comma-separated lists item by item)."""
+    if not spec:
+        return spec
+    out = []
+    for item in spec.split(","):
+        folder = None if os.path.exists(item) else dataset_path(item)
+        if folder is None:
+            out.append(item)
+            continue
+        names = TEXT_SPLITS[split]
+        found = sorted(f for f in folder.iterdir() if f.is_file() and any(f".{n}." in f.name for n in names))
+        if len(found) != 1:
+            raise LongifyError(
+                f"{item}: expected one {split} file (*.{'|'.join(names)}.*) in {folder}, found {len(found)}"
+            )
+        out.append(str(found[0]))
+    return ",".join(out)

@@ -174,6 +174,16 @@ def _files(spec: str | None) -> list[str]:
     return [f for f in (spec or "").split(",") if f]
 
 
+def _resolve_names(args: PretrainArgs) -> None:
+    """Registered corpus names where paths go (``--train_file_path wikitext-103``): their split's file in the
+    data dir (``longify data download``); a missing one is one line with the command that downloads it."""
+    from longify.data.store import resolve_text_files
+
+    dargs = args.data
+    dargs.train_file_path = resolve_text_files(dargs.train_file_path, "train")
+    dargs.val_file_path = resolve_text_files(dargs.val_file_path, "validation")
+
+
 def _check_data_files(args: PretrainArgs) -> None:
     """Before anything in ``--output_dir`` changes (a conversion under --overwrite_output_dir): the data
     files exist, are files and can be opened, each refused in one line."""
@@ -242,6 +252,7 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
             done["steps"],
         )
         return done
+    _resolve_names(args)
     _check_data_files(args)  # a typo in a path changes nothing (no conversion yet)
     with targs.main_process_first(desc="conversion and tokenisation"):  # rank 0 converts and caches, once
         model_path = resolve_long_model(args)
