@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -385,6 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("longify: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `longify data list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as err:  # last resort: a full disk, a read-only disk or a denied permission anywhere
         from longify.outdir import write_failure
 
