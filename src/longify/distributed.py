@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+from datetime import timedelta
 from typing import Any
 
 import torch.distributed as dist
@@ -45,5 +46,15 @@ def release_at_exit() -> None:
 
 
 def _destroy() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Every rank reaches this point before any tears down: a rank whose peer already closed its gloo
+    connections aborts in gloo's threads ("terminate called ..."), seen in about 1 exit in 6 on CPU."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=120))
+        else:
+            dist.barrier()
+    except Exception:  # a peer failed or left: nothing to wait for any more
+        pass
+    dist.destroy_process_group()
