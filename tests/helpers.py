@@ -2,10 +2,40 @@
 
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
+
+from longify.demo.corpus import article, make_town, wikitext
 
 FAMILIES = ("roberta", "xlm-roberta", "camembert", "bert", "data2vec-text")
 SOURCE_LEN = 64
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_XQUAD = REPO.parent / "shared" / "data" / "xquad"
+
+
+def write_wikitext(folder: Path) -> Path:
+    """A small WikiText-103-raw layout: ``wiki.train.raw`` (60 articles) and ``wiki.valid.raw`` (6)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "wiki.train.raw").write_text(wikitext(60, seed=1), encoding="utf-8")
+    (folder / "wiki.valid.raw").write_text(wikitext(6, seed=2), encoding="utf-8")
+    return folder
+
+
+def write_squad(path: Path, n: int, seed: int) -> Path:
+    """An EASY SQuAD v1.1 file: "Who founded X?" answered by the name after "founded in YEAR by"."""
+    rng = random.Random(seed)
+    articles = []
+    for i in range(n):
+        town = make_town(rng)
+        context = article(town, rng, filler=0)[0]
+        start = context.index(f"by {town.founder}") + 3
+        qa = {
+            "id": f"s{seed}-{i}",
+            "question": f"Who founded {town.name}?",
+            "answers": [{"text": town.founder, "answer_start": start}],
+        }
+        articles.append({"title": town.name, "paragraphs": [{"context": context, "qas": [qa]}]})
+    path.write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
+    return path

@@ -19,8 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO
-from longify.demo.corpus import wikitext
+from helpers import REPO, write_squad, write_wikitext
 from longify.errors import LongifyError
 from longify.mlm.args import parse_pretrain_args
 from longify.mlm.train import pretrain
@@ -153,10 +152,7 @@ def test_rotation_counts_complete_checkpoints_only(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def wiki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("wiki")
-    (d / "wiki.train.raw").write_text(wikitext(60, seed=1), encoding="utf-8")
-    (d / "wiki.valid.raw").write_text(wikitext(6, seed=2), encoding="utf-8")
-    return d
+    return write_wikitext(tmp_path_factory.mktemp("wiki"))
 
 
 def _pretrain_cmd(model: Path, out: Path, data: Path, *extra: str) -> list[str]:
@@ -285,7 +281,6 @@ def test_overwrite_output_dir_deletes_nothing_before_the_inputs_load(
 def qa_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from longify.convert import convert
     from longify.tiny import save_tiny
-    from test_qa_train import write_squad
 
     root = tmp_path_factory.mktemp("qa-ckpt")
     source = save_tiny("roberta", root / "source", max_len=64)

@@ -16,7 +16,7 @@ import pytest
 from safetensors.torch import load_file
 from transformers import TrainingArguments
 
-from conftest import REPO
+from helpers import REPO, write_squad
 from longify import hfargs
 from longify.convert import convert
 from longify.demo.corpus import wikitext
@@ -24,7 +24,6 @@ from longify.errors import LongifyError
 from longify.mlm.args import parse_pretrain_args
 from longify.mlm.train import resolve_long_model
 from longify.tiny import save_tiny
-from test_qa_train import write_squad
 
 SCRIPT = REPO / "tests" / "scripts" / "ddp_run.py"
 TORCHRUN = Path(sys.executable).parent / "torchrun"

@@ -14,9 +14,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, LongformerForMaskedLM, TrainerCallback
 
-from helpers import REPO
+from helpers import REPO, write_wikitext
 from longify.cli import main
-from longify.demo.corpus import wikitext
 from longify.errors import LongifyError
 from longify.mlm.args import parse_pretrain_args
 from longify.mlm.train import pretrain
@@ -26,10 +25,7 @@ pytestmark = pytest.mark.integration  # Trainer runs, subprocesses, torchrun
 
 @pytest.fixture(scope="module")
 def wiki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("wikitext-103-raw")
-    (d / "wiki.train.raw").write_text(wikitext(60, seed=1), encoding="utf-8")
-    (d / "wiki.valid.raw").write_text(wikitext(6, seed=2), encoding="utf-8")
-    return d
+    return write_wikitext(tmp_path_factory.mktemp("wikitext-103-raw"))
 
 
 def seed_command(model: Path, out: Path, logs: Path, data: Path, **small: str) -> list[str]:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
+from helpers import write_squad
 from longify.cli import main as cli_main
 from longify.convert import convert
-from longify.demo.corpus import article, make_town
 from longify.errors import LongifyError
 from longify.qa.args import parse_qa_args
 from longify.qa.commands import qa_evaluate_main, qa_predict_main, qa_train_main
@@ -20,24 +19,6 @@ from longify.qa.predict import predict
 from longify.tiny import save_tiny
 
 pytestmark = pytest.mark.integration
-
-
-def write_squad(path: Path, n: int, seed: int) -> Path:
-    """An EASY SQuAD v1.1 file: "Who founded X?" answered by the name after "founded in YEAR by"."""
-    rng = random.Random(seed)
-    articles = []
-    for i in range(n):
-        town = make_town(rng)
-        context = article(town, rng, filler=0)[0]
-        start = context.index(f"by {town.founder}") + 3
-        qa = {
-            "id": f"s{seed}-{i}",
-            "question": f"Who founded {town.name}?",
-            "answers": [{"text": town.founder, "answer_start": start}],
-        }
-        articles.append({"title": town.name, "paragraphs": [{"context": context, "qas": [qa]}]})
-    path.write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
