@@ -39,3 +39,20 @@ def write_squad(path: Path, n: int, seed: int) -> Path:
         articles.append({"title": town.name, "paragraphs": [{"context": context, "qas": [qa]}]})
     path.write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
     return path
+
+
+def tiny_qa_setup(
+    root: Path, n_train: int, n_dev: int, *, names: tuple[str, str] = ("train", "dev")
+) -> dict[str, Path]:
+    """A tiny RoBERTa converted to a 256-position Longformer (window 32) and EASY SQuAD train/dev files."""
+    from longify.convert import convert
+    from longify.tiny import save_tiny
+
+    source = save_tiny("roberta", root / "source", max_len=64)
+    convert(str(source), root / "long", max_pos=256, attention_window=32)
+    return {
+        "root": root,
+        "model": root / "long",
+        "train": write_squad(root / f"{names[0]}.json", n_train, 1),
+        "dev": write_squad(root / f"{names[1]}.json", n_dev, 2),
+    }

@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import REPO, write_squad, write_wikitext
+from helpers import REPO, tiny_qa_setup, write_wikitext
 from longify.errors import LongifyError
 from longify.mlm.args import parse_pretrain_args
 from longify.mlm.train import pretrain
@@ -279,18 +279,7 @@ def test_overwrite_output_dir_deletes_nothing_before_the_inputs_load(
 
 @pytest.fixture(scope="module")
 def qa_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from longify.convert import convert
-    from longify.tiny import save_tiny
-
-    root = tmp_path_factory.mktemp("qa-ckpt")
-    source = save_tiny("roberta", root / "source", max_len=64)
-    convert(str(source), root / "long", max_pos=256, attention_window=32)
-    return {
-        "root": root,
-        "model": root / "long",
-        "train": write_squad(root / "train.json", 12, 1),
-        "dev": write_squad(root / "dev.json", 6, 2),
-    }
+    return tiny_qa_setup(tmp_path_factory.mktemp("qa-ckpt"), 12, 6)
 
 
 def _qa_cmd(s: dict[str, Path], out: Path, *extra: str) -> list[str]:

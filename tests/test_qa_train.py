@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-from helpers import write_squad
+from helpers import tiny_qa_setup
 from longify.cli import main as cli_main
-from longify.convert import convert
 from longify.errors import LongifyError
 from longify.qa.args import parse_qa_args
 from longify.qa.commands import qa_evaluate_main, qa_predict_main, qa_train_main
@@ -23,15 +22,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("qa")
-    source = save_tiny("roberta", root / "source", max_len=64)
-    convert(str(source), root / "long", max_pos=256, attention_window=32)
-    return {
-        "root": root,
-        "model": root / "long",
-        "train": write_squad(root / "train-v1.1.json", 64, 1),
-        "dev": write_squad(root / "dev-v1.1.json", 40, 2),
-    }
+    return tiny_qa_setup(tmp_path_factory.mktemp("qa"), 64, 40, names=("train-v1.1", "dev-v1.1"))
 
 
 def seed_command(s: dict[str, Path], out: Path, **extra: str) -> list[str]:
