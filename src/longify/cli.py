@@ -162,6 +162,39 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
 
 
+def _report(args: argparse.Namespace) -> int:
+    from longify.report import build_report
+
+    path = build_report(args.study_dir, args.out, resamples=args.resamples, seed=args.seed)
+    print(f"{path}: report with tables, long-vs-short intervals and plots")
+    return 0
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study_dir", help="a study's output folder (holds results.jsonl)")
+    p.add_argument("--out", default=None, help="where report.md goes (default STUDY_DIR/report)")
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap's random draws")
+
+
+def _study(
+    name: str,
+) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
+    """The argument declaration and runner of ``longify study NAME`` (imported only when used)."""
+
+    def arguments(p: argparse.ArgumentParser) -> None:
+        from longify.study import commands
+
+        getattr(commands, f"add_{name}")(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from longify.study import commands
+
+        return getattr(commands, f"run_{'study' if name == 'run' else name}")(args)
+
+    return arguments, run
+
+
 def _data(name: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
     """The argument declaration and runner of ``longify data NAME`` (imported only when used)."""
 
@@ -231,6 +264,18 @@ COMMANDS: Table = {
             "tokens, words and context lengths per language and tokenizer (tables and plots)", *_data("stats")
         ),
     },
+    "report": Command(
+        "tables, long-vs-short bootstrap intervals and plots from a study folder's results",
+        arguments=_add_report,
+        run=_report,
+    ),
+    "study": {
+        "plan": Command("the jobs of a study spec: stage, model, eval set, seed, status", *_study("plan")),
+        "run": Command(
+            "run a study's pending jobs in dependency order (resumable; local or Slurm)", *_study("run")
+        ),
+        "status": Command("what is done, running, failed of a study", *_study("status")),
+    },
     "demo": Command(
         "run the whole pipeline offline on the embedded default data (CPU, minutes)",
         arguments=_add_demo,
@@ -243,6 +288,7 @@ GROUP_HELP = {
     "extractive QA.",
     ("qa",): "extractive QA: train, evaluate, predict",
     ("data",): "datasets by name: list, download (verified, resumable, safely unpacked), stats",
+    ("study",): "a study spec (models x stages x eval sets x seeds) as resumable jobs: plan, run, status",
 }
 _HF_DEBUG_VALUES = ("underflow_overflow", "tpu_metrics_debug")  # TrainingArguments' own --debug VALUE
 

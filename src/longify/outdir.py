@@ -288,6 +288,7 @@ RUN_RECORDS = (
     "results.json",
     "predictions.json",
     "nbest_predictions.json",
+    "question_scores.jsonl",
     "null_odds.json",
     "metrics.json",
 )

@@ -5,7 +5,9 @@ the run record."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +99,7 @@ class EvalOutput:
     result: dict[str, Any]
     predictions: dict[str, Any]
     nbest: dict[str, Any]
+    question_scores: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def window_logits(
@@ -173,13 +176,22 @@ def run_evaluation(
     units, average = eval_scoring(data, examples)  # the official key set and headline average
     top = {i: spans[0] for i, spans in nbest_by_index.items()}
     predictions = official_predictions(examples, top, units)  # one per key; scores pick among documents
-    result = score_predictions(predictions, units=units, metric=metric, lang=data.lang, average=average)
+    question_scores: list[dict[str, Any]] = []
+    result = score_predictions(
+        predictions,
+        units=units,
+        metric=metric,
+        lang=data.lang,
+        average=average,
+        question_scores=question_scores,
+    )
     result["windows"] = len(features)
     result["max_seq_length"] = seq_len
     result["analysis"] = bucket_scores(
         examples, by_index, tokenizer, metric=metric, lang=data.lang, bucket_width=data.bucket_width
     )
-    return EvalOutput(from_main(result), predictions, keyed_by_id(examples, nbest_by_index, subset_of))
+    nbest = keyed_by_id(examples, nbest_by_index, subset_of)
+    return EvalOutput(from_main(result), predictions, nbest, question_scores)
 
 
 def sharded_window_logits(
@@ -238,13 +250,23 @@ def run_record(args: QAArgs) -> dict[str, Any]:
 
 
 def write_outputs(output_dir: str | Path, output: EvalOutput, extra: dict[str, Any]) -> dict[str, Any]:
-    """predictions.json, nbest_predictions.json and results.json, each written atomically."""
+    """predictions.json, nbest_predictions.json, question_scores.jsonl (one line per scored question: id,
+    language, EM and F1 in percent; the per-language results are their means) and results.json, each
+    written atomically, results.json last."""
     out = Path(output_dir)
     write_json_atomic(out / "predictions.json", output.predictions)
     write_json_atomic(out / "nbest_predictions.json", output.nbest)
+    write_jsonl_atomic(out / "question_scores.jsonl", output.question_scores)
     results = {**output.result, **extra}
     write_json_atomic(out / "results.json", results)
     return results
+
+
+def write_jsonl_atomic(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """One JSON object a line, via a temporary file beside ``path`` renamed into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def autocast_for(args: QAArgs) -> torch.dtype | None:

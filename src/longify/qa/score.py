@@ -128,6 +128,7 @@ def score_predictions(
     lang: str | None = None,
     source: str = "predictions",
     average: AverageRule = ALL_SUBSETS,
+    question_scores: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """EM/F1 (percent) per language, the headline ``average`` (per ``average``'s rule) and ``average_all``.
 
@@ -136,6 +137,8 @@ def score_predictions(
     ``load_gold``); default one unit per example or ``group_id``. A prediction keyed by the unit's key is used
     as is; else its members' (documents') predictions are aggregated (highest score, else majority).
     ``lang`` forces the metric's language (``--metric mlqa --lang L``); by default each unit's own.
+    ``question_scores``, when given, gets one ``{"id", "language", "exact_match", "f1"}`` per scored unit
+    (percent, 0 for a missing answer): the values the per-language scores are the means of.
     """
     scorer = get_metric(metric)
     units = list(units) if units is not None else gold_units(examples)
@@ -162,11 +165,24 @@ def score_predictions(
         stats[2] += 1
         if text is None:
             stats[3] += 1
+            if question_scores is not None:
+                question_scores.append(
+                    {"id": unit.key, "language": unit.subset, "exact_match": 0.0, "f1": 0.0}
+                )
             continue
         by_member += key is None and unit.members != (unit.key,)
         scores = score_one(scorer, text, unit.golds, lang or unit.lang)
         stats[0] += scores["exact_match"]
         stats[1] += scores["f1"]
+        if question_scores is not None:
+            question_scores.append(
+                {
+                    "id": unit.key,
+                    "language": unit.subset,
+                    "exact_match": 100.0 * scores["exact_match"],
+                    "f1": 100.0 * scores["f1"],
+                }
+            )
     pools = nested if nested is not None else {"": predictions}
     given = sum(len(v) for v in pools.values())
     n_used = sum(len(v) for v in used.values())

@@ -1,0 +1,121 @@
+"""``longify report STUDY_DIR [--out DIR]``: report.md with its tables (Markdown, CSV, LaTeX) and plots."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from longify.errors import LongifyError
+from longify.outdir import check_writable, current_umask, write_failure
+from longify.report import plots
+from longify.report.bootstrap import LEVEL, RESAMPLES, SEED
+from longify.report.compare import Row, compare, pairs_of
+from longify.report.load import AVERAGE, load_analysis, load_curves, load_results, resolve
+from longify.report.markdown import report_markdown
+from longify.report.tables import latex_table, summarize
+from longify.textfiles import path_kind
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place (umask honoured)."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~current_umask())
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise (write_failure(err, path) or err) from None
+
+
+def bucket_rows(study_dir: Path, results: pd.DataFrame) -> pd.DataFrame:
+    """(model, eval_set, seed, kind, bucket, low, f1) from each evaluation's results.json analysis."""
+    rows = []
+    runs = results[results["results_path"].notna()].drop_duplicates(["model", "eval_set", "seed"])
+    for r in runs.itertuples(index=False):
+        origin = f"results_path of results.jsonl line {r.line}"
+        analysis = load_analysis(resolve(study_dir, r.results_path), origin)
+        for kind, buckets in (analysis or {}).items():
+            for label, scores in buckets.items():
+                rows.append(
+                    (r.model, r.eval_set, r.seed, kind, label, int(label.split("-")[0]), scores["f1"])
+                )
+    return pd.DataFrame(rows, columns=["model", "eval_set", "seed", "kind", "bucket", "low", "f1"])
+
+
+def comparisons_frame(rows: list[Row]) -> pd.DataFrame:
+    out = []
+    for r in rows:
+        c = r.result
+        out.append(
+            {
+                "model": r.model, "source_model": r.source_model, "eval_set": r.eval_set, "language": r.language,
+                "delta_f1": c and c.f1.delta, "f1_low": c and c.f1.low, "f1_high": c and c.f1.high,
+                "delta_em": c and c.exact_match.delta, "em_low": c and c.exact_match.low,
+                "em_high": c and c.exact_match.high, "questions": c and c.questions, "pairs": c and c.pairs,
+                "seeds": c and c.seeds, "note": r.note or ("" if c else "no common questions"),
+            }
+        )  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def build_report(
+    study_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> Path:
+    """Read STUDY_DIR's result files and write ``report.md``, ``results.csv``, ``tables.tex``,
+    ``comparisons.csv`` and ``plots/*.png`` into ``out`` (default STUDY_DIR/report); returns report.md."""
+    study = Path(study_dir)
+    kind = path_kind(study)
+    if kind != "dir":
+        raise LongifyError(
+            f"{study}: {'no such folder' if kind is None else 'not a folder'} (a study's output_dir)"
+        )
+    if resamples < 1:
+        raise LongifyError(f"--resamples {resamples}: must be at least 1")
+    results = load_results(study)
+    table = summarize(results)
+    pairs = pairs_of(results)
+    comparisons = compare(study, results, resamples=resamples, seed=seed)
+    curves = load_curves(study)
+    buckets = bucket_rows(study, results)
+
+    out = Path(out) if out is not None else study / "report"
+    check_writable(out)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    models = plots.model_order(results, pairs)
+    figures: dict[str, Path] = {}
+    if curves is not None and (path := plots.curves_plot(curves, out / "plots" / "pretraining.png")):
+        figures["pretraining"] = path
+    for eval_set in dict.fromkeys(table["eval_set"]):
+        path = out / "plots" / f"f1_per_language_{slug(eval_set)}.png"
+        figures[f"languages:{eval_set}"] = plots.language_plot(table, eval_set, models, path)
+        part = buckets[buckets["eval_set"] == eval_set]
+        if not part.empty:
+            path = out / "plots" / f"f1_by_bucket_{slug(eval_set)}.png"
+            figures[f"buckets:{eval_set}"] = plots.bucket_plot(part, eval_set, models, path)
+
+    write_text(out / "results.csv", table.to_csv(index=False, float_format="%.4f"))
+    write_text(out / "tables.tex", "\n".join(latex_table(table, e) for e in dict.fromkeys(table["eval_set"])))
+    comparison_table = comparisons_frame(comparisons)
+    write_text(out / "comparisons.csv", comparison_table.to_csv(index=False, float_format="%.4f"))
+    text = report_markdown(
+        study, table, comparisons, figures, out, resamples=resamples, seed=seed, level=LEVEL,
+        has_average=bool((results["language"] == AVERAGE).any()),
+    )  # fmt: skip
+    write_text(out / "report.md", text)
+    return out / "report.md"

@@ -1,0 +1,95 @@
+"""The text of report.md: tables, the long-vs-short comparison with its method, and the plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from longify.report.compare import POOLED, Row
+from longify.report.tables import markdown_table, seeds_note
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' * (n != 1)}"
+
+
+def _interval(delta: float, low: float, high: float) -> str:
+    return f"{delta:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def comparison_markdown(rows: list[Row], level: float) -> str:
+    pct = f"{level:.0%}"
+    head = (
+        f"| long model | short source | eval set | language | Δ F1 [{pct} CI] | Δ EM [{pct} CI] | questions | "
+        "seeds | F1 CI excludes 0 |\n|---|---|---|---|---:|---:|---:|---:|---|\n"
+    )
+    lines = []
+    for r in rows:
+        c = r.result
+        if c is None:
+            note = r.note or "no common questions"
+            lines.append(f"| {r.model} | {r.source_model} | {r.eval_set} | {r.language} | {note} | | | | |")
+            continue
+        lang = f"**{r.language}**" if r.language == POOLED else r.language
+        lines.append(
+            f"| {r.model} | {r.source_model} | {r.eval_set} | {lang} | {_interval(c.f1.delta, c.f1.low, c.f1.high)}"
+            f" | {_interval(c.exact_match.delta, c.exact_match.low, c.exact_match.high)} | {c.questions} | "
+            f"{c.seeds} | {'yes' if c.f1.excludes_zero else 'no'} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def method_text(resamples: int, seed: int, level: float) -> str:
+    return (
+        "Δ is long minus short, in points, averaged over every (seed, question) that both models scored "
+        "(per-question F1 and EM from each evaluation's `question_scores.jsonl`, paired by seed, language and "
+        f"question id). The interval is a **paired bootstrap over questions**: {resamples} resamples (numpy "
+        f"`default_rng({seed})`) draw questions with replacement, each carrying all its seeds, and the "
+        f"{level:.0%} interval runs from the {50 * (1 - level):g}th to the {50 * (1 + level):g}th percentile of "
+        "the resampled mean differences. "
+        "An interval that excludes 0 says the difference is unlikely to be noise of the question sample; "
+        "it does not cover the variation between training runs beyond the seeds used."
+    )
+
+
+def report_markdown(
+    study: Path,
+    table: pd.DataFrame,
+    comparisons: list[Row],
+    figures: dict[str, Path],
+    out: Path,
+    *,
+    resamples: int,
+    seed: int,
+    level: float,
+    has_average: bool,
+) -> str:
+    rel = lambda p: p.relative_to(out).as_posix()  # noqa: E731
+    eval_sets = list(dict.fromkeys(table["eval_set"]))
+    parts = [
+        f"# Study report: {study.resolve().name}\n",
+        f"{_count(table['model'].nunique(), 'model')}, {_count(len(eval_sets), 'eval set')}, read from `results.jsonl` in "
+        f"`{study}`. Files beside this one: `results.csv` (every number below, long format), `tables.tex` "
+        "(LaTeX, booktabs), `comparisons.csv`, `plots/`.\n",
+    ]
+    if "pretraining" in figures:
+        parts += ["## Pretraining\n", f"![pretraining curves]({rel(figures['pretraining'])})\n"]
+    parts.append("## Results\n")
+    if has_average:
+        parts.append(
+            "The `average` row is the benchmark's official headline average, per seed, then over seeds.\n"
+        )
+    for eval_set in eval_sets:
+        parts += [f"### {eval_set}\n", f"{seeds_note(table, eval_set)}; questions per language.\n",
+                  markdown_table(table, eval_set)]  # fmt: skip
+        if f"languages:{eval_set}" in figures:
+            parts.append(f"![F1 per language on {eval_set}]({rel(figures[f'languages:{eval_set}'])})\n")
+        if f"buckets:{eval_set}" in figures:
+            parts.append(f"![F1 by bucket on {eval_set}]({rel(figures[f'buckets:{eval_set}'])})\n")
+    parts.append("## Long vs short\n")
+    if comparisons:
+        parts += [method_text(resamples, seed, level) + "\n", comparison_markdown(comparisons, level)]
+    else:
+        parts.append("No long model in these results has its short source (`source_model`) evaluated too.\n")
+    return "\n".join(parts)

@@ -1,0 +1,143 @@
+"""``longify study plan | run | status``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from longify.errors import LongifyError
+from longify.study.jobs import Job, plan_jobs
+from longify.study.results import collect
+from longify.study.runner import job_status, read_job, run_local, select
+from longify.study.spec import StudySpec, load_spec
+
+
+def add_plan(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="study spec (YAML)")
+    p.add_argument("--json", action="store_true", help="the job table as JSON")
+    p.add_argument("--output_dir", "--output-dir", default=None, help="instead of the spec's output_dir")
+
+
+def add_status(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="study spec (YAML)")
+    p.add_argument("--output_dir", "--output-dir", default=None, help="instead of the spec's output_dir")
+
+
+def add_run(p: argparse.ArgumentParser) -> None:
+    add_status(p)
+    p.add_argument("--only", default=None, help="glob over job folder, id or model (plus their dependencies)")
+    p.add_argument("--executor", choices=("local", "slurm"), default="local", help="where jobs run")
+
+
+def _load(args: argparse.Namespace) -> tuple[StudySpec, list[Job]]:
+    spec = load_spec(args.spec, args.output_dir)
+    return spec, plan_jobs(spec)
+
+
+def job_rows(spec: StudySpec, jobs: list[Job]) -> list[dict[str, Any]]:
+    by_id = {j.id: j for j in jobs}
+    rows = []
+    for job in jobs:
+        record = read_job(spec.output_dir, job) or {}
+        rows.append(
+            {
+                "id": job.id,
+                "folder": job.folder,
+                "stage": job.stage,
+                "model": job.model,
+                "task": job.task,
+                "eval_set": job.eval_set,
+                "seed": job.seed,
+                "gpus": job.gpus,
+                "depends_on": [by_id[d].folder for d in job.deps],
+                "status": job_status(spec.output_dir, job),
+                "seconds": record.get("seconds"),
+                "error": record.get("error"),
+            }
+        )
+    return rows
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'status':<12} {'stage':<9} {'model':<28} {'eval set':<10} {'seed':>5}  folder"]
+    for r in rows:
+        lines.append(
+            f"{r['status']:<12} {r['stage']:<9} {r['model'] or '':<28} {r['eval_set'] or '':<10} "
+            f"{'' if r['seed'] is None else r['seed']:>5}  {r['folder']}"
+        )
+    return "\n".join(lines)
+
+
+def _estimate(rows: list[dict[str, Any]]) -> str:
+    """Known seconds per stage (mean of done jobs) times the pending jobs of that stage."""
+    done: dict[str, list[float]] = {}
+    for r in rows:
+        if r["status"] == "done" and r["seconds"] is not None:
+            done.setdefault(r["stage"], []).append(r["seconds"])
+    todo = [r for r in rows if r["status"] != "done"]
+    known = [sum(done[r["stage"]]) / len(done[r["stage"]]) for r in todo if r["stage"] in done]
+    if not known:
+        return ""
+    return f"; about {sum(known) / 60:.1f} min left for {len(known)} of {len(todo)} jobs (timings known)"
+
+
+def _counts(rows: list[dict[str, Any]]) -> str:
+    counts = Counter(r["status"] for r in rows)
+    return f"{len(rows)} jobs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    spec, jobs = _load(args)
+    rows = job_rows(spec, jobs)
+    if args.json:
+        print(json.dumps({"output_dir": str(spec.output_dir), "jobs": rows}, indent=1))
+    else:
+        print(_table(rows))
+        print(_counts(rows) + _estimate(rows))
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    spec, jobs = _load(args)
+    rows = job_rows(spec, jobs)
+    for r in rows:
+        if r["status"] != "pending":
+            extra = f": {r['error']}" if r["error"] and r["status"] == "failed" else ""
+            print(f"{r['status']:<12} {r['folder']}{extra}")
+    print(_counts(rows) + _estimate(rows))
+    return 0
+
+
+def run_study(args: argparse.Namespace) -> int:
+    spec, jobs = _load(args)
+    out = spec.output_dir
+    chosen = select(jobs, args.only)
+    if not chosen:
+        raise LongifyError(f"--only {args.only}: matches no job of {args.spec}")
+    all_jobs = {j.id: j for j in jobs}
+    t0 = time.perf_counter()
+    print(f"study {spec.path}: {len(chosen)} jobs in {out}", flush=True)
+    if args.executor == "slurm":
+        from longify.study.slurm import make_executor, run_submitit
+
+        executor = make_executor(out / "submitit", spec.slurm, local=getattr(args, "submitit_local", False))
+        status = run_submitit(chosen, out, all_jobs, executor)
+    else:
+        status = run_local(chosen, out, all_jobs)
+    n_results, n_curves = collect(jobs, out)
+    counts = Counter(status.values())
+    print(
+        f"study: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))} in {time.perf_counter() - t0:.0f} s; "
+        f"{n_results} rows in {out / 'results.jsonl'}, {n_curves} in {out / 'pretrain_curves.jsonl'}",
+        flush=True,
+    )
+    return 1 if counts.get("failed") or counts.get("skipped") else 0
+
+
+def plan_paths(spec_path: str | Path, output_dir: str | Path | None = None) -> list[Job]:
+    """The jobs of a spec (for scripts and tests)."""
+    return plan_jobs(load_spec(spec_path, output_dir))

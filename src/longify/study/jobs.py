@@ -1,0 +1,276 @@
+"""A spec -> a DAG of jobs with content ids: prepare -> convert -> pretrain -> qa train -> qa evaluate.
+
+A job's id hashes its stage, model, options, seed and the ids of the jobs it depends on (never the output
+folder), so changing an option changes the id of that job and of everything after it, and an unchanged job
+keeps its folder ``OUT/jobs/<stage>-<model>-[<eval set>-][s<seed>-]<id8>`` and is never redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from longify.study.spec import ModelSpec, StudySpec, prepare_refs
+
+STAGES = ("prepare", "convert", "pretrain", "train", "evaluate")
+OUTPUT_NAME = {"prepare": "data", "convert": "model", "pretrain": "run", "train": "run", "evaluate": "run"}
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    stage: str
+    model: str | None
+    options: dict[str, Any]
+    deps: tuple[str, ...] = ()
+    seed: int | None = None
+    eval_set: str | None = None
+    task: str | None = None
+    gpus: int = 1
+    source_model: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)  # role -> id of the job whose output it is
+
+    @property
+    def folder(self) -> str:
+        parts = [
+            self.stage,
+            self.model or "",
+            self.eval_set or "",
+            f"s{self.seed}" if self.seed is not None else "",
+        ]
+        name = "-".join(p for p in parts if p)
+        return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}-{self.id[:8]}"
+
+    def output(self, out: Path) -> Path:
+        """The folder this job's command writes (its model, run or data)."""
+        return out / "jobs" / self.folder / OUTPUT_NAME[self.stage]
+
+
+def content_id(content: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _job(stage: str, model: str | None, options: dict[str, Any], deps: list[str], **kw: Any) -> Job:
+    content = {
+        "stage": stage,
+        "model": model,
+        "options": options,
+        "deps": sorted(set(deps)),
+        "seed": kw.get("seed"),
+        "eval_set": kw.get("eval_set"),
+        "task": kw.get("task"),
+    }
+    return Job(content_id(content), stage, model, options, tuple(sorted(set(deps))), **kw)
+
+
+class Planner:
+    """Builds the jobs of a spec in dependency order (each job after the jobs it depends on)."""
+
+    def __init__(self, spec: StudySpec) -> None:
+        self.spec = spec
+        self.jobs: dict[str, Job] = {}
+        self.prepared: dict[str, str] = {}  # prepare name -> job id
+        self.model_job: dict[str, str | None] = {}  # model -> id of the job producing it (None: as it is)
+
+    def add(self, job: Job) -> Job:
+        self.jobs.setdefault(job.id, job)
+        return job
+
+    def refs(self, value: Any) -> dict[str, str]:
+        return {f"prepare:{name}": self.prepared[name] for name in prepare_refs(value)}
+
+    def model(self, name: str) -> str | None:
+        """The id of the job whose output is model ``name`` (None: its source is used as it is)."""
+        if name in self.model_job:
+            return self.model_job[name]
+        m: ModelSpec = self.spec.models[name]
+        source = self.spec.models[self._root(name)].source  # used when no job made the parent
+        inputs = self.refs(source)
+        if m.parent is not None:
+            parent = self.model(m.parent)
+            if parent is not None:
+                inputs = {"source": parent}
+        produced: str | None = inputs.get("source")
+        base = {"source": None if "source" in inputs else source, "from": m.parent}
+        if m.convert is not None:
+            job = self.add(_job("convert", name, {**base, **m.convert}, list(inputs.values()), inputs=inputs))
+            produced, inputs, base = job.id, {"source": job.id}, {}
+        if m.pretrain is not None:
+            inputs = {**inputs, **self.refs(m.pretrain)}
+            job = self.add(
+                _job(
+                    "pretrain",
+                    name,
+                    {**base, **m.pretrain},
+                    list(inputs.values()),
+                    gpus=m.gpus,
+                    inputs=inputs,
+                )
+            )
+            produced = job.id
+        self.model_job[name] = produced
+        return produced
+
+    def plan(self) -> list[Job]:
+        spec = self.spec
+        for name, options in spec.prepare.items():
+            self.prepared[name] = self.add(_job("prepare", name, options, [])).id
+        for name in spec.models:
+            self.model(name)
+        for name, m in spec.models.items():
+            made = self.model_job[name]
+            source = {"source": made} if made else self.refs(spec.models[self._root(name)].source)
+            for seed in spec.seeds:
+                inputs = {**source, **self.refs(spec.finetune)}
+                options = {**spec.finetune, "model": None if made else spec.models[self._root(name)].source}
+                train = self.add(
+                    _job(
+                        "train",
+                        name,
+                        options,
+                        list(inputs.values()),
+                        seed=seed,
+                        gpus=spec.finetune_gpus,
+                        inputs=inputs,
+                        source_model=self.short_source(name),
+                    )
+                )
+                for e in spec.evaluate.values():
+                    inputs = {"source": train.id, **self.refs(e.options)}
+                    self.add(
+                        _job(
+                            "evaluate",
+                            name,
+                            e.options,
+                            list(inputs.values()),
+                            seed=seed,
+                            eval_set=e.name,
+                            task=e.task,
+                            inputs=inputs,
+                            source_model=self.short_source(name),
+                        )
+                    )
+            del m
+        return order(self.jobs)
+
+    def _root(self, name: str) -> str:
+        while self.spec.models[name].parent is not None:
+            name = self.spec.models[name].parent  # type: ignore[assignment]
+        return name
+
+    def short_source(self, name: str) -> str | None:
+        """The short model a long one was converted from: the ``from`` model of the nearest conversion."""
+        m = self.spec.models[name]
+        while m.convert is None:
+            if m.parent is None:
+                return None
+            m = self.spec.models[m.parent]
+        return m.parent
+
+
+def order(jobs: dict[str, Job]) -> list[Job]:
+    """Jobs in a dependency order, stable by stage then folder name."""
+    done: set[str] = set()
+    out: list[Job] = []
+    pending = sorted(jobs.values(), key=lambda j: (STAGES.index(j.stage), j.folder))
+    while pending:
+        ready = [j for j in pending if all(d in done for d in j.deps)]
+        out.extend(ready)
+        done.update(j.id for j in ready)
+        pending = [j for j in pending if j.id not in done]
+    return out
+
+
+def plan_jobs(spec: StudySpec) -> list[Job]:
+    return Planner(spec).plan()
+
+
+def _flag_list(options: dict[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
+    argv: list[str] = []
+    for key, value in options.items():
+        if key in skip or value is None:
+            continue
+        if isinstance(value, bool):
+            if value:
+                argv.append(f"--{key}")
+            continue
+        argv.append(f"--{key}")
+        argv.extend(str(v) for v in value) if isinstance(value, list) else argv.append(str(value))
+    return argv
+
+
+def _fill(value: str, paths: dict[str, Path]) -> str:
+    for ref, path in paths.items():
+        value = value.replace("{" + ref + "}", str(path))
+    return value
+
+
+def job_argv(job: Job, out: Path, jobs: dict[str, Job]) -> list[str]:
+    """The exact command of ``job`` (``python -m longify.cli ...``, under torchrun for several GPUs)."""
+    paths = {role: jobs[i].output(out) for role, i in job.inputs.items()}
+    options = {k: _fill(v, paths) if isinstance(v, str) else v for k, v in job.options.items()}
+    source = str(paths.get("source") or options.get("source") or options.get("model"))
+    dest = str(job.output(out))
+    if job.stage == "prepare":
+        return [sys.executable, "-m", "longify.study.prepare", dest, *_flag_list(options)]
+    if job.stage == "convert":
+        flags = _flag_list({k.replace("_", "-"): v for k, v in options.items()}, ("source", "from"))
+        args = ["convert", source, dest, *flags, "--overwrite"]
+    elif job.stage == "pretrain":
+        args = [
+            "pretrain",
+            "--model_name_or_path",
+            source,
+            "--output_dir",
+            dest,
+            "--do_train",
+            *(["--do_eval"] if options.get("val_file_path") else []),
+            *_flag_list(options, ("source", "from")),
+        ]
+    elif job.stage == "train":
+        args = [
+            "qa",
+            "train",
+            "--model_name_or_path",
+            source,
+            "--output_dir",
+            dest,
+            "--seed",
+            str(job.seed),
+            "--do_train",
+            *(["--do_eval"] if options.get("predict_file") else []),
+            *_flag_list(options, ("model", "seed")),
+        ]
+    else:
+        args = [
+            "qa",
+            "evaluate",
+            "--model_name_or_path",
+            source,
+            "--dataset",
+            str(job.task),
+            "--output_dir",
+            dest,
+            "--seed",
+            str(job.seed),
+            "--do_eval",
+            *_flag_list(options, ("seed",)),
+        ]
+    if job.gpus > 1:
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(job.gpus),
+            "-m",
+            "longify.cli",
+            *args,
+        ]
+    return [sys.executable, "-m", "longify.cli", *args]

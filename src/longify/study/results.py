@@ -1,0 +1,114 @@
+"""Collect done jobs into ``OUT/results.jsonl`` (one row per model x eval set x language x seed, plus the
+benchmark's headline ``average``) and ``OUT/pretrain_curves.jsonl`` (one row per evaluation of each
+pretraining run). Rows are sorted, so an interrupted-and-resumed study writes the same files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from longify.study.jobs import Job
+from longify.study.runner import job_status
+
+RESULT_KEYS = (
+    "model",
+    "source_model",
+    "eval_set",
+    "task",
+    "language",
+    "seed",
+    "exact_match",
+    "f1",
+    "total",
+    "job_id",
+    "results_path",
+    "predictions_path",
+    "question_scores_path",
+)
+CURVE_KEYS = ("model", "step", "loss", "bits_per_token", "pseudo_bits_per_char", "job_id")
+
+
+def result_rows(job: Job, run: Path) -> list[dict[str, Any]]:
+    results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    base = {"model": job.model, "source_model": job.source_model, "eval_set": job.eval_set, "task": job.task}
+    paths = {
+        "job_id": job.id,
+        "results_path": str(run / "results.json"),
+        "predictions_path": str(run / "predictions.json"),
+        "question_scores_path": str(run / "question_scores.jsonl"),
+    }
+    rows = []
+    per_language = results["per_language"]
+    for lang, s in per_language.items():
+        rows.append(
+            {
+                **base,
+                "language": lang,
+                "seed": job.seed,
+                "exact_match": s["exact_match"],
+                "f1": s["f1"],
+                "total": s["total"],
+                **paths,
+            }
+        )
+    averaged = results.get("average_languages") or list(per_language)
+    total = sum(per_language[lang]["total"] for lang in averaged if lang in per_language)
+    avg = results["average"]
+    rows.append(
+        {
+            **base,
+            "language": "average",
+            "seed": job.seed,
+            "exact_match": avg["exact_match"],
+            "f1": avg["f1"],
+            "total": total,
+            **paths,
+        }
+    )
+    return rows
+
+
+def curve_rows(job: Job, run: Path) -> list[dict[str, Any]]:
+    metrics = json.loads((run / "pretrain_metrics.json").read_text(encoding="utf-8"))
+    entries = [e for e in [metrics.get("initial"), *metrics.get("evals", [])] if e]
+    return [
+        {
+            "model": job.model,
+            "step": e["step"],
+            "loss": e.get("loss"),
+            "bits_per_token": e.get("bits_per_token"),
+            "pseudo_bits_per_char": e.get("pseudo_bits_per_char"),
+            "job_id": job.id,
+        }
+        for e in sorted(entries, key=lambda e: e["step"])
+    ]
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+
+
+def collect(jobs: list[Job], out: Path) -> tuple[int, int]:
+    """Write both files from the done jobs; returns (result rows, curve rows)."""
+    results: list[dict[str, Any]] = []
+    curves: list[dict[str, Any]] = []
+    for job in jobs:
+        if job.stage not in ("evaluate", "pretrain") or job_status(out, job) != "done":
+            continue
+        run = job.output(out)
+        if job.stage == "evaluate":
+            results.extend(result_rows(job, run))
+        elif (run / "pretrain_metrics.json").is_file():
+            curves.extend(curve_rows(job, run))
+    results.sort(
+        key=lambda r: (r["model"], r["eval_set"], r["seed"], r["language"] == "average", r["language"])
+    )
+    curves.sort(key=lambda r: (r["model"], r["step"]))
+    out.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(out / "results.jsonl", results)
+    _write_jsonl(out / "pretrain_curves.jsonl", curves)
+    return len(results), len(curves)

@@ -1,0 +1,163 @@
+"""Run a study's jobs in dependency order: each job a subprocess (torchrun for several GPUs) writing its own
+``log.txt``, ``command.txt`` and, last and atomically, ``job.json``. Done jobs are skipped; a failed job is
+recorded with the last line of its error and its dependents are skipped; the others go on."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from longify.runinfo import now_iso, write_json_atomic
+from longify.study.jobs import Job, job_argv
+
+JOB_FILE = "job.json"
+
+
+def job_dir(out: Path, job: Job) -> Path:
+    return out / "jobs" / job.folder
+
+
+def read_job(out: Path, job: Job) -> dict[str, Any] | None:
+    try:
+        record = json.loads((job_dir(out, job) / JOB_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("id") == job.id else None
+
+
+def job_status(out: Path, job: Job) -> str:
+    """done / failed / skipped / running (its process alive) / interrupted / pending."""
+    record = read_job(out, job)
+    if record is None:
+        return "pending"
+    status = str(record.get("status"))
+    if status == "running" and not _alive(record.get("pid")):
+        return "interrupted"
+    return status
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def last_error_line(log: Path) -> str:
+    try:
+        lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return "no log"
+    lines = [line for line in lines if line]
+    errors = [line for line in lines if line.startswith("longify: error:")]
+    return (errors or lines or ["no output"])[-1]
+
+
+def _record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "stage": job.stage,
+        "model": job.model,
+        "eval_set": job.eval_set,
+        "task": job.task,
+        "seed": job.seed,
+        "source_model": job.source_model,
+        "deps": list(job.deps),
+        "status": status,
+        **extra,
+    }
+
+
+def execute(job: Job, out: Path, jobs: dict[str, Job]) -> dict[str, Any]:
+    """Run one job as a subprocess; its output goes to ``log.txt``; ``job.json`` is written last."""
+    folder = job_dir(out, job)
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = job_argv(job, out, jobs)
+    (folder / "command.txt").write_text(shlex.join(argv) + "\n", encoding="utf-8")
+    started, t0 = now_iso(), time.perf_counter()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(folder / "log.txt", "a", encoding="utf-8") as log:
+        log.write(f"=== {started} {shlex.join(argv)}\n")
+        log.flush()
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        write_json_atomic(folder / JOB_FILE, _record(job, "running", pid=os.getpid(), started=started))
+        rc = proc.wait()
+    seconds = round(time.perf_counter() - t0, 2)
+    timing = {"started": started, "finished": now_iso(), "seconds": seconds, "returncode": rc}
+    output = job.output(out)
+    if rc == 0:
+        record = _record(job, "done", **timing, outputs=outputs_of(job, output))
+    else:
+        record = _record(job, "failed", **timing, error=last_error_line(folder / "log.txt"))
+    write_json_atomic(folder / JOB_FILE, record)
+    return record
+
+
+def outputs_of(job: Job, output: Path) -> dict[str, str]:
+    names = {
+        "pretrain": ("pretrain_metrics.json",),
+        "train": ("results.json", "predictions.json", "question_scores.jsonl"),
+        "evaluate": ("results.json", "predictions.json", "question_scores.jsonl"),
+    }.get(job.stage, ())
+    found = {"output": str(output)}
+    found.update({n: str(output / n) for n in names if (output / n).is_file()})
+    return found
+
+
+def select(jobs: list[Job], only: str | None) -> list[Job]:
+    """Jobs whose folder, id or model matches ``only`` (a glob), with every job they depend on."""
+    if not only:
+        return jobs
+    by_id = {j.id: j for j in jobs}
+    wanted = {j.id for j in jobs if any(fnmatch.fnmatch(str(v), only) for v in (j.folder, j.id, j.model))}
+    stack = list(wanted)
+    while stack:
+        for dep in by_id[stack.pop()].deps:
+            if dep not in wanted:
+                wanted.add(dep)
+                stack.append(dep)
+    return [j for j in jobs if j.id in wanted]
+
+
+Report = Callable[[int, int, Job, dict[str, Any]], None]
+
+
+def progress_line(i: int, n: int, job: Job, record: dict[str, Any]) -> None:
+    status = record["status"]
+    detail = f"{record['seconds']:.1f} s" if "seconds" in record and status != "done (earlier)" else ""
+    if status == "failed":
+        detail = f"{detail}: {record.get('error')}"
+    elif status == "skipped":
+        detail = record.get("reason", "")
+    print(f"[{i:>{len(str(n))}}/{n}] {status:<14} {job.folder} {detail}".rstrip(), flush=True)
+
+
+def run_local(
+    jobs: list[Job], out: Path, all_jobs: dict[str, Job], report: Report = progress_line
+) -> dict[str, str]:
+    """Run pending jobs one after another; returns job id -> final status."""
+    status: dict[str, str] = {}
+    for i, job in enumerate(jobs, 1):
+        if job_status(out, job) == "done":
+            status[job.id] = "done"
+            report(i, len(jobs), job, {"status": "done (earlier)"})
+            continue
+        bad = [d for d in job.deps if status.get(d, job_status(out, all_jobs[d])) != "done"]
+        if bad:
+            record = _record(job, "skipped", reason=f"needs {all_jobs[bad[0]].folder}")
+            write_json_atomic(job_dir(out, job) / JOB_FILE, record)
+        else:
+            record = execute(job, out, all_jobs)
+        status[job.id] = record["status"]
+        report(i, len(jobs), job, record)
+    return status

@@ -1,0 +1,260 @@
+"""longify study: spec validation, content ids, the thesis plan, a tiny study run end to end, SIGKILL and
+rerun, a failing job, the submitit path."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, write_squad, write_wikitext
+from longify.cli import main
+from longify.errors import LongifyError
+from longify.study.jobs import plan_jobs
+from longify.study.runner import job_status
+from longify.study.spec import load_spec
+
+RESULT_KEYS = {"model", "source_model", "eval_set", "task", "language", "seed", "exact_match", "f1", "total",
+               "job_id", "results_path", "predictions_path", "question_scores_path"}  # fmt: skip
+
+
+def write_spec(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def tiny_spec(tmp: Path, source: Path, evaluate: str = "", seeds: str = "[1]", long: bool = True) -> Path:
+    data = tmp / "data"
+    if not data.is_dir():
+        write_wikitext(data)
+        write_squad(data / "train.json", 16, seed=1)
+        write_squad(data / "dev.json", 6, seed=2)
+    long_model = (
+        f"""
+  tiny-256:
+    from: tiny
+    convert: {{max_pos: 256, attention_window: "16"}}
+    pretrain: {{train_file_path: {data}/wiki.train.raw, val_file_path: {data}/wiki.valid.raw, max_steps: 4,
+               save_steps: 2, eval_steps: 2, eval_strategy: steps, logging_steps: 2, block_size: 128,
+               per_device_train_batch_size: 2, per_device_eval_batch_size: 2, max_eval_blocks: 4,
+               disable_tqdm: "true"}}
+"""
+        if long
+        else ""
+    )
+    return write_spec(
+        tmp / "study.yaml",
+        f"""
+output_dir: {tmp / "out"}
+seeds: {seeds}
+models:
+  tiny: {{source: {source}}}{long_model}
+finetune: {{train_file: {data}/train.json, num_train_epochs: 1, per_device_train_batch_size: 4,
+           max_seq_length: 128, doc_stride: 32, learning_rate: 1.0e-3, save_strategy: "no", disable_tqdm: "true"}}
+evaluate:
+  dev: {{task: squad, predict_file: {data}/dev.json, max_seq_length: 128, doc_stride: 32}}{evaluate}
+""",
+    )
+
+
+def test_spec_errors_are_one_line_each(tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path / "bad.yaml",
+        """
+output_dir: out
+models:
+  a: {source: x, convert: {max_poss: 4096}}
+  b: {from: missing}
+  c: {from: d}
+  d: {from: c}
+finetune: {train_file: t.json}
+evaluate:
+  e: {task: no-such-task}
+""",
+    )
+    with pytest.raises(LongifyError) as err:
+        load_spec(spec)
+    lines = str(err.value).splitlines()
+    assert all(line.startswith(f"{spec}: ") for line in lines)
+    text = "\n".join(lines)
+    assert "models.a.convert.max_poss: unknown key" in text
+    assert "models.b.from: missing: no such model" in text
+    assert "evaluate.e.task: unknown task 'no-such-task'" in text
+    assert sum("dependency cycle" in line for line in lines) == 1
+    assert len(lines) == 4
+
+
+def test_ids_are_stable_and_change_with_an_option(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    first = {j.folder for j in plan_jobs(load_spec(tiny_spec(tmp_path, source)))}
+    again = {j.folder for j in plan_jobs(load_spec(tiny_spec(tmp_path, source), tmp_path / "elsewhere"))}
+    assert first == again  # the output folder is not part of the ids
+    text = (tmp_path / "study.yaml").read_text().replace("max_steps: 4", "max_steps: 5")
+    changed = {j.folder for j in plan_jobs(load_spec(write_spec(tmp_path / "study.yaml", text)))}
+    kept = first & changed
+    assert {f.split("-")[0] for f in first - kept} == {"pretrain", "train", "evaluate"}
+    assert {f.split("-")[0] for f in kept} == {"convert", "train", "evaluate"}  # convert + the short model's
+
+
+def test_thesis_plan_lists_every_job(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("STUDY_DIR", raising=False)
+    assert main(["study", "plan", str(REPO / "configs" / "thesis.yaml"), "--json"]) == 0
+    jobs = json.loads(capsys.readouterr().out)["jobs"]
+    by_stage: dict[str, list[dict]] = {}
+    for job in jobs:
+        by_stage.setdefault(job["stage"], []).append(job)
+    assert sorted(j["model"] for j in by_stage["convert"]) == ["roberta-base-4096", "xlm-roberta-base-4096"]
+    assert sorted(j["model"] for j in by_stage["pretrain"]) == ["roberta-base-4096", "xlm-roberta-base-4096"]
+    models = {"roberta-base", "xlm-roberta-base", "allenai/longformer-base-4096", "roberta-base-4096",
+              "xlm-roberta-base-4096"}  # fmt: skip
+    assert {(j["model"], j["seed"]) for j in by_stage["train"]} == {
+        (m, s) for m in models for s in (42, 43, 44)
+    }
+    tasks = {j["task"] for j in by_stage["evaluate"]}
+    assert {"squad", "xquad", "mlqa", "tydiqa", "triviaqa-wikipedia", "triviaqa-web"} <= tasks
+    assert len(by_stage["evaluate"]) == 5 * 3 * 8 and all(j["status"] == "pending" for j in jobs)
+
+
+def test_demo_study_spec_plans(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("STUDY_DIR", str(tmp_path))
+    jobs = plan_jobs(load_spec(REPO / "configs" / "demo-study.yaml"))
+    assert {j.seed for j in jobs if j.stage == "train"} == {42, 43}
+    assert [j.stage for j in jobs[:2]] == ["prepare", "prepare"]
+    seen: set[str] = set()
+    for job in jobs:  # dependency order
+        assert set(job.deps) <= seen
+        seen.add(job.id)
+    assert sum(j.stage in ("convert", "pretrain") for j in jobs) == 2 and len(jobs) == 2 + 2 + 4 + 8
+
+
+def study(spec: Path, *extra: str, **kw) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "longify.cli", "study", "run", str(spec), *extra],
+                          capture_output=True, text=True, env=env, check=False, **kw)  # fmt: skip
+
+
+def read_rows(out: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    for row in rows:  # paths relative to the study folder: runs in two folders compare equal
+        for key in ("results_path", "predictions_path", "question_scores_path"):
+            row[key] = str(Path(row[key]).relative_to(out))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_sources) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    tmp = tmp_path_factory.mktemp("study")
+    spec = tiny_spec(tmp, tiny_sources["roberta"])
+    return spec, study(spec)
+
+
+@pytest.mark.integration
+def test_tiny_study_runs_to_the_end(finished, capsys) -> None:
+    spec, run = finished
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = spec.parent / "out"
+    assert len([line for line in run.stdout.splitlines() if line.startswith("[")]) == 6
+    rows = read_rows(out)
+    assert all(set(r) == RESULT_KEYS for r in rows)
+    assert {(r["model"], r["language"]) for r in rows} == {
+        (m, lang) for m in ("tiny", "tiny-256") for lang in ("en", "average")
+    }
+    assert {r["source_model"] for r in rows if r["model"] == "tiny-256"} == {"tiny"}
+    for row in rows:
+        results = json.loads((out / row["results_path"]).read_text())
+        scores = [json.loads(x) for x in (out / row["question_scores_path"]).read_text().splitlines()]
+        assert len(scores) == row["total"] == 6
+        for key in ("exact_match", "f1"):  # the per-question file averages to results.json
+            assert sum(s[key] for s in scores) / len(scores) == pytest.approx(
+                results["per_language"]["en"][key]
+            )
+    curves = [json.loads(x) for x in (out / "pretrain_curves.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in curves] == [0, 2, 4] and all(c["model"] == "tiny-256" for c in curves)
+    for folder in (out / "jobs").iterdir():
+        record = json.loads((folder / "job.json").read_text())
+        assert record["status"] == "done" and (folder / "command.txt").read_text().strip()
+    assert main(["study", "status", str(spec)]) == 0
+    assert "6 jobs: 6 done" in capsys.readouterr().out
+    again = study(spec)  # nothing is redone
+    assert again.returncode == 0 and again.stdout.count("done (earlier)") == 6
+
+
+def _kill_when(proc: subprocess.Popen, marker: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.integration
+def test_sigkill_twice_then_rerun_gives_the_same_results(finished, tmp_path, tiny_sources) -> None:
+    spec_done, _ = finished
+    spec = tiny_spec(tmp_path, tiny_sources["roberta"])
+    jobs = {j.stage + str(j.model): j for j in plan_jobs(load_spec(spec))}
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    argv = [sys.executable, "-m", "longify.cli", "study", "run", str(spec)]
+    killed: list[str] = []
+    for marker in (jobs["pretraintiny-256"].output(out) / "checkpoint-2", jobs["traintiny-256"].output(out)):
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)  # fmt: skip
+        _kill_when(proc, marker)
+        killed.append(
+            job_status(
+                out, jobs["pretraintiny-256"] if "checkpoint" in marker.name else jobs["traintiny-256"]
+            )
+        )
+    assert "interrupted" in killed, killed  # at least one kill landed inside a job
+    run = study(spec)
+    assert run.returncode == 0, run.stdout + run.stderr
+    # the data paths differ between the two folders (and so the ids): compare everything else
+    same = [k for k in sorted(RESULT_KEYS) if k not in ("job_id", "results_path", "predictions_path",
+                                                      "question_scores_path")]  # fmt: skip
+    assert [[r[k] for k in same] for r in read_rows(out)] == [
+        [r[k] for k in same] for r in read_rows(spec_done.parent / "out")
+    ]
+
+
+@pytest.mark.integration
+def test_a_failing_job_leaves_the_others_done(tmp_path, tiny_sources) -> None:
+    bad = f"\n  broken: {{task: squad, predict_file: {tmp_path}/no-such-file.json, doc_stride: 32}}"
+    spec = tiny_spec(tmp_path, tiny_sources["roberta"], evaluate=bad, long=False)
+    run = study(spec)
+    assert run.returncode == 1
+    failed = [line for line in run.stdout.splitlines() if line.startswith("[") and " failed " in line]
+    assert len(failed) == 1 and "evaluate-tiny-broken" in failed[0] and "no-such-file.json" in failed[0]
+    assert "1 failed" in run.stdout and "2 done" in run.stdout
+    rows = read_rows(tmp_path / "out")
+    assert {r["eval_set"] for r in rows} == {"dev"}
+
+
+@pytest.mark.integration
+def test_submitit_local_executor_runs_the_pending_jobs(finished, capsys) -> None:
+    import submitit
+
+    from longify.study.results import collect
+    from longify.study.slurm import run_submitit
+
+    spec_done, _ = finished
+    spec = load_spec(spec_done)
+    extra = (
+        spec_done.read_text()
+        + f"  again: {{task: squad, predict_file: {spec_done.parent}/data/dev.json, doc_stride: 32}}\n"
+    )
+    spec = load_spec(write_spec(spec_done.parent / "study2.yaml", extra))
+    jobs = plan_jobs(spec)
+    out = spec.output_dir
+    executor = submitit.LocalExecutor(folder=str(out / "submitit"))
+    status = run_submitit(jobs, out, {j.id: j for j in jobs}, executor)
+    assert sorted(status.values()).count("done") == len(jobs)
+    assert capsys.readouterr().out.count("done (earlier)") == len(jobs) - 2  # the new eval set, both models
+    collect(jobs, out)
+    assert {r["eval_set"] for r in read_rows(out)} == {"dev", "again"}
