@@ -142,22 +142,30 @@ def progress_line(i: int, n: int, job: Job, record: dict[str, Any]) -> None:
     print(f"[{i:>{len(str(n))}}/{n}] {status:<14} {job.folder} {detail}".rstrip(), flush=True)
 
 
+def done_earlier(out: Path, job: Job) -> dict[str, Any] | None:
+    """The progress record of a job finished by an earlier run (never redone), else None."""
+    return {"status": "done (earlier)"} if job_status(out, job) == "done" else None
+
+
+def skip(out: Path, job: Job, blocker: Job) -> dict[str, Any]:
+    """Record ``job`` as skipped because ``blocker`` (one of its dependencies) did not finish."""
+    record = _record(job, "skipped", reason=f"needs {blocker.folder}")
+    write_json_atomic(job_dir(out, job) / JOB_FILE, record)
+    return record
+
+
 def run_local(
     jobs: list[Job], out: Path, all_jobs: dict[str, Job], report: Report = progress_line
 ) -> dict[str, str]:
     """Run pending jobs one after another; returns job id -> final status."""
     status: dict[str, str] = {}
     for i, job in enumerate(jobs, 1):
-        if job_status(out, job) == "done":
+        if (earlier := done_earlier(out, job)) is not None:
             status[job.id] = "done"
-            report(i, len(jobs), job, {"status": "done (earlier)"})
+            report(i, len(jobs), job, earlier)
             continue
         bad = [d for d in job.deps if status.get(d, job_status(out, all_jobs[d])) != "done"]
-        if bad:
-            record = _record(job, "skipped", reason=f"needs {all_jobs[bad[0]].folder}")
-            write_json_atomic(job_dir(out, job) / JOB_FILE, record)
-        else:
-            record = execute(job, out, all_jobs)
+        record = skip(out, job, all_jobs[bad[0]]) if bad else execute(job, out, all_jobs)
         status[job.id] = record["status"]
         report(i, len(jobs), job, record)
     return status

@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from longify.runinfo import write_json_atomic
 from longify.study.jobs import Job
-from longify.study.runner import JOB_FILE, Report, _record, execute, job_dir, job_status, progress_line
+from longify.study.runner import Report, done_earlier, execute, progress_line, skip
 
 
 def _run_one(job: Job, out: str, all_jobs: dict[str, Job]) -> dict[str, Any]:
@@ -36,16 +35,14 @@ def run_submitit(
     submitted: dict[str, Any] = {}
     status: dict[str, str] = {}
     for i, job in enumerate(jobs, 1):
-        if job_status(out, job) == "done":
+        if (earlier := done_earlier(out, job)) is not None:
             status[job.id] = "done"
-            report(i, len(jobs), job, {"status": "done (earlier)"})
+            report(i, len(jobs), job, earlier)
             continue
         bad = [d for d in job.deps if status.get(d) in ("failed", "skipped")]
         if bad:
             status[job.id] = "skipped"
-            record = _record(job, "skipped", reason=f"needs {all_jobs[bad[0]].folder}")
-            write_json_atomic(job_dir(out, job) / JOB_FILE, record)
-            report(i, len(jobs), job, record)
+            report(i, len(jobs), job, skip(out, job, all_jobs[bad[0]]))
             continue
         waits = [submitted[d].job_id for d in job.deps if d in submitted]
         if not local:
