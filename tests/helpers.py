@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+import select
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from longify.demo.corpus import article, make_town, wikitext
@@ -56,3 +61,27 @@ def tiny_qa_setup(
         "train": write_squad(root / f"{names[0]}.json", n_train, 1),
         "dev": write_squad(root / f"{names[1]}.json", n_dev, 2),
     }
+
+
+HOLDER = """
+import sys, time
+from longify.locks import output_lock
+with output_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+@contextmanager
+def lock_held_elsewhere(folder: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding ``folder``'s lock for the block (killed, SIGKILL, at its end)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready and proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()

@@ -6,14 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import signal
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,38 +22,16 @@ from transformers import (
     LongformerForTokenClassification,
 )
 
+from helpers import lock_held_elsewhere
 from longify.cli import main
 from longify.convert import convert
 from longify.demo.corpus import wikitext
-from longify.demo.run import MARKER, claim_output
+from longify.demo.files import MARKER, claim_output
 from longify.errors import LongifyError
 from longify.locks import output_lock
 from longify.mlm.data import load_blocks
 from longify.outdir import atomic_output_dir, check_output_dir, files_into
 from longify.runinfo import write_json_atomic
-
-HOLDER = """
-import sys, time
-from longify.locks import output_lock
-with output_lock(sys.argv[1]):
-    print("held", flush=True)
-    time.sleep(300)
-"""
-
-
-@contextmanager
-def lock_held_elsewhere(folder: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding ``folder``'s lock for the block (killed, SIGKILL, at its end)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 60)
-        assert ready and proc.stdout.readline().strip() == "held"
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def dead_pid() -> int:
@@ -134,7 +109,7 @@ def test_every_command_refuses_a_folder_in_use(
         "qa evaluate": ["qa", "evaluate", "--model_name_or_path", str(long_model),
                         "--predict_file", str(squad_file), "--output_dir", str(out)],
         "export": ["export", str(long_model), str(out)],
-        "demo": ["demo", "--out", str(out), "--steps", "1"],
+        "demo": ["demo", "--out", str(out)],
     }  # fmt: skip
     with lock_held_elsewhere(out) as holder:
         for name, argv in commands.items():
@@ -414,7 +389,7 @@ def test_demo_refuses_a_folder_it_did_not_create(tmp_path, capsys) -> None:
     out = tmp_path / "mine"
     (out / "source").mkdir(parents=True)
     (out / "source" / "thesis.tex").write_text("keep me")
-    assert main(["demo", "--out", str(out), "--steps", "1"]) == 2
+    assert main(["demo", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(out) in err[0] and "--overwrite" in err[0]
     assert sorted(p.name for p in out.rglob("*")) == ["source", "thesis.tex"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, write_squad, write_wikitext
+from helpers import REPO, lock_held_elsewhere, write_squad, write_wikitext
 from longify.cli import main
 from longify.errors import LongifyError
 from longify.study.jobs import plan_jobs
@@ -258,3 +258,13 @@ def test_submitit_local_executor_runs_the_pending_jobs(finished, capsys) -> None
     assert capsys.readouterr().out.count("done (earlier)") == len(jobs) - 2  # the new eval set, both models
     collect(jobs, out)
     assert {r["eval_set"] for r in read_rows(out)} == {"dev", "again"}
+
+
+def test_a_second_run_of_the_same_study_is_refused(tmp_path, capsys) -> None:
+    """Two `study run` into one folder would run the same jobs twice: the second gets one line and exit 2."""
+    spec = tiny_spec(tmp_path, tmp_path / "src")
+    with lock_held_elsewhere(tmp_path / "out") as holder:
+        assert main(["study", "run", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"pid {holder.pid}" in err, err
+    assert not (tmp_path / "out" / "jobs").exists()

@@ -75,23 +75,23 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from longify.demo.run import run_demo
+    from longify.demo.study import run_demo_study
 
-    run_demo(
-        args.out, steps=args.steps, lm_steps=args.lm_steps, qa_epochs=args.qa_epochs, overwrite=args.overwrite
-    )
+    run_demo_study(args.out, spec=args.spec, overwrite=args.overwrite)
     return 0
 
 
 def _add_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="demo-output", help="directory for the demo's models and results")
-    p.add_argument("--steps", type=int, default=300, help="training steps of the tiny source model")
-    p.add_argument("--lm-steps", type=int, default=40, help="long masked-LM pretraining steps")
-    p.add_argument("--qa-epochs", type=float, default=3.0, help="QA fine-tuning epochs")
+    p.add_argument("--out", default="demo-output", help="the demo study's folder (jobs, results, report)")
+    p.add_argument(
+        "--spec",
+        default=None,
+        help="another study spec to run as the demo (default: configs/demo-study.yaml)",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="use a non-empty OUT that an earlier demo did not create (its demo folders are replaced)",
+        help="use a non-empty OUT that an earlier demo did not create",
     )
 
 
@@ -277,7 +277,7 @@ COMMANDS: Table = {
         "status": Command("what is done, running, failed of a study", *_study("status")),
     },
     "demo": Command(
-        "run the whole pipeline offline on the embedded default data (CPU, minutes)",
+        "the demo study offline on the shipped data: convert, pretrain, QA over 2 seeds, report (CPU, minutes)",
         arguments=_add_demo,
         run=_demo,
     ),

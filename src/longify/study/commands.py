@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from longify.errors import LongifyError
+from longify.locks import output_lock
 from longify.study.jobs import Job, plan_jobs
 from longify.study.results import collect
 from longify.study.runner import job_status, read_job, run_local, select
@@ -114,28 +115,49 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_study(args: argparse.Namespace) -> int:
     spec, jobs = _load(args)
+    counts = execute_study(
+        spec,
+        jobs,
+        only=args.only,
+        executor=args.executor,
+        submitit_local=getattr(args, "submitit_local", False),
+    )
+    return 1 if counts.get("failed") or counts.get("skipped") else 0
+
+
+def execute_study(
+    spec: StudySpec,
+    jobs: list[Job],
+    *,
+    only: str | None = None,
+    executor: str = "local",
+    submitit_local: bool = False,
+) -> Counter[str]:
+    """Run the pending jobs (``only``: a glob, with their dependencies) under the study folder's lock, one
+    progress line each; collect results.jsonl and pretrain_curves.jsonl; returns the count per final status."""
     out = spec.output_dir
-    chosen = select(jobs, args.only)
+    chosen = select(jobs, only)
     if not chosen:
-        raise LongifyError(f"--only {args.only}: matches no job of {args.spec}")
+        raise LongifyError(f"--only {only}: matches no job of {spec.path}")
     all_jobs = {j.id: j for j in jobs}
     t0 = time.perf_counter()
-    print(f"study {spec.path}: {len(chosen)} jobs in {out}", flush=True)
-    if args.executor == "slurm":
-        from longify.study.slurm import make_executor, run_submitit
+    with output_lock(out):
+        print(f"study {spec.path}: {len(chosen)} jobs in {out}", flush=True)
+        if executor == "slurm":
+            from longify.study.slurm import make_executor, run_submitit
 
-        executor = make_executor(out / "submitit", spec.slurm, local=getattr(args, "submitit_local", False))
-        status = run_submitit(chosen, out, all_jobs, executor)
-    else:
-        status = run_local(chosen, out, all_jobs)
-    n_results, n_curves = collect(jobs, out)
+            engine = make_executor(out / "submitit", spec.slurm, local=submitit_local)
+            status = run_submitit(chosen, out, all_jobs, engine)
+        else:
+            status = run_local(chosen, out, all_jobs)
+        n_results, n_curves = collect(jobs, out)
     counts = Counter(status.values())
     print(
         f"study: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))} in {time.perf_counter() - t0:.0f} s; "
         f"{n_results} rows in {out / 'results.jsonl'}, {n_curves} in {out / 'pretrain_curves.jsonl'}",
         flush=True,
     )
-    return 1 if counts.get("failed") or counts.get("skipped") else 0
+    return counts
 
 
 def plan_paths(spec_path: str | Path, output_dir: str | Path | None = None) -> list[Job]:

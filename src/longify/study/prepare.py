@@ -12,8 +12,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+from longify.demo.files import DATA_FILES, SOURCE_LEN, shipped_data_dir
 from longify.demo.qa_data import write_qa_files
-from longify.demo.run import DATA_FILES, SOURCE_LEN, shipped_data_dir
 
 
 def demo_data(dest: Path, n_train: int = 192, n_dev: int = 48) -> None:
