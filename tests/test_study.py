@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from helpers import REPO, lock_held_elsewhere, write_squad, write_wikitext
 from longify.cli import main
@@ -268,3 +269,143 @@ def test_a_second_run_of_the_same_study_is_refused(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"pid {holder.pid}" in err, err
     assert not (tmp_path / "out" / "jobs").exists()
+
+
+FAKE_SBATCH = """#!/bin/sh
+# records the submission script, answers as sbatch does
+n=$(( $(cat "$FAKE_SLURM/next" 2>/dev/null || echo 100) + 1 ))
+echo $n > "$FAKE_SLURM/next"
+cp "$1" "$FAKE_SLURM/job-$n.sh"
+echo "Submitted batch job $n"
+"""
+FAKE_SQUEUE = """#!/bin/sh
+cat "$FAKE_SLURM/queue" 2>/dev/null
+"""
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch) -> Path:
+    """`sbatch` and `squeue` stand-ins on the PATH: submissions are recorded, the queue is a file."""
+    from longify.study import squeue
+
+    folder = tmp_path / "fake-slurm"
+    (folder / "bin").mkdir(parents=True)
+    for name, text in (("sbatch", FAKE_SBATCH), ("squeue", FAKE_SQUEUE)):
+        (folder / "bin" / name).write_text(text)
+        (folder / "bin" / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM", str(folder))
+    monkeypatch.setattr(squeue, "CACHE_SECONDS", 0.0)
+    monkeypatch.setattr(squeue, "_cache", None)
+    return folder
+
+
+def _submissions(fake: Path) -> dict[str, str]:
+    return {p.stem.removeprefix("job-"): p.read_text() for p in sorted(fake.glob("job-*.sh"))}
+
+
+@pytest.mark.integration
+def test_slurm_submissions_follow_the_dag_and_are_never_doubled(tmp_path, fake_slurm, capsys) -> None:
+    """--executor slurm: afterok on the Slurm ids of the jobs it needs, kill-on-invalid-dep, a GPU request
+    only for jobs that ask for one; a second run while they are queued submits nothing; jobs that left the
+    queue without a final record are interrupted and submitted again."""
+    spec = tiny_spec(tmp_path, tmp_path / "src", seeds="[1, 2]")
+    jobs = plan_jobs(load_spec(spec))
+    assert main(["study", "run", str(spec), "--executor", "slurm"]) == 0
+    assert "jobs are in Slurm's queue" in capsys.readouterr().out
+    sent = _submissions(fake_slurm)
+    assert len(sent) == len(jobs)
+    out = tmp_path / "out"
+    slurm_id = {
+        j.id: json.loads((out / "jobs" / j.folder / "job.json").read_text())["slurm_job_id"] for j in jobs
+    }
+    for job in jobs:
+        script = sent[slurm_id[job.id]]
+        assert "#SBATCH --kill-on-invalid-dep=yes" in script
+        waits = sorted(slurm_id[d] for d in job.deps)
+        if waits:
+            line = next(x for x in script.splitlines() if "--dependency=" in x)
+            assert sorted(line.split("afterok:")[1].split(":")) == waits, job.folder
+        else:
+            assert "--dependency" not in script
+        assert ("--gpus-per-node=1" in script) == (job.stage not in ("prepare", "convert")), job.folder
+
+    (fake_slurm / "queue").write_text("".join(f"{i} PENDING\n" for i in slurm_id.values()))
+    assert main(["study", "run", str(spec), "--executor", "slurm"]) == 0
+    assert len(_submissions(fake_slurm)) == len(jobs)  # nothing submitted twice
+    assert capsys.readouterr().out.count("submitted earlier") == len(jobs)
+    assert {job_status(out, j) for j in jobs} == {"submitted"}
+
+    (fake_slurm / "queue").write_text("")  # they left the queue without writing job.json: interrupted
+    assert {job_status(out, j) for j in jobs} == {"interrupted"}
+    assert main(["study", "run", str(spec), "--executor", "slurm"]) == 0
+    assert len(_submissions(fake_slurm)) == 2 * len(jobs)
+
+
+@pytest.mark.integration
+def test_sbatch_refusing_a_job_is_one_line(tmp_path, fake_slurm, capsys) -> None:
+    (fake_slurm / "bin" / "sbatch").write_text(
+        "#!/bin/sh\necho 'sbatch: error: Invalid account' >&2\nexit 1\n"
+    )
+    spec = tiny_spec(tmp_path, tmp_path / "src")
+    assert main(["study", "run", str(spec), "--executor", "slurm"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    first = plan_jobs(load_spec(spec))[0]
+    assert err == [f"longify: error: slurm: sbatch refused {first.folder}: sbatch: error: Invalid account"]
+
+
+def _slurm_answers() -> bool:
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _slurm_answers(), reason="needs a Slurm cluster (sinfo) whose nodes share this disk")
+def test_real_slurm_gives_the_local_results_and_skips_a_failed_jobs_dependents(finished, tmp_path) -> None:
+    """The tiny study through sbatch/afterok on a real Slurm (CPU jobs: gpus 0), followed with --wait: the
+    same results.jsonl as the local run; an evaluation set whose file is missing fails, and only it."""
+    spec_done, _ = finished
+    raw = yaml.safe_load(spec_done.read_text())
+    raw["output_dir"] = str(tmp_path / "out")
+    raw["finetune"]["gpus"] = 0
+    for model in raw["models"].values():
+        model["gpus"] = 0
+    raw["evaluate"]["broken"] = {"task": "squad", "predict_file": str(tmp_path / "missing.json")}
+    spec = write_spec(tmp_path / "slurm.yaml", yaml.safe_dump(raw))
+    run = study(spec, "--executor", "slurm", "--wait", timeout=900)
+    assert run.returncode == 1, run.stdout + run.stderr
+    jobs = plan_jobs(load_spec(spec))
+    statuses = {j.folder: job_status(tmp_path / "out", j) for j in jobs}
+    assert {s for f, s in statuses.items() if "-broken-" in f} == {"failed"}, statuses
+    assert {s for f, s in statuses.items() if "-broken-" not in f} == {"done"}, statuses
+    local = [r for r in read_rows(spec_done.parent / "out")]
+    assert read_rows(tmp_path / "out") == local
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _slurm_answers(), reason="needs a Slurm cluster (sinfo) whose nodes share this disk")
+def test_real_slurm_drops_the_dependents_of_a_failed_job(tmp_path, tiny_sources) -> None:
+    """A pretraining job that fails (its text file is missing) fails its Slurm job; Slurm removes the jobs
+    that need it (afterok, kill-on-invalid-dep) and --wait records them as skipped; the short model's jobs
+    are done."""
+    raw = yaml.safe_load(tiny_spec(tmp_path, tiny_sources["roberta"]).read_text())
+    raw["finetune"]["gpus"] = 0
+    for model in raw["models"].values():
+        model["gpus"] = 0
+    raw["models"]["tiny-256"]["pretrain"]["train_file_path"] = str(tmp_path / "missing.raw")
+    spec = write_spec(tmp_path / "slurm.yaml", yaml.safe_dump(raw))
+    run = study(spec, "--executor", "slurm", "--wait", timeout=900)
+    assert run.returncode == 1, run.stdout + run.stderr
+    statuses = {
+        j.folder.rsplit("-", 1)[0]: job_status(tmp_path / "out", j) for j in plan_jobs(load_spec(spec))
+    }
+    assert statuses == {
+        "convert-tiny-256": "done",
+        "pretrain-tiny-256": "failed",
+        "train-tiny-256-s1": "skipped",
+        "evaluate-tiny-256-dev-s1": "skipped",
+        "train-tiny-s1": "done",
+        "evaluate-tiny-dev-s1": "done",
+    }, run.stdout

@@ -32,6 +32,11 @@ def add_run(p: argparse.ArgumentParser) -> None:
     add_status(p)
     p.add_argument("--only", default=None, help="glob over job folder, id or model (plus their dependencies)")
     p.add_argument("--executor", choices=("local", "slurm"), default="local", help="where jobs run")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="slurm: follow the submitted jobs until all have ended, then collect their results",
+    )
 
 
 def _load(args: argparse.Namespace) -> tuple[StudySpec, list[Job]]:
@@ -120,9 +125,10 @@ def run_study(args: argparse.Namespace) -> int:
         jobs,
         only=args.only,
         executor=args.executor,
+        wait=args.wait,
         submitit_local=getattr(args, "submitit_local", False),
     )
-    return 1 if counts.get("failed") or counts.get("skipped") else 0
+    return 1 if counts.get("failed") or counts.get("skipped") or counts.get("interrupted") else 0
 
 
 def execute_study(
@@ -131,6 +137,7 @@ def execute_study(
     *,
     only: str | None = None,
     executor: str = "local",
+    wait: bool = False,
     submitit_local: bool = False,
 ) -> Counter[str]:
     """Run the pending jobs (``only``: a glob, with their dependencies) under the study folder's lock, one
@@ -147,7 +154,7 @@ def execute_study(
             from longify.study.slurm import make_executor, run_submitit
 
             engine = make_executor(out / "submitit", spec.slurm, local=submitit_local)
-            status = run_submitit(chosen, out, all_jobs, engine)
+            status = run_submitit(chosen, out, all_jobs, engine, wait=wait)
         else:
             status = run_local(chosen, out, all_jobs)
         n_results, n_curves = collect(jobs, out)
@@ -157,6 +164,12 @@ def execute_study(
         f"{n_results} rows in {out / 'results.jsonl'}, {n_curves} in {out / 'pretrain_curves.jsonl'}",
         flush=True,
     )
+    if counts.get("submitted") or counts.get("running"):
+        print(
+            f"study: jobs are in Slurm's queue; `longify study status {spec.path}` follows them, and "
+            "`study run` again (or with --wait) collects their results once they are done",
+            flush=True,
+        )
     return counts
 
 

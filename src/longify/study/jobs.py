@@ -98,7 +98,10 @@ class Planner:
         produced: str | None = inputs.get("source")
         base = {"source": None if "source" in inputs else source, "from": m.parent}
         if m.convert is not None:
-            job = self.add(_job("convert", name, {**base, **m.convert}, list(inputs.values()), inputs=inputs))
+            options = {**base, **m.convert}
+            job = self.add(
+                _job("convert", name, options, list(inputs.values()), gpus=0, inputs=inputs)
+            )  # CPU
             produced, inputs, base = job.id, {"source": job.id}, {}
         if m.pretrain is not None:
             inputs = {**inputs, **self.refs(m.pretrain)}
@@ -119,7 +122,7 @@ class Planner:
     def plan(self) -> list[Job]:
         spec = self.spec
         for name, options in spec.prepare.items():
-            self.prepared[name] = self.add(_job("prepare", name, options, [])).id
+            self.prepared[name] = self.add(_job("prepare", name, options, [], gpus=0)).id  # CPU work
         for name in spec.models:
             self.model(name)
         for name, m in spec.models.items():
@@ -151,6 +154,7 @@ class Planner:
                             seed=seed,
                             eval_set=e.name,
                             task=e.task,
+                            gpus=spec.finetune_gpus,  # evaluation is sharded over them like training
                             inputs=inputs,
                             source_model=self.short_source(name),
                         )

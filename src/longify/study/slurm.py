@@ -1,18 +1,58 @@
-"""``--executor slurm``: each pending job submitted through submitit, after the jobs it depends on
-(Slurm ``afterok``); resources from the spec's ``slurm`` mapping (submitit's parameter names) and the job's
-GPUs. A submitit ``LocalExecutor`` (same API, no cluster; tests) runs them one after another."""
+"""``--executor slurm``: each pending job submitted through submitit after the jobs it depends on (Slurm
+``afterok``, with ``--kill-on-invalid-dep=yes`` so that a failed job's dependents leave the queue instead of
+waiting forever); resources from the spec's ``slurm`` mapping (submitit's parameter names) and the job's
+GPUs (``gpus: 0``: no GPU request).
+
+Each submission is recorded at once in the job's ``job.json`` (status ``submitted``, its Slurm job id), so a
+second ``study run`` never submits a job that is still queued or running; it waits on it instead. A job
+that fails makes its Slurm job fail (so ``afterok`` holds its dependents back). ``--wait`` follows the jobs
+until all have ended, one line each as they do, then collects the results.
+
+A submitit ``LocalExecutor`` (same API, no cluster; tests) runs the jobs one after another.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import time
 from pathlib import Path
 from typing import Any
 
+from longify.errors import LongifyError, first_line
+from longify.runinfo import now_iso, write_json_atomic
 from longify.study.jobs import Job
-from longify.study.runner import Report, done_earlier, execute, progress_line, skip
+from longify.study.runner import (
+    JOB_FILE,
+    Report,
+    done_earlier,
+    execute,
+    job_dir,
+    job_record,
+    job_status,
+    progress_line,
+    read_job,
+    run_local,
+    skip,
+)
+
+POLL_SECONDS = 10.0
+ENDED = ("done", "failed", "skipped", "interrupted")
+
+
+class JobFailed(RuntimeError):
+    """Raised inside a Slurm job whose command failed, so that Slurm marks it FAILED."""
 
 
 def _run_one(job: Job, out: str, all_jobs: dict[str, Job]) -> dict[str, Any]:
     return execute(job, Path(out), all_jobs)
+
+
+def _run_one_or_fail(job: Job, out: str, all_jobs: dict[str, Job]) -> dict[str, Any]:
+    record = execute(job, Path(out), all_jobs)
+    if record["status"] != "done":
+        raise JobFailed(f"{job.folder}: {record.get('error')}")
+    return record
 
 
 def make_executor(folder: Path, params: dict[str, Any], local: bool = False) -> Any:
@@ -26,34 +66,100 @@ def make_executor(folder: Path, params: dict[str, Any], local: bool = False) -> 
 
 
 def run_submitit(
-    jobs: list[Job], out: Path, all_jobs: dict[str, Job], executor: Any, report: Report = progress_line
+    jobs: list[Job],
+    out: Path,
+    all_jobs: dict[str, Job],
+    executor: Any,
+    report: Report = progress_line,
+    *,
+    wait: bool = False,
+    poll_seconds: float = POLL_SECONDS,
 ) -> dict[str, str]:
-    """Submit pending jobs in dependency order; with a local executor each waits for the one before."""
+    """Submit pending jobs in dependency order; with a local executor each waits for the one before.
+    Returns job id -> status (``submitted`` / ``running`` for jobs left in Slurm's queue without ``wait``)."""
     import submitit
 
-    local = isinstance(executor, submitit.LocalExecutor)
-    submitted: dict[str, Any] = {}
+    if isinstance(executor, submitit.LocalExecutor):
+        return run_local(
+            jobs,
+            out,
+            all_jobs,
+            report,
+            run=lambda job, o, a: executor.submit(_run_one, job, str(o), a).result(),
+        )
     status: dict[str, str] = {}
+    slurm_ids: dict[str, str] = {}
     for i, job in enumerate(jobs, 1):
         if (earlier := done_earlier(out, job)) is not None:
             status[job.id] = "done"
             report(i, len(jobs), job, earlier)
+            continue
+        current = job_status(out, job)
+        if current in ("submitted", "running"):  # queued by an earlier `study run`: not submitted twice
+            status[job.id] = current
+            slurm_ids[job.id] = str((read_job(out, job) or {}).get("slurm_job_id"))
+            report(i, len(jobs), job, {"status": f"{current} earlier (Slurm job {slurm_ids[job.id]})"})
             continue
         bad = [d for d in job.deps if status.get(d) in ("failed", "skipped")]
         if bad:
             status[job.id] = "skipped"
             report(i, len(jobs), job, skip(out, job, all_jobs[bad[0]]))
             continue
-        waits = [submitted[d].job_id for d in job.deps if d in submitted]
-        if not local:
-            extra = {"dependency": "afterok:" + ":".join(waits)} if waits else {}
-            executor.update_parameters(gpus_per_node=job.gpus, slurm_additional_parameters=extra)
-        submitted[job.id] = executor.submit(_run_one, job, str(out), all_jobs)
-        if local:
-            record = submitted[job.id].result()
-            status[job.id] = record["status"]
-            report(i, len(jobs), job, record)
-        else:
-            status[job.id] = "submitted"
-            report(i, len(jobs), job, {"status": f"submitted {submitted[job.id].job_id}"})
+        waits = [slurm_ids[d] for d in job.deps if d in slurm_ids]
+        slurm_ids[job.id] = _submit(job, out, all_jobs, executor, waits)
+        status[job.id] = "submitted"
+        report(i, len(jobs), job, {"status": f"submitted {slurm_ids[job.id]}"})
+    if wait:
+        follow(jobs, out, all_jobs, status, report, poll_seconds)
     return status
+
+
+def _submit(job: Job, out: Path, all_jobs: dict[str, Job], executor: Any, waits: list[str]) -> str:
+    """sbatch one job (after ``waits``), record it as submitted in its job.json; returns its Slurm id."""
+    from submitit.core.utils import FailedJobError
+
+    extra: dict[str, Any] = {"kill_on_invalid_dep": "yes"}
+    if waits:
+        extra["dependency"] = "afterok:" + ":".join(waits)
+    executor.update_parameters(gpus_per_node=job.gpus or None, slurm_additional_parameters=extra)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's stderr too: one line only
+            submitted = executor.submit(_run_one_or_fail, job, str(out), all_jobs)
+    except FailedJobError as err:
+        raise LongifyError(f"slurm: sbatch refused {job.folder}: {first_line(str(err))}") from None
+    job_dir(out, job).mkdir(parents=True, exist_ok=True)
+    record = job_record(job, "submitted", slurm_job_id=str(submitted.job_id), submitted=now_iso())
+    write_json_atomic(job_dir(out, job) / JOB_FILE, record)
+    return str(submitted.job_id)
+
+
+def follow(
+    jobs: list[Job],
+    out: Path,
+    all_jobs: dict[str, Job],
+    status: dict[str, str],
+    report: Report,
+    poll_seconds: float,
+) -> None:
+    """Until every queued job has ended: one progress line per job as it ends. A job Slurm removed because
+    a job it needs failed (``kill-on-invalid-dep``) is recorded as skipped."""
+    waiting = [j for j in jobs if status.get(j.id) in ("submitted", "running")]
+    n = len(waiting)
+    ended = 0
+    while waiting:
+        still = []
+        for job in waiting:
+            now = job_status(out, job)
+            if now not in ENDED:
+                still.append(job)
+                continue
+            record = read_job(out, job) or {}
+            bad = [d for d in job.deps if status.get(d, job_status(out, all_jobs[d])) not in ("done",)]
+            if now == "interrupted" and bad:
+                now, record = "skipped", skip(out, job, all_jobs[bad[0]])
+            status[job.id] = now
+            ended += 1
+            report(ended, n, job, {**record, "status": now})
+        waiting = still
+        if waiting:
+            time.sleep(poll_seconds)

@@ -4,7 +4,7 @@ Shape (see configs/thesis.yaml)::
 
     output_dir: ${STUDY_DIR:-study-output}
     seeds: [42, 43, 44]
-    prepare: {NAME: {kind: demo-source | demo-data, ...options}}   # optional; "{prepare:NAME}" is its folder
+    prepare: {NAME: {kind: demo-source | demo-data | minilm, ...options}}   # optional; "{prepare:NAME}" is its folder
     models:
       NAME: {source: HUB_ID_OR_DIR | from: OTHER_MODEL, convert: {...}, pretrain: {...flags}, gpus: N}
     finetune: {...qa train flags, gpus: N}
@@ -37,7 +37,7 @@ CONVERT_KEYS = (
     "tokenizer",
     "seed",
 )
-PREPARE_KINDS = ("demo-source", "demo-data")
+PREPARE_KINDS = ("demo-source", "demo-data", "minilm")  # minilm: longify demo --real
 # flags the runner sets itself (the job's own folder, the model of the previous stage, the study's seed)
 RUNNER_FLAGS = ("output_dir", "model_name_or_path", "overwrite_output_dir", "do_train", "do_eval")
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -122,9 +122,10 @@ def _flags(value: Any, where: str, problems: list[str]) -> dict[str, Any]:
 
 
 def _gpus(data: dict[str, Any], where: str, problems: list[str]) -> int:
+    """GPUs per job: 0 asks for none (a CPU job: no GPU request to Slurm), N > 1 launches torchrun."""
     gpus = data.pop("gpus", 1)
-    if not isinstance(gpus, int) or gpus < 1:
-        problems.append(f"{where}.gpus: expected a positive integer, got {gpus!r}")
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
+        problems.append(f"{where}.gpus: expected a non-negative integer, got {gpus!r}")
         return 1
     return gpus
 
