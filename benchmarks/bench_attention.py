@@ -7,6 +7,11 @@ peak memory of each (fresh process: peak RSS (VmHWM, reset just before) minus RS
 
     .venv/bin/python benchmarks/bench_attention.py            # the docs/performance.md figures
     .venv/bin/python benchmarks/bench_attention.py --quick    # smoke run: hidden 256, 1 layer, 1 repeat
+    .venv/bin/python benchmarks/bench_attention.py --bf16 --hidden 768   # under bf16 autocast (both sides)
+    .venv/bin/python benchmarks/bench_attention.py --base     # 12-layer base size, fp32 and bf16, +- checkpointing
+
+With ``--bf16`` both HF and the fast path run under ``torch.autocast("cpu", dtype=torch.bfloat16)``, and
+the model fwd+bwd row also times the fast path in fp32 (same run, interleaved): "fp32 fast / bf16 fast".
 
 Times are the minimum over repeats, implementations interleaved (robust to other load on the machine).
 ``--window`` is HF's ``attention_window`` (both sides): 512 means w = 256 keys on each side.
@@ -44,6 +49,8 @@ class Setup:
     batch: int
     block: int | None
     dropout: float
+    bf16: bool = False  # HF and fast under bf16 autocast ("fast_fp32" stays in fp32)
+    checkpointing: bool = False  # gradient checkpointing (model scope; train mode, dropout as configured)
 
 
 def longformer(s: Setup) -> LongformerModel:
@@ -81,7 +88,11 @@ def roberta(s: Setup) -> RobertaModel:
 
 
 def steps(s: Setup, impl: str, scope: str) -> Callable[[bool], None]:
-    """A closure running one forward (backward=False, under no_grad) or forward+backward."""
+    """A closure running one forward (backward=False, under no_grad) or forward+backward.
+
+    ``impl``: "hf", "fast", "roberta", or "fast_fp32" (the fast path without autocast, also when ``s.bf16``).
+    """
+    bf16 = s.bf16 and impl != "fast_fp32"
     ids = torch.randint(3, VOCAB, (s.batch, s.seq), generator=torch.Generator().manual_seed(0))
     glob = torch.zeros_like(ids)
     glob[:, : s.globals] = 1
@@ -90,8 +101,11 @@ def steps(s: Setup, impl: str, scope: str) -> Callable[[bool], None]:
     else:
         model = longformer(s)
         kwargs = {"input_ids": ids, "global_attention_mask": glob}
-        if impl == "fast":
+        if impl in ("fast", "fast_fp32"):
             use_fast_attention(model, block_size=s.block)
+        if s.checkpointing and scope == "model":
+            model.train()  # HF checkpoints only in train mode (dropout stays as configured)
+            model.gradient_checkpointing_enable()
         if scope == "layer":
             model = model.encoder.layer[0].attention.self
             x = torch.randn(s.batch, s.seq, s.hidden, requires_grad=True)
@@ -107,7 +121,7 @@ def steps(s: Setup, impl: str, scope: str) -> Callable[[bool], None]:
 
     def step(backward: bool) -> None:
         model.zero_grad(set_to_none=True)
-        with torch.set_grad_enabled(backward):
+        with torch.set_grad_enabled(backward), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             out = model(**kwargs)[0]
             if backward:
                 out.float().mean().backward()
@@ -129,8 +143,9 @@ def exact_flops(s: Setup, impl: str, scope: str) -> float:
     return s.layers * (attention + 2 * n * e * e + 2 * 2 * n * e * 4 * e)
 
 
-def matmul_rate() -> float:
-    a, b = torch.randn(4096, 768), torch.randn(768, 3072)
+def matmul_rate(dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of one 4096x768 @ 768x3072 matmul in ``dtype`` (min of 10 after 3 warm-ups)."""
+    a, b = torch.randn(4096, 768, dtype=dtype), torch.randn(768, 3072, dtype=dtype)
     for _ in range(3):
         a @ b
     best = min(_timed(lambda: a @ b) for _ in range(10))
@@ -185,17 +200,30 @@ def extra_memory(s: Setup, impl: str, scope: str, backward: bool) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["extra_mib"]
 
 
-def report(s: Setup, repeats: int, memory: bool, peak: float) -> None:
+def rates() -> dict[str, float]:
+    """This machine's matmul rate now, fp32 and bf16 (GFLOP/s)."""
+    return {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+
+
+def best_rates(peak: dict[str, float]) -> dict[str, float]:
+    """The best of ``peak`` and a new measurement: other jobs may share the machine."""
+    return {k: max(v, r) for (k, v), r in zip(peak.items(), rates().values(), strict=True)}
+
+
+def report(s: Setup, repeats: int, memory: bool, peak: dict[str, float]) -> None:
+    precision = "bf16 autocast (HF and fast)" if s.bf16 else "fp32"
     print(
         f"\n## hidden {s.hidden}, {s.layers} layers, {s.heads} heads, n = {s.seq}, attention_window {s.window}, "
-        f"{s.globals} global, batch {s.batch}, attention dropout {s.dropout}"
+        f"{s.globals} global, batch {s.batch}, attention dropout {s.dropout}, {precision}"
     )
     mem_head = f"{'HF MiB':>9}{'fast MiB':>10}{'mem f/HF':>10}" if memory else ""
     print(f"{'what':<22}{'HF s':>9}{'fast s':>9}{'HF/fast':>9}{mem_head}")
     results: dict[tuple[str, bool], dict[str, float]] = {}
     for scope in ("layer", "model"):
         for backward in (False, True):
-            impls = ["hf", "fast"] + (["roberta"] if scope == "model" and backward else [])
+            impls = ["hf", "fast"]
+            if scope == "model" and backward:
+                impls += ["roberta"] + (["fast_fp32"] if s.bf16 else [])
             t = time_all(s, impls, scope, backward, repeats)
             results[(scope, backward)] = t
             mem = ""
@@ -205,16 +233,56 @@ def report(s: Setup, repeats: int, memory: bool, peak: float) -> None:
             name = f"{scope} {'fwd+bwd' if backward else 'fwd'}"
             print(f"{name:<22}{t['hf']:>9.3f}{t['fast']:>9.3f}{t['hf'] / t['fast']:>9.2f}{mem}", flush=True)
     t = results[("model", True)]
+    if s.bf16:
+        print(
+            f"fast path fp32 (no autocast), model fwd+bwd: {t['fast_fp32']:.3f} s; "
+            f"fp32 fast / bf16 fast {t['fast_fp32'] / t['fast']:.2f}x"
+        )
     print(
         f"cost per token vs RoBERTa-512 (SDPA, batch {s.seq * s.batch // 512} x 512), fwd+bwd: "
         f"RoBERTa {t['roberta']:.3f} s, fast {t['fast'] / t['roberta']:.2f}x, HF {t['hf'] / t['roberta']:.2f}x"
     )
-    peak = max(peak, matmul_rate())  # the best of two measurements: other jobs may share the machine
-    print(f"achieved GFLOP/s on exact FLOPs (fwd+bwd = 3 x fwd), matmul rate {peak:.0f} GFLOP/s:")
+    peak = best_rates(peak)
+    key = "bf16" if s.bf16 else "fp32"
+    print(
+        f"achieved GFLOP/s on exact FLOPs (fwd+bwd = 3 x fwd), matmul rate {peak[key]:.0f} GFLOP/s {key} "
+        f"({peak['fp32']:.0f} fp32, {peak['bf16']:.0f} bf16):"
+    )
     for scope in ("layer", "model"):
         t = results[(scope, True)]
-        rates = {i: 3 * exact_flops(s, i, scope) / t[i] / 1e9 for i in t}
-        print("  " + scope + ": " + ", ".join(f"{i} {r:.0f} ({r / peak:.0%})" for i, r in rates.items()))
+        rate = {i: 3 * exact_flops(s, i, scope) / t[i] / 1e9 for i in t}
+        print("  " + scope + ": " + ", ".join(f"{i} {r:.0f} ({r / peak[key]:.0%})" for i, r in rate.items()))
+
+
+def base(repeats: int, memory: bool, peak: dict[str, float], quick: bool) -> None:
+    """The base size (roberta-base: 12 layers, hidden 768, 12 heads, 3072; 4096 tokens, batch 1), model
+    fwd+bwd, fast vs HF, fp32 and bf16 autocast, without and with gradient checkpointing."""
+    shape = (256, 2, 4, 1024) if quick else (768, 12, 12, 4096)
+    hidden, layers, heads, seq = shape
+    print(
+        f"\n## base size: {layers} layers, hidden {hidden}, {heads} heads, intermediate {4 * hidden}, n = {seq}, "
+        "attention_window 512, 2 global, batch 1; model fwd+bwd"
+    )
+    mem_head = f"{'HF MiB':>9}{'fast MiB':>10}{'mem f/HF':>10}" if memory else ""
+    print(
+        f"{'precision':<10}{'checkpt':>8}{'HF s':>9}{'fast s':>9}{'HF/fast':>9}"
+        f"{'HF tok/s':>10}{'fast tok/s':>11}{mem_head}"
+    )
+    for bf16 in (False, True):
+        for checkpointing in (False, True):
+            s = Setup(hidden, layers, heads, seq, 512, 2, 1, None, 0.0, bf16, checkpointing)
+            t = time_all(s, ["hf", "fast"], "model", True, repeats)
+            mem = ""
+            if memory:
+                m_hf, m_fast = (extra_memory(s, i, "model", True) for i in ("hf", "fast"))
+                mem = f"{m_hf:>9.0f}{m_fast:>10.0f}{m_fast / max(m_hf, 1e-9):>10.2f}"
+            print(
+                f"{'bf16' if bf16 else 'fp32':<10}{'yes' if checkpointing else 'no':>8}{t['hf']:>9.3f}"
+                f"{t['fast']:>9.3f}{t['hf'] / t['fast']:>9.2f}{seq / t['hf']:>10.0f}{seq / t['fast']:>11.0f}{mem}",
+                flush=True,
+            )
+    peak = best_rates(peak)
+    print(f"matmul rate: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
 
 
 def main() -> None:
@@ -228,9 +296,17 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--block", type=int, default=None, help="query block size (default: the module's)")
     p.add_argument("--dropout", type=float, default=0.0, help="attention dropout, train mode when > 0")
+    p.add_argument("--bf16", action="store_true", help="HF and fast under bf16 autocast (+ fast fp32 row)")
+    p.add_argument(
+        "--base",
+        action="store_true",
+        help="only the 12-layer base size (fp32 and bf16, +- gradient checkpointing; minutes)",
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory probes")
-    p.add_argument("--quick", action="store_true", help="hidden 256, 1 layer, 1 repeat, no memory")
+    p.add_argument(
+        "--quick", action="store_true", help="hidden 256, 1 layer, 1 repeat, no memory, fp32 then bf16"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     p.add_argument(
         "--clock",
@@ -246,27 +322,35 @@ def main() -> None:
         return child(args.child)
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    precisions = [args.bf16]
     if args.quick:
         args.hidden, args.layers, args.repeats, args.no_memory = [256], 1, 1, True
-    peak = matmul_rate()
+        precisions = [False, True]
+    peak = rates()
     print(
-        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, {args.clock} clock; "
-        f"load average {os.getloadavg()[0]:.1f}; fp32 matmul {peak:.0f} GFLOP/s"
+        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; "
+        f"load average {os.getloadavg()[0]:.1f}; matmul fp32 {peak['fp32']:.0f} GFLOP/s, "
+        f"bf16 {peak['bf16']:.0f} GFLOP/s"
     )
-    for hidden in args.hidden:
-        heads = args.heads or max(1, hidden // 64)
-        s = Setup(
-            hidden,
-            args.layers,
-            heads,
-            args.seq,
-            args.window,
-            args.globals,
-            args.batch,
-            args.block,
-            args.dropout,
-        )
-        report(s, args.repeats, not args.no_memory, peak)
+    if args.base:
+        base(args.repeats, not args.no_memory, peak, args.quick)
+    else:
+        for bf16 in precisions:
+            for hidden in args.hidden:
+                heads = args.heads or max(1, hidden // 64)
+                s = Setup(
+                    hidden,
+                    args.layers,
+                    heads,
+                    args.seq,
+                    args.window,
+                    args.globals,
+                    args.batch,
+                    args.block,
+                    args.dropout,
+                    bf16,
+                )
+                report(s, args.repeats, not args.no_memory, peak)
     print(f"# load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -4,7 +4,9 @@ PyTorch's CPU flash kernel reads keys and values through their strides, so overl
 passed as views of one padded buffer. Global key columns cannot live in such a view; they are handled
 beside the kernel and merged exactly through the log-sum-exp it returns. The backward calls the kernel's
 backward with the *merged* output and log-sum-exp, which yields exactly the band part of the gradient of
-the merged softmax; the global part is a few small matmuls.
+the merged softmax; the global part is a few small matmuls. The kernel is called once per sequence
+(forward) and per chunk of query blocks (backward): the windows of one sequence are a view, so batch > 1
+copies no windows either.
 """
 
 from __future__ import annotations
@@ -58,8 +60,7 @@ class BandFlash(torch.autograd.Function):
         # a copy, so that the graph keeps q and the padded k / v, not the whole projection output too
         q = query_blocks(qkv, block).contiguous()
         kvp = padded_kv(qkv, w, block)
-        k, v = _windows(kvp, block, span)
-        out, lse = _flash(q, k, v, 0.0, False, attn_mask=mask, scale=scale)
+        out, lse = _band(q, kvp, mask, block, span, scale)
         p2 = gk = gv = None
         if pos is not None:
             rows = torch.arange(b, device=qkv.device)[:, None]
@@ -83,19 +84,19 @@ class BandFlash(torch.autograd.Function):
         q, kvp, mask, out, lse, p2, gk, gv, pos = ctx.saved_tensors
         b, n, h, d, w, block, scale = ctx.dims
         nb, total, span = block_dims(n, w, block)
-        k, v = _windows(kvp, block, span)
         grad_out = grad_out.contiguous()
         grad = q.new_zeros(b, total + 2 * w + block, 3, h, d)  # padded coordinates, token t at w + t
         per_call = max(1, CHUNK_ROWS // block)  # blocks per backward call: bounds the window gradients
         for i in range(b):
+            k, v = _windows(kvp[i : i + 1], block, span)  # views (no copies)
             for j0 in range(0, nb, per_call):
                 j1 = min(nb, j0 + per_call)
                 sl = slice(i * nb + j0, i * nb + j1)
                 dq, dk, dv = _flash_backward(
                     grad_out[sl],
                     q[sl],
-                    k[sl],
-                    v[sl],
+                    k[j0:j1],
+                    v[j0:j1],
                     out[sl],
                     lse[sl],
                     0.0,
@@ -126,6 +127,24 @@ def _fold(grad: Tensor, dq: Tensor, dk: Tensor, dv: Tensor, j0: int, m: int, w: 
     unblock_into(grad[None, w + base : w + base + m * block, 0], dq.view(1, m, h, block, d))
     for idx, gw in ((1, dk), (2, dv)):
         fold_windows(grad[None, base:, idx], gw.reshape(1, m, h, span, d).transpose(2, 3), block)
+
+
+def _band(q: Tensor, kvp: Tensor, mask: Tensor, block: int, span: int, scale: float) -> tuple[Tensor, Tensor]:
+    """Kernel forward, one call per sequence: the windows of one sequence are a view of ``kvp`` (those of
+    several sequences are not: their (sequence, block) pairs do not share one stride), so nothing is copied."""
+    b = kvp.shape[0]
+    if b == 1:
+        k, v = _windows(kvp, block, span)
+        return _flash(q, k, v, 0.0, False, attn_mask=mask, scale=scale)
+    nb = q.shape[0] // b
+    outs, lses = [], []
+    for i in range(b):
+        k, v = _windows(kvp[i : i + 1], block, span)
+        sl = slice(i * nb, (i + 1) * nb)
+        out, lse = _flash(q[sl], k, v, 0.0, False, attn_mask=mask[sl], scale=scale)
+        outs.append(out)
+        lses.append(lse)
+    return torch.cat(outs), torch.cat(lses)
 
 
 def _windows(kvp: Tensor, block: int, span: int) -> tuple[Tensor, Tensor]:

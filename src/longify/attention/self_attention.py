@@ -1,10 +1,11 @@
 """Drop-in replacement for HF's ``LongformerSelfAttention``: same parameters, same function, faster.
 
 Differences in *how*, not *what*: the query/key/value projections are one fused matmul; the band is
-computed over query blocks of ``block`` tokens by a flash-attention kernel (no overlapping 2w chunks, no
-diagonal shuffling; on CPU in fp32 without dropout through ``flash_cpu``, which copies no key windows,
-with attention dropout in training through ``dropout_band`` (explicit probabilities, no window copies
-either), elsewhere through ``band``); the global rows are computed once, from the hidden states, without projecting
+computed over query blocks of ``block`` tokens (no overlapping 2w chunks, no diagonal shuffling; on CPU in
+fp32 without dropout by the flash kernel through ``flash_cpu``, which copies no key windows, with attention
+dropout in training through ``dropout_band`` (explicit probabilities, no window copies either), in bf16
+(autocast or bf16 weights, with or without dropout) through ``bf16_band`` (bf16 matmuls, fp32 softmax, no
+window copies), elsewhere through ``band``); the global rows are computed once, from the hidden states, without projecting
 every key through ``key_global`` / ``value_global`` (``global_rows``). ``output_attentions=True`` falls back
 to HF's forward, because only HF's layout of the probabilities is defined."""
 
@@ -17,16 +18,17 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
 
-from longify.attention import dropout_band, flash_cpu
+from longify.attention import bf16_band, dropout_band, flash_cpu
 from longify.attention.band import band_attention, block_mask
 from longify.attention.global_rows import global_positions, global_rows
 
 PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_global")
 DEFAULT_BLOCK = 128
-# Which kernel computes the band. "auto": the copy-free CPU paths where they apply (``dropout_band`` for
-# attention dropout in training, ``flash_cpu`` otherwise; fp32 on CPU without autocast), else ``band``.
-# "generic": always ``band`` (SDPA over copied windows; what CUDA and autocast get). "explicit_probs":
-# ``dropout_band`` wherever it applies, even without dropout. All three compute the same function.
+# Which kernel computes the band. "auto": the copy-free CPU paths where they apply (``bf16_band`` for bf16;
+# in fp32 ``dropout_band`` for attention dropout in training, ``flash_cpu`` otherwise), else ``band``.
+# "generic": always ``band`` (SDPA over copied windows; what CUDA and fp16 autocast get). "explicit_probs":
+# ``bf16_band`` / ``dropout_band`` wherever they apply, even without dropout. All three compute the same
+# function.
 KERNELS = ("auto", "generic", "explicit_probs")
 DEFAULT_KERNEL = "auto"
 
@@ -128,7 +130,10 @@ class FastLongformerSelfAttention(LongformerSelfAttention):
             pos, valid = global_positions(is_global)
         copy_free = self.kernel != "generic"
         explicit = copy_free and (dropout > 0 or self.kernel == "explicit_probs")
-        if explicit and dropout_band.usable(qkv, dropout):
+        if copy_free and bf16_band.usable(qkv, dropout):
+            mask = block_mask(attention_mask == 0, masked, valid, w, block, qkv.dtype)
+            out = bf16_band.band_bf16_attention(qkv, mask, w, block, pos, dropout, 1.0 / math.sqrt(d))
+        elif explicit and dropout_band.usable(qkv, dropout):
             mask = block_mask(attention_mask == 0, masked, valid, w, block, qkv.dtype)
             out = dropout_band.band_dropout_attention(qkv, mask, w, block, pos, dropout, 1.0 / math.sqrt(d))
         elif copy_free and flash_cpu.usable(qkv, dropout):
