@@ -8,6 +8,7 @@ parsed by ``HfArgumentParser`` into the command's dataclasses plus ``TrainingArg
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -21,10 +22,12 @@ from transformers.training_args import ParallelMode
 
 from longify.distributed import release_at_exit
 from longify.errors import LongifyError, first_line
-from longify.legacy import Translated, config_to_argv, translate_legacy_args
+from longify.legacy import BOOL_WORDS, TRUE_WORDS, Translated, config_to_argv, translate_legacy_args
 
 if TYPE_CHECKING:
     from transformers import Trainer
+
+logger = logging.getLogger(__name__)
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -64,22 +67,44 @@ def launched_processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def flag_is_true(argv: Sequence[str], flag: str) -> bool:
+    """Whether the last ``flag`` in ``argv`` sets a boolean field: ``--flag``, ``--flag true``, ``--flag=1``."""
+    value: str | None = None
+    for i, arg in enumerate(argv):
+        name, eq, inline = arg.partition("=")
+        if name != flag:
+            continue
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        value = inline if eq else following if following and following.lower() in BOOL_WORDS else "true"
+    return value is not None and value.lower() in TRUE_WORDS
+
+
 def machine_defaults(argv: Sequence[str]) -> list[str]:
-    """Flags longify adds unless given: TensorBoard logging; on CPU no pinned memory, and under torchrun
-    ``--use_cpu true --ddp_backend gloo``: accelerate makes CPU processes data-parallel only with ``cpu=True``;
-    without it each process trains its own model on its share of the data."""
+    """Flags longify adds unless given: TensorBoard logging; on CPU no pinned memory, and ``--use_cpu true``
+    under torchrun (with ``--ddp_backend gloo``: accelerate makes CPU processes data-parallel only with
+    ``cpu=True``; without it each process trains its own model on its share of the data) and with ``--bf16``
+    (transformers refuses bf16 without a GPU unless ``use_cpu``; with it, training runs under CPU bf16
+    autocast)."""
     extra: list[str] = []
     cuda = torch.cuda.is_available()
     if not has_flag(argv, "--report_to"):
         extra += ["--report_to", "tensorboard"]
     if not cuda and not has_flag(argv, "--dataloader_pin_memory"):
         extra += ["--dataloader_pin_memory", "false"]
-    if not cuda and launched_processes() > 1:
-        if not has_flag(argv, "--use_cpu"):
-            extra += ["--use_cpu", "true"]
-        if not has_flag(argv, "--ddp_backend"):
-            extra += ["--ddp_backend", "gloo"]
+    several, bf16 = launched_processes() > 1, flag_is_true(argv, "--bf16")
+    if not cuda and (several or bf16) and not has_flag(argv, "--use_cpu"):
+        extra += ["--use_cpu", "true"]
+    if not cuda and bf16:
+        logger.info("--bf16: no CUDA device here; training and evaluation run under CPU bf16 autocast")
+    if not cuda and several and not has_flag(argv, "--ddp_backend"):
+        extra += ["--ddp_backend", "gloo"]
     return extra
+
+
+def precision(t: TrainingArguments) -> str:
+    """The arithmetic a run uses, for its records: ``bf16-autocast`` (``--bf16``, CPU or GPU),
+    ``fp16-autocast`` (``--fp16`` on CUDA; without CUDA the flag is dropped, see ``legacy``) or ``fp32``."""
+    return "bf16-autocast" if t.bf16 else "fp16-autocast" if t.fp16 else "fp32"
 
 
 def data_parallel_size(t: TrainingArguments) -> int:

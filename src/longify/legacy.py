@@ -26,8 +26,8 @@ class Translated:
     notes: list[str] = field(default_factory=list)
 
 
-_TRUE = {"true", "1", "yes", "y", "t"}
-_BOOLS = _TRUE | {"false", "0", "no", "n", "f"}
+TRUE_WORDS = {"true", "1", "yes", "y", "t"}
+BOOL_WORDS = TRUE_WORDS | {"false", "0", "no", "n", "f"}
 
 # flag -> (takes a value?, rewrite(value, extras) -> (new argv items, log note))
 Rewrite = Callable[[str | None, dict[str, Any]], tuple[list[str], str]]
@@ -92,11 +92,13 @@ def translate_legacy_args(
             value = (
                 inline
                 if eq
-                else (items[i + 1] if i + 1 < len(items) and items[i + 1].lower() in _BOOLS else None)
+                else (items[i + 1] if i + 1 < len(items) and items[i + 1].lower() in BOOL_WORDS else None)
             )
             i += 2 if value is not None and not eq else 1
-            if (value or "true").lower() in _TRUE:
-                out.notes.append("--fp16: no CUDA device here; running in fp32")
+            if (value or "true").lower() in TRUE_WORDS:
+                out.notes.append(
+                    "--fp16: no CUDA device here; running in fp32 (--bf16 runs bf16 autocast on the CPU)"
+                )
             continue
         if name not in LEGACY_FLAGS:
             out.argv.append(arg)

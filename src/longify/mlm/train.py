@@ -30,7 +30,7 @@ from longify.checkpoints import checkpoint_step, training_done
 from longify.convert import convert, parse_windows
 from longify.convert.families import position_offset, usable_positions
 from longify.errors import LongifyError, first_line
-from longify.hfargs import data_parallel_size, route_tensorboard
+from longify.hfargs import data_parallel_size, precision, route_tensorboard
 from longify.loading import LOAD_ERRORS, check_model_source, load_failure
 from longify.locks import locks_output
 from longify.mlm.args import DEFAULT_MAX_POS, PretrainArgs
@@ -275,6 +275,7 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
         "block_size": block,
         "attention": type(model.longformer.encoder.layer[0].attention.self).__name__,
         "seed": targs.seed,
+        "precision": precision(targs),
         "versions": library_versions(),
         "git": git_hash(),
     }

@@ -87,9 +87,12 @@ class LongMLMTrainer(CrashSafeCheckpoints, Trainer):
         for batch in dataloader:
             batch = self._prepare_inputs(batch)
             labels = batch.pop("labels")
-            with torch.no_grad(), self.autocast_smart_context_manager():
-                logits = model(**batch).logits
-            nats, counts = masked_nats(logits, labels)
+            # the training's precision from the first evaluation on (accelerate's autocast wraps the model's
+            # forward only once training has prepared it; the Trainer's own context is a no-op in transformers 5)
+            with torch.inference_mode():
+                with self.accelerator.autocast():
+                    logits = model(**batch).logits
+                nats, counts = masked_nats(logits, labels)
             nats, counts = self.accelerator.gather_for_metrics((nats, counts))
             sums.add(float(nats.sum()), int(counts.sum()))
         model.train(was_training)

@@ -22,7 +22,7 @@ from transformers import (
 
 from longify.distributed import from_main, gather_on_main, rank_and_world
 from longify.errors import LongifyError
-from longify.hfargs import data_parallel_size
+from longify.hfargs import data_parallel_size, precision
 from longify.qa.analysis import bucket_scores
 from longify.qa.args import QAArgs, QADataArguments
 from longify.qa.decode import decode, keyed_by_id
@@ -111,7 +111,9 @@ def window_logits(
     autocast_dtype: torch.dtype | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Start and end logits of each window, in feature order, trimmed to its length. Windows are batched
-    by length so padding stays small."""
+    by length (the collator pads each batch to its longest window, rounded up to the attention window),
+    so padding stays small. Runs under ``torch.inference_mode()`` (and under autocast to
+    ``autocast_dtype`` on the model's device when given)."""
     device = next(model.parameters()).device
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
     starts: list[np.ndarray] = [np.empty(0)] * len(features)
@@ -123,7 +125,7 @@ def window_logits(
             idx = order[first : first + batch_size]
             batch = {k: v.to(device) for k, v in collator([features[i] for i in idx]).items()}
             with (
-                torch.no_grad(),
+                torch.inference_mode(),
                 torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
             ):
                 out = model(**batch)
@@ -242,6 +244,7 @@ def run_record(args: QAArgs) -> dict[str, Any]:
             "legacy_notes": args.notes,
         },
         "seed": args.training.seed,
+        "precision": precision(args.training),
         "world_size": data_parallel_size(args.training),
         "versions": library_versions(),
         "git": git_hash(),
@@ -270,6 +273,8 @@ def write_jsonl_atomic(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def autocast_for(args: QAArgs) -> torch.dtype | None:
-    if not torch.cuda.is_available():
-        return None
-    return torch.bfloat16 if args.training.bf16 else torch.float16 if args.training.fp16 else None
+    """The autocast dtype of evaluation, the training's precision (``hfargs.precision``): bf16 for
+    ``--bf16`` on CPU or GPU, fp16 for ``--fp16`` on CUDA (without CUDA ``--fp16`` is dropped), else none."""
+    if args.training.bf16:
+        return torch.bfloat16
+    return torch.float16 if args.training.fp16 and torch.cuda.is_available() else None
