@@ -70,10 +70,10 @@ def _csv(path: Path) -> list[dict[str, str]]:
 def demo_summary(out: Path, jobs: list[Job], report: Path, *, seconds: float) -> dict[str, Any]:
     """What each stage produced, read back from the jobs' and the report's files."""
     converts = [
-        {"model": j.model, **_json(j.output(out) / "conversion.json")} for j in jobs if j.stage == "convert"
+        {**_json(j.output(out) / "conversion.json"), "model": j.model} for j in jobs if j.stage == "convert"
     ]
     pretrains = [
-        {"model": j.model, **_json(j.output(out) / "pretrain_metrics.json")}
+        {**_json(j.output(out) / "pretrain_metrics.json"), "model": j.model}
         for j in jobs
         if j.stage == "pretrain"
     ]
