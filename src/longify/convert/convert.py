@@ -19,6 +19,7 @@ import torch
 
 from longify.convert.build import build, final_positions, materialize
 from longify.convert.plan import ConvertOptions, Plan, make_plan
+from longify.convert.sentence import copy_sentence_transformers
 from longify.convert.verify import Verification, verify_conversion
 from longify.errors import LongifyError
 from longify.locks import output_lock
@@ -83,6 +84,9 @@ def record_of(plan: Plan, out: Path, verification: Verification | None) -> dict[
         "seed": o.seed,
         "verification": verification.to_dict() if verification else None,
         "new_weights": plan.new_weights,
+        # "new": the source had no MLM head (a bare encoder); the converted one is random, never verified
+        "mlm_head": "new" if plan.head_is_new else "source",
+        "sentence_transformers": None,
         "seconds": None,
         "peak_rss_mb": None,
         "versions": library_versions(),
@@ -105,15 +109,50 @@ def write(
     with atomic_output_dir(out, overwrite) as tmp:
         logger.info("writing %s", out)
         model.save_pretrained(tmp)
-        plan.tokenizer.model_max_length = plan.options.max_pos
-        plan.tokenizer.init_kwargs["model_max_length"] = plan.options.max_pos
-        plan.tokenizer.save_pretrained(tmp)
+        save_tokenizer(plan.tokenizer, tmp, plan.options.max_pos)
+        record["sentence_transformers"] = copy_sentence_transformers(plan.src, tmp, plan.options.max_pos)
         record["seconds"] = round(time.perf_counter() - start, 3)
         record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         write_json_atomic(tmp / "conversion.json", record)
         (tmp / "README.md").write_text(_model_card(record), encoding="utf-8")
     logger.info("done in %.1f s", record["seconds"])
     return record
+
+
+def save_tokenizer(tokenizer: Any, dest: Path, max_pos: int) -> None:
+    """The source's tokenizer with ``model_max_length`` = ``max_pos``, saved without the truncation and padding
+    state its backend was left in (the verification's last call, or a sentence-transformers export's
+    fixed 128): ``tokenizer.json`` read by the tokenizers library alone would otherwise cut every text there."""
+    tokenizer.model_max_length = max_pos
+    tokenizer.init_kwargs["model_max_length"] = max_pos
+    tokenizer.init_kwargs.pop("max_length", None)  # the backend's old truncation length, not the model's
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    tokenizer.save_pretrained(dest)
+
+
+def describe_check(record: dict[str, Any]) -> str:
+    """What the verification compared and how closely, and whether the MLM head is new (console line)."""
+    v = record.get("verification")
+    new = len(record.get("new_weights") or [])
+    head = f"; {new} tensors start random (the source lacked them)" if new else ""
+    if record.get("mlm_head") == "new":
+        head = f"; MLM head new: {new} tensors start random (the source lacked them), not verified"
+    if v is None:
+        return "not verified" + head
+    lengths = v.get("lengths") or [0]
+    parts = [f"last hidden states {v['max_abs_diff_hidden']:.1e}"]
+    if v.get("max_abs_diff_pooled") is not None:
+        parts.append(f"mean-pooled {v['max_abs_diff_pooled']:.1e}")
+    if v.get("max_abs_diff_logits") is not None:
+        parts.append(f"MLM logits {v['max_abs_diff_logits']:.1e}")
+    verdict = "verified" if v.get("passed") else "verification FAILED"
+    return (
+        f"{verdict} on inputs of {min(lengths)}-{max(lengths)} tokens, max |diff|: {', '.join(parts)}"
+        f" (tolerance {v['tolerance']:g}){head}"
+    )
 
 
 def _model_card(record: dict[str, Any]) -> str:
@@ -129,12 +168,23 @@ A Longformer ({record["max_pos"]} positions) converted by longify from `{base}` 
 - position embeddings: `{record["position_init"]}` from the source's {record["source_max_len"]} positions
 - attention window(s): {sorted(set(record["attention_window"]))}; global q/k/v: `{record["global_init"]}`
 - verified against the source on inputs of {record["verification"]["lengths"] if record["verification"] else "-"} tokens:
-  max |diff| hidden {_fmt(record, "max_abs_diff_hidden")}, MLM logits {_fmt(record, "max_abs_diff_logits")}
-
+  max |diff| hidden {_fmt(record, "max_abs_diff_hidden")}, mean-pooled {_fmt(record, "max_abs_diff_pooled")}, MLM logits {_fmt(record, "max_abs_diff_logits")}
+- MLM head: {"new, random init (the source had none): train it (`longify pretrain`) before using the logits" if record["mlm_head"] == "new" else "the source's"}
+{_st_card(record)}
 Load it with `AutoModelForMaskedLM.from_pretrained(...)` or `AutoModelForQuestionAnswering` (new QA head).
 It still needs long masked-LM pretraining (`longify pretrain`) before the new positions are useful.
 Details: `conversion.json`.
 """
+
+
+def _st_card(record: dict[str, Any]) -> str:
+    st = record.get("sentence_transformers")
+    if not st:
+        return ""
+    return (
+        f"- sentence-transformers files kept ({', '.join(st['files'])}; max_seq_length {st['max_seq_length']}): "
+        "`SentenceTransformer(path)` loads the long encoder with the source's pooling\n"
+    )
 
 
 def _fmt(record: dict[str, Any], field: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from transformers import LongformerConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -23,6 +23,7 @@ _SAMPLE_TEXTS = (
     "Short.",
     "Position embeddings are copied from the first 512 positions, and attention becomes a sliding window.",
 )
+COMPARED = ("last hidden states", "mean-pooled embeddings")  # always; "MLM logits" when the source has a head
 _SAMPLE_PAIRS = ("What does the Longformer extend?", "Why?", "What is copied?")
 
 
@@ -36,6 +37,9 @@ class Verification:
     lengths: list[int]
     tokens_compared: int
     passed: bool
+    # mean over each row's real tokens of the last hidden states: a sentence-transformers embedding
+    max_abs_diff_pooled: float | None = None
+    compared: list[str] = field(default_factory=list)  # what was compared: hidden states, pooled, logits
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -96,6 +100,7 @@ def compare_models(
     source.eval()
     converted.eval()
     d_hidden = 0.0
+    d_pooled = 0.0
     d_logits = 0.0
     tokens = 0
     for batch in batches:
@@ -103,10 +108,12 @@ def compare_models(
         a = source(**batch, output_hidden_states=True)
         b = converted(**batch, output_hidden_states=True)
         d_hidden = max(d_hidden, (a.hidden_states[-1] - b.hidden_states[-1])[real].abs().max().item())
+        pooled = mean_pooled(a.hidden_states[-1], real) - mean_pooled(b.hidden_states[-1], real)
+        d_pooled = max(d_pooled, pooled.abs().max().item())
         if compare_logits:
             d_logits = max(d_logits, (a.logits - b.logits)[real].abs().max().item())
         tokens += int(real.sum())
-    worst = max(d_hidden, d_logits)
+    worst = max(d_hidden, d_pooled, d_logits)
     return Verification(
         max_abs_diff_hidden=d_hidden,
         max_abs_diff_logits=d_logits if compare_logits else None,
@@ -114,12 +121,22 @@ def compare_models(
         lengths=[int(b["input_ids"].shape[1]) for b in batches],
         tokens_compared=tokens,
         passed=bool(worst <= tolerance),
+        max_abs_diff_pooled=d_pooled,
+        compared=[*COMPARED, *(["MLM logits"] if compare_logits else [])],
     )
+
+
+def mean_pooled(hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """The mean of each row's hidden states over its real (non-padding) tokens: sentence-transformers'
+    mean pooling, what an embedding model's users compare."""
+    weights = real.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
 
 
 def merge_verifications(checks: list[Verification]) -> Verification:
     """One record for several comparisons: worst differences, all lengths, all tokens."""
     logits = [c.max_abs_diff_logits for c in checks if c.max_abs_diff_logits is not None]
+    pooled = [c.max_abs_diff_pooled for c in checks if c.max_abs_diff_pooled is not None]
     return Verification(
         max_abs_diff_hidden=max(c.max_abs_diff_hidden for c in checks),
         max_abs_diff_logits=max(logits) if logits else None,
@@ -127,6 +144,8 @@ def merge_verifications(checks: list[Verification]) -> Verification:
         lengths=[n for c in checks for n in c.lengths],
         tokens_compared=sum(c.tokens_compared for c in checks),
         passed=all(c.passed for c in checks),
+        max_abs_diff_pooled=max(pooled) if pooled else None,
+        compared=list(dict.fromkeys(k for c in checks for k in c.compared)),
     )
 
 

@@ -47,10 +47,15 @@ def long_qa(
     return {"version": "1.1", "data": data}
 
 
-def write_qa_files(out: Path, n_train: int = 192, n_dev: int = 48) -> tuple[Path, Path]:
-    """``train-v1.1.json`` and ``dev-v1.1.json`` under ``out`` (the seed's SQuAD file names)."""
+def write_qa_files(
+    out: Path, n_train: int = 192, n_dev: int = 48, *, articles: int = 3, filler: int = 4
+) -> tuple[Path, Path]:
+    """``train-v1.1.json`` and ``dev-v1.1.json`` under ``out`` (the seed's SQuAD file names); contexts of
+    ``articles`` articles with ``filler`` filler paragraphs each (the real-encoder demo: 5 and 3, about 900
+    BERT tokens, 40 % of the answers from token 512 on)."""
     out.mkdir(parents=True, exist_ok=True)
     train, dev = out / "train-v1.1.json", out / "dev-v1.1.json"
-    train.write_text(json.dumps(long_qa(n_train, seed=11)), encoding="utf-8")
-    dev.write_text(json.dumps(long_qa(n_dev, seed=12)), encoding="utf-8")
+    shape = {"k": articles, "filler": filler}
+    train.write_text(json.dumps(long_qa(n_train, seed=11, **shape)), encoding="utf-8")
+    dev.write_text(json.dumps(long_qa(n_dev, seed=12, **shape)), encoding="utf-8")
     return train, dev

@@ -256,7 +256,7 @@ def load_spec(path: str | Path, output_dir: str | Path | None = None) -> StudySp
         raise LongifyError("\n".join(f"{path}: {p}" for p in problems))
     return StudySpec(
         path=path,
-        output_dir=Path(str(out)),
+        output_dir=Path(str(out)).absolute(),  # paths in results.jsonl must not depend on the cwd
         seeds=list(dict.fromkeys(seeds)),
         models=models,
         finetune=finetune,
