@@ -50,7 +50,9 @@ def test_demo_runs_the_study_and_its_report(tmp_path, capsys, monkeypatch) -> No
     """`longify demo`: every job of the demo study, one progress line each, then the report (plots, mean ± std
     over 2 seeds) and a summary; the same command again redoes nothing and prints the same numbers."""
     out = tmp_path / "out"
-    monkeypatch.chdir(tmp_path)  # a relative --out, as `make demo` gives: results.jsonl's paths resolved twice
+    monkeypatch.chdir(
+        tmp_path
+    )  # a relative --out, as `make demo` gives: results.jsonl's paths resolved twice
     argv = ["demo", "--out", "out", "--spec", str(small_demo_spec(tmp_path))]
     assert main(argv) == 0
     printed = capsys.readouterr().out
