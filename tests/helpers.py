@@ -85,3 +85,18 @@ def lock_held_elsewhere(folder: Path) -> Iterator[subprocess.Popen[str]]:
     finally:
         proc.kill()
         proc.wait()
+
+
+def longformer_batch(lengths: list[int], n: int, globals_per_row: list[list[int]], seed: int = 1) -> dict:
+    """Random ids padded to ``n`` (pad id 1): one row per length, global attention on the given positions."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 100, (len(lengths), n), generator=g)
+    mask = torch.zeros(len(lengths), n, dtype=torch.long)
+    glob = torch.zeros(len(lengths), n, dtype=torch.long)
+    for i, (length, gl) in enumerate(zip(lengths, globals_per_row, strict=True)):
+        mask[i, :length] = 1
+        ids[i, length:] = 1
+        glob[i, gl] = 1
+    return {"input_ids": ids, "attention_mask": mask, "global_attention_mask": glob}

@@ -15,6 +15,7 @@ from transformers import (
 )
 from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
 
+from helpers import longformer_batch
 from longify.attention import (
     FastLongformerSelfAttention,
     set_attention,
@@ -55,16 +56,7 @@ def pair(
     return hf, fast
 
 
-def batch(lengths: list[int], n: int, globals_per_row: list[list[int]], seed: int = 1):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, 100, (len(lengths), n), generator=g)
-    mask = torch.zeros(len(lengths), n, dtype=torch.long)
-    glob = torch.zeros(len(lengths), n, dtype=torch.long)
-    for i, (length, gl) in enumerate(zip(lengths, globals_per_row, strict=True)):
-        mask[i, :length] = 1
-        ids[i, length:] = 1
-        glob[i, gl] = 1
-    return {"input_ids": ids, "attention_mask": mask, "global_attention_mask": glob}
+batch = longformer_batch
 
 
 def run(model, inputs, seed: int = 2):

@@ -23,6 +23,7 @@ import torch
 from transformers import LongformerConfig, LongformerForQuestionAnswering, LongformerModel
 from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
 
+from helpers import longformer_batch
 from longify.attention import FastLongformerSelfAttention, bf16_band, use_fast_attention
 from longify.attention.band import block_mask
 from longify.attention.dropout_band import BandDropout
@@ -48,16 +49,7 @@ def tiny_config(window: int | list[int] = 8, layers: int = 2, dropout: float = 0
     )
 
 
-def make_batch(lengths: list[int], n: int, globals_per_row: list[list[int]], seed: int = 1) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, 100, (len(lengths), n), generator=g)
-    mask = torch.zeros(len(lengths), n, dtype=torch.long)
-    glob = torch.zeros(len(lengths), n, dtype=torch.long)
-    for i, (length, gl) in enumerate(zip(lengths, globals_per_row, strict=True)):
-        mask[i, :length] = 1
-        ids[i, length:] = 1
-        glob[i, gl] = 1
-    return {"input_ids": ids, "attention_mask": mask, "global_attention_mask": glob}
+make_batch = longformer_batch
 
 
 def results(model, inputs: dict, dtype: torch.dtype, autocast: bool) -> dict[str, torch.Tensor]:
