@@ -38,7 +38,7 @@ def run_demo_study(
     build its report in ``out/report``, print and return the summary (also ``out/summary.json``)."""
     from longify.report import build_report  # reads files only
 
-    out = Path(out)
+    out = Path(out).absolute()  # the study's own output_dir is absolute too
     t0 = time.perf_counter()
     with output_lock(out):
         claim_output(out, overwrite)
