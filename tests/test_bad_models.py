@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from longify.cli import main
 
@@ -78,6 +80,15 @@ def test_source_without_mlm_head_is_recorded_not_verified_silently(
     assert record["new_weights"] and all(k.startswith(head) for k in record["new_weights"])
     assert record["verification"]["max_abs_diff_logits"] is None  # a random head's logits prove nothing
     assert record["verification"]["max_abs_diff_hidden"] < 1e-4
+    # the random head is drawn from --seed: a rerun converts to the same weights, another seed does not
+    again, other = tmp_path / "again", tmp_path / "other"
+    assert main(["convert", str(bare), str(again), "--max-pos", "128", "--attention-window", "32"]) == 0
+    assert main(["convert", str(bare), str(other), "--max-pos", "128", "--attention-window", "32",
+                 "--seed", "1"]) == 0  # fmt: skip
+    weights = [load_file(d / "model.safetensors") for d in (out, again, other)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    changed = [k for k in weights[0] if not torch.equal(weights[0][k], weights[2][k])]
+    assert changed and all(k.startswith("lm_head.") for k in changed), changed
     # a source with its head: nothing new
     assert main(["convert", str(tiny_sources[family]), str(tmp_path / "ok"), "--max-pos", "128",
                  "--attention-window", "32"]) == 0  # fmt: skip

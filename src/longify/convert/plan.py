@@ -111,7 +111,7 @@ class Plan:
 def make_plan(src: str, options: ConvertOptions) -> Plan:
     """Load ``src`` and settle the target: the source must be shorter than ``max_pos``."""
     logger.info("loading %s", src)
-    config, source, tokenizer, new_weights = load_source(src, options.tokenizer)
+    config, source, tokenizer, new_weights = load_source(src, options.tokenizer, options.seed)
     family = get_family(config.model_type)
     source_len = config.max_position_embeddings - family.position_offset(config)
     if not isinstance(options.max_pos, int) or options.max_pos <= source_len:
@@ -149,10 +149,11 @@ def parse_windows(attention_window: int | str | list[int], num_layers: int | Non
 
 
 def load_source(
-    src: str, tokenizer_name: str | None
+    src: str, tokenizer_name: str | None, seed: int = 0
 ) -> tuple[PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, list[str]]:
     """The source's config, masked-LM model and tokenizer, and the weights it lacked (a bare encoder saved
-    without its MLM head gets a randomly initialised one: recorded and warned about, never "verified")."""
+    without its MLM head gets a randomly initialised one, drawn from ``seed`` so that a rerun converts to the
+    same weights: recorded and warned about, never "verified")."""
     check_model_source(src, "SRC")
     try:
         config = AutoConfig.from_pretrained(src)
@@ -164,7 +165,11 @@ def load_source(
     family = get_family(getattr(config, "model_type", None))
     family.check(config)
     try:
-        model, info = AutoModelForMaskedLM.from_pretrained(src, dtype=torch.float32, output_loading_info=True)
+        with torch.random.fork_rng(devices=[]):  # the missing weights' init; the caller's RNG is untouched
+            torch.manual_seed(seed)
+            model, info = AutoModelForMaskedLM.from_pretrained(
+                src, dtype=torch.float32, output_loading_info=True
+            )
     except LOAD_ERRORS as err:
         raise load_failure(src, err, "the model weights") from None
     tok_src = tokenizer_name or src
