@@ -35,6 +35,9 @@ from transformers.models.longformer.modeling_longformer import LongformerSelfAtt
 
 from longify.attention import FastLongformerSelfAttention, use_fast_attention
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from passthrough import use_passthrough_attention
+
 VOCAB = 1000  # the embedding matrix is not what is measured; keep it small
 
 
@@ -90,7 +93,8 @@ def roberta(s: Setup) -> RobertaModel:
 def steps(s: Setup, impl: str, scope: str) -> Callable[[bool], None]:
     """A closure running one forward (backward=False, under no_grad) or forward+backward.
 
-    ``impl``: "hf", "fast", "roberta", or "fast_fp32" (the fast path without autocast, also when ``s.bf16``).
+    ``impl``: "hf", "fast", "roberta", "fast_fp32" (the fast path without autocast, also when ``s.bf16``), or
+    "floor" (the attention replaced by a pass-through, ``passthrough.py``: what no attention kernel can beat).
     """
     bf16 = s.bf16 and impl != "fast_fp32"
     ids = torch.randint(3, VOCAB, (s.batch, s.seq), generator=torch.Generator().manual_seed(0))
@@ -103,6 +107,8 @@ def steps(s: Setup, impl: str, scope: str) -> Callable[[bool], None]:
         kwargs = {"input_ids": ids, "global_attention_mask": glob}
         if impl in ("fast", "fast_fp32"):
             use_fast_attention(model, block_size=s.block)
+        elif impl == "floor":
+            use_passthrough_attention(model)
         if s.checkpointing and scope == "model":
             model.train()  # HF checkpoints only in train mode (dropout stays as configured)
             model.gradient_checkpointing_enable()
@@ -223,7 +229,7 @@ def report(s: Setup, repeats: int, memory: bool, peak: dict[str, float]) -> None
         for backward in (False, True):
             impls = ["hf", "fast"]
             if scope == "model" and backward:
-                impls += ["roberta"] + (["fast_fp32"] if s.bf16 else [])
+                impls += ["roberta", "floor"] + (["fast_fp32"] if s.bf16 else [])
             t = time_all(s, impls, scope, backward, repeats)
             results[(scope, backward)] = t
             mem = ""
@@ -242,6 +248,7 @@ def report(s: Setup, repeats: int, memory: bool, peak: dict[str, float]) -> None
         f"cost per token vs RoBERTa-512 (SDPA, batch {s.seq * s.batch // 512} x 512), fwd+bwd: "
         f"RoBERTa {t['roberta']:.3f} s, fast {t['fast'] / t['roberta']:.2f}x, HF {t['hf'] / t['roberta']:.2f}x"
     )
+    print(floor_line(t, s.bf16))
     peak = best_rates(peak)
     key = "bf16" if s.bf16 else "fp32"
     print(
@@ -250,8 +257,20 @@ def report(s: Setup, repeats: int, memory: bool, peak: dict[str, float]) -> None
     )
     for scope in ("layer", "model"):
         t = results[(scope, True)]
-        rate = {i: 3 * exact_flops(s, i, scope) / t[i] / 1e9 for i in t}
+        rate = {i: 3 * exact_flops(s, i, scope) / t[i] / 1e9 for i in t if i != "floor"}
         print("  " + scope + ": " + ", ".join(f"{i} {r:.0f} ({r / peak[key]:.0%})" for i, r in rate.items()))
+
+
+def floor_line(t: dict[str, float], bf16: bool) -> str:
+    """The bound the pass-through gives: no attention kernel can beat HF by more than HF / floor."""
+    line = (
+        f"floor (attention a pass-through), model fwd+bwd: {t['floor']:.3f} s; the most any attention can "
+        f"give: HF / floor {t['hf'] / t['floor']:.2f}x (fast: {t['hf'] / t['fast']:.2f}x, its attention "
+        f"{t['fast'] - t['floor']:.3f} s, HF's {t['hf'] - t['floor']:.3f} s)"
+    )
+    if bf16:
+        line += f"; fp32 fast / bf16 floor {t['fast_fp32'] / t['floor']:.2f}x"
+    return line
 
 
 def base(repeats: int, memory: bool, peak: dict[str, float], quick: bool) -> None:
@@ -265,20 +284,21 @@ def base(repeats: int, memory: bool, peak: dict[str, float], quick: bool) -> Non
     )
     mem_head = f"{'HF MiB':>9}{'fast MiB':>10}{'mem f/HF':>10}" if memory else ""
     print(
-        f"{'precision':<10}{'checkpt':>8}{'HF s':>9}{'fast s':>9}{'HF/fast':>9}"
+        f"{'precision':<10}{'checkpt':>8}{'HF s':>9}{'fast s':>9}{'HF/fast':>9}{'floor s':>9}{'HF/floor':>9}"
         f"{'HF tok/s':>10}{'fast tok/s':>11}{mem_head}"
     )
     for bf16 in (False, True):
         for checkpointing in (False, True):
             s = Setup(hidden, layers, heads, seq, 512, 2, 1, None, 0.0, bf16, checkpointing)
-            t = time_all(s, ["hf", "fast"], "model", True, repeats)
+            t = time_all(s, ["hf", "fast", "floor"], "model", True, repeats)
             mem = ""
             if memory:
                 m_hf, m_fast = (extra_memory(s, i, "model", True) for i in ("hf", "fast"))
                 mem = f"{m_hf:>9.0f}{m_fast:>10.0f}{m_fast / max(m_hf, 1e-9):>10.2f}"
             print(
                 f"{'bf16' if bf16 else 'fp32':<10}{'yes' if checkpointing else 'no':>8}{t['hf']:>9.3f}"
-                f"{t['fast']:>9.3f}{t['hf'] / t['fast']:>9.2f}{seq / t['hf']:>10.0f}{seq / t['fast']:>11.0f}{mem}",
+                f"{t['fast']:>9.3f}{t['hf'] / t['fast']:>9.2f}{t['floor']:>9.3f}{t['hf'] / t['floor']:>9.2f}"
+                f"{seq / t['hf']:>10.0f}{seq / t['fast']:>11.0f}{mem}",
                 flush=True,
             )
     peak = best_rates(peak)

@@ -5,7 +5,8 @@ What is timed is ``longify.qa.pipeline.window_logits``, the function ``qa evalua
 attention window, ``torch.inference_mode()``, CPU bf16 autocast for ``--bf16``, logits back to numpy. The model
 is a randomly initialised ``LongformerForQuestionAnswering`` of the given size (default roberta-base's shape:
 12 layers, hidden 768, 12 heads, 3072), each window full (4096 tokens) with a 30-token question (global
-attention on the question and CLS, as ``build_features`` marks it).
+attention on the question and CLS, as ``build_features`` marks it). ``floor`` is the same model with the
+attention a pass-through (``passthrough.py``): HF / floor is the most any attention could gain over HF here.
 
 Every (batch size, precision, attention) case runs once per repeat, all interleaved in one process; the
 figure is the minimum over repeats (robust to other load on the machine). The fp32 and bf16 matmul rate
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -31,13 +33,17 @@ import numpy as np
 import torch
 from transformers import LongformerConfig, LongformerForQuestionAnswering
 
-from longify.attention import use_fast_attention, use_hf_attention
+from longify.attention import use_hf_attention
 from longify.qa.features import QACollator
 from longify.qa.pipeline import window_logits
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from passthrough import use_passthrough_attention, use_real_fast
+
 VOCAB = 1000  # the embedding matrix is not what is measured
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
-IMPLS = {"fast": use_fast_attention, "hf": use_hf_attention}
+# "floor": the attention a pass-through (passthrough.py): HF / floor bounds what any attention can reach
+IMPLS = {"fast": use_real_fast, "hf": use_hf_attention, "floor": use_passthrough_attention}
 
 
 def qa_model(a: argparse.Namespace) -> LongformerForQuestionAnswering:
@@ -131,6 +137,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
                 row[f"{impl}_features_per_s"] = round(batch / best[(batch, prec, impl)], 4)
             if {"fast", "hf"} <= set(a.impls):
                 row["fast_over_hf"] = round(best[(batch, prec, "hf")] / best[(batch, prec, "fast")], 3)
+            if {"floor", "hf"} <= set(a.impls):
+                row["floor_over_hf"] = round(best[(batch, prec, "hf")] / best[(batch, prec, "floor")], 3)
             if prec == "bf16" and "fp32" in a.precisions:
                 for impl in a.impls:
                     fp32 = best[(batch, "fp32", impl)]
@@ -164,8 +172,9 @@ def table(out: dict[str, Any]) -> str:
         f"{s['repeats']} interleaved repeats; load average {out['load_average'][0]}-{out['load_average'][1]}; "
         f"matmul fp32 {m['fp32'][0]:.0f}-{m['fp32'][1]:.0f} GFLOP/s, bf16 {m['bf16'][0]:.0f}-{m['bf16'][1]:.0f} GFLOP/s",
         "",
-        "| batch | precision | HF s | fast s | HF features/s | fast features/s | fast / HF | bf16 / fp32 (fast, HF) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| batch | precision | HF s | fast s | HF features/s | fast features/s | fast / HF | floor s | HF / floor "
+        "| bf16 / fp32 (fast, HF) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in out["results"]:
         speedup = (
@@ -176,7 +185,8 @@ def table(out: dict[str, Any]) -> str:
         lines.append(
             f"| {r['batch']} | {r['precision']} | {r.get('hf_s', float('nan')):.2f} | "
             f"{r.get('fast_s', float('nan')):.2f} | {r.get('hf_features_per_s', float('nan')):.3f} | "
-            f"{r.get('fast_features_per_s', float('nan')):.3f} | {r.get('fast_over_hf', float('nan')):.2f} | {speedup} |"
+            f"{r.get('fast_features_per_s', float('nan')):.3f} | {r.get('fast_over_hf', float('nan')):.2f} | "
+            f"{r.get('floor_s', float('nan')):.2f} | {r.get('floor_over_hf', float('nan')):.2f} | {speedup} |"
         )
     return "\n".join(lines)
 
@@ -193,7 +203,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--global-tokens", type=int, default=29, help="question tokens (+ CLS: 30 global)")
     p.add_argument("--batches", type=lambda v: [int(x) for x in v.split(",")], default=[1, 4, 8])
     p.add_argument("--precisions", type=lambda v: v.split(","), default=["fp32", "bf16"])
-    p.add_argument("--impls", type=lambda v: v.split(","), default=["fast", "hf"])
+    p.add_argument("--impls", type=lambda v: v.split(","), default=["fast", "hf", "floor"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument(

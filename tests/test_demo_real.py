@@ -223,6 +223,26 @@ def test_missing_package_is_one_line(monkeypatch, tmp_path, capsys) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "demo-output"),
+        (["--out", "demo-output"], "demo-output"),
+        (["--real"], "demo-real-output"),
+        (["--real", "--out", "demo-output"], "demo-output"),  # an explicit --out is never redirected
+        (["--real", "--out", "elsewhere"], "elsewhere"),
+    ],
+)
+def test_demo_out_defaults_by_kind_and_an_explicit_out_is_kept(argv, expected, monkeypatch) -> None:
+    import longify.demo.study as study
+
+    calls: list[str] = []
+    monkeypatch.setattr(real, "run_real_demo", lambda out, **_: calls.append(str(out)))
+    monkeypatch.setattr(study, "run_demo_study", lambda out, **_: calls.append(str(out)))
+    assert main(["demo", *argv]) == 0
+    assert calls == [expected]
+
+
 def _fake_package(tmp_path: Path, monkeypatch, *, good_hash: bool = True) -> Path:
     """A stand-in for the installed package: a model zip in the sentence-transformers layout."""
     zip_path = tmp_path / "pkg" / "model.zip"

