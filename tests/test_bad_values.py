@@ -32,6 +32,12 @@ QA = ["qa", "train", "--model_name_or_path", "m", "--output_dir", "o", "--train_
         ([*PRETRAIN, "--model_type", "roberta"], "--model_type: a `qa train` flag"),
         ([*QA, "--num_train_epochs", "0"], "--num_train_epochs: expected a positive number, got 0.0"),
         ([*QA, "--learning_rate", "0"], "--learning_rate: expected a positive number, got 0.0"),
+        ([*PRETRAIN, "--bf16_full_eval"], "--bf16_full_eval: longify does not cast the model for evaluation"),
+        (
+            [*QA, "--bf16_full_eval", "true"],
+            "--bf16_full_eval: longify does not cast the model for evaluation",
+        ),
+        ([*QA, "--fp16_full_eval"], "--fp16_full_eval: longify does not cast the model for evaluation"),
     ],
 )
 def test_nonsense_values_are_one_line(argv, expected, tmp_path, monkeypatch, capsys) -> None:

@@ -143,6 +143,7 @@ def parse_hf_args(
         items = config_to_argv(read_config(Path(items[0]))) + items[1:]
     translated = translate_legacy_args(items, cuda_available=torch.cuda.is_available(), refused=refused)
     final = list(translated.argv)
+    check_full_eval(final)
     final += machine_defaults(final)
     for i in range(0, len(defaults), 2):
         if not has_flag(final, defaults[i]):
@@ -185,6 +186,18 @@ def route_tensorboard(trainer: Trainer) -> None:
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, TensorBoardCallback):
             callback.logging_dir = tensorboard_dir(trainer.args)
+
+
+def check_full_eval(argv: Sequence[str]) -> None:
+    """``--bf16_full_eval`` / ``--fp16_full_eval``: refused in one line. The Trainer would cast the model itself
+    for its own evaluation loop (and leave it cast), which longify's evaluations do not run; without a GPU,
+    transformers' own refusal would ask for ``--use_cpu``, which would not make the flag work either."""
+    for flag in ("--bf16_full_eval", "--fp16_full_eval"):
+        if flag_is_true(argv, flag):
+            raise LongifyError(
+                f"{flag}: longify does not cast the model for evaluation; evaluation runs in the training's "
+                "precision (--bf16: under bf16 autocast); remove it"
+            )
 
 
 def check_training_args(t: TrainingArguments) -> None:
