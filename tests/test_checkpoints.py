@@ -6,6 +6,7 @@ with an uninterrupted run: bit-identical weights, the same metrics and training 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import logging
@@ -193,7 +194,7 @@ def _same_pretrain_result(ref: Path, run: Path) -> None:
 
 @pytest.mark.integration
 def test_pretrain_killed_inside_a_save_resumes_from_the_last_complete_checkpoint(
-    tiny_sources, wiki, reference, tmp_path, caplog
+    tiny_sources, wiki, reference, tmp_path, caplog, capsys
 ) -> None:
     run = tmp_path / "run"
     cmd = _pretrain_cmd(tiny_sources["roberta"], run, wiki, "--save_total_limit", "1")
@@ -205,6 +206,10 @@ def test_pretrain_killed_inside_a_save_resumes_from_the_last_complete_checkpoint
     assert f"skipping {half}: trainer_state.json" in caplog.text
     assert f"resuming from {run / 'checkpoint-4'}" in caplog.text
     _same_pretrain_result(reference, run)
+    # the final log line (console, TensorBoard) shows the whole run's train_loss too, not sum / this call's steps
+    printed = [ast.literal_eval(x) for x in capsys.readouterr().out.splitlines() if "'train_loss'" in x]
+    whole = _json(run / "pretrain_metrics.json")["train_loss"]
+    assert len(printed) == 1 and float(printed[0]["train_loss"]) == pytest.approx(whole, rel=1e-3), printed
     assert (half / "longify_checkpoint.json").is_file()  # saved again, whole
     assert [p.name for p in run.glob("checkpoint-*")] == ["checkpoint-8"]  # rotated once 8 was complete
 

@@ -332,3 +332,16 @@ def test_tydiqa_xtreme_per_language_dev_files(tmp_path):
         )
     examples = list(load_examples("tydiqa", tmp_path))
     assert sorted(e.language for e in examples) == ["ar", "en", "en"]
+
+
+def test_max_eval_samples_keeps_every_language(xquad_fixture_dir):
+    """``--max_eval_samples 1`` on XQuAD en/de/zh: the first question of each language, not the first of all
+    (which would leave the headline average over English alone)."""
+    from longify.qa.args import QADataArguments
+    from longify.qa.pipeline import load_split
+
+    data = QADataArguments(dataset="xquad", languages=["en", "de", "zh"], max_eval_samples=1)
+    kept = load_split(data, str(xquad_fixture_dir), train=False, flag="--predict_file")
+    assert [(e.language, e.id) for e in kept] == [("en", "xq-1"), ("de", "xq-1"), ("zh", "xq-1")]
+    data.max_eval_samples = None
+    assert len(load_split(data, str(xquad_fixture_dir), train=False, flag="--predict_file")) == 6

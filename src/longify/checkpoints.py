@@ -266,10 +266,12 @@ class CrashSafeCheckpoints:
         # HF deletes the final checkpoint under --save_total_limit 1 when the best one is older; it is
         # kept (beside the best, as rotation does), so a rerun of the finished run sees its last step
         limit, self.args.save_total_limit = self.args.save_total_limit, None
+        self._finalizing = True
         try:
             out = super()._finalize_training(trial, num_train_samples, start_time)  # type: ignore[misc]
         finally:
             self.args.save_total_limit = limit
+            self._finalizing = False
         if self._partial_from is not None:
             self.loss_note = (
                 f"train_loss covers steps {self._partial_from + 1}..{self.state.global_step} only "
@@ -287,6 +289,13 @@ class CrashSafeCheckpoints:
                 entry["train_loss"] = loss
                 break
         return TrainOutput(out.global_step, loss, out.metrics)
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """HF's final log line (console, TensorBoard) gets the whole run's ``train_loss`` on a resumed run, as
+        ``pretrain_metrics.json`` / ``results.json`` do; HF would divide the whole sum by this call's steps."""
+        if getattr(self, "_finalizing", False) and self._whole_run_loss and "train_loss" in logs:
+            logs = {**logs, "train_loss": self._total_loss_scalar / max(self.state.global_step, 0.001)}
+        super().log(logs, *args, **kwargs)  # type: ignore[misc]
 
     def planned_steps(self) -> int:
         """The optimizer steps this run trains in all (``--max_steps``, or epochs x steps per epoch)."""

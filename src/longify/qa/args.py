@@ -82,7 +82,8 @@ class QADataArguments:
         default=None, metadata={"help": "Use at most this many training questions."}
     )
     max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Use at most this many evaluation questions."}
+        default=None,
+        metadata={"help": "Use at most this many evaluation questions per language (per pair for MLQA)."},
     )
     metric: str | None = field(
         default=None, metadata={"help": "squad, mlqa or triviaqa (default: the task's)."}

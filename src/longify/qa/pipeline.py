@@ -77,8 +77,28 @@ def load_split(data: QADataArguments, path: str | None, *, train: bool, flag: st
             data.concat_contexts,
             data.concat_contexts - 1,
         )
-    limit = data.max_train_samples if train else data.max_eval_samples
-    return examples[:limit] if limit is not None else examples
+    if train:
+        return examples[: data.max_train_samples] if data.max_train_samples is not None else examples
+    return first_per_language(examples, data.max_eval_samples)
+
+
+def first_per_language(examples: list[QAExample], limit: int | None) -> list[QAExample]:
+    """``--max_eval_samples``: the first ``limit`` questions of each language (of each language pair for MLQA),
+    in file order, so that a multilingual evaluation keeps every language its average is taken over."""
+    if limit is None:
+        return examples
+    taken: dict[tuple[str, str | None], int] = {}
+    kept = []
+    for ex in examples:
+        key = (ex.language, ex.question_language)
+        if taken.get(key, 0) < limit:
+            taken[key] = taken.get(key, 0) + 1
+            kept.append(ex)
+    if len(taken) > 1:
+        logger.info(
+            "--max_eval_samples %d: the first %d questions of each of %d languages", limit, limit, len(taken)
+        )
+    return kept
 
 
 def resolve_lowercase(do_lower_case: bool, tokenizer: PreTrainedTokenizerBase) -> bool:
