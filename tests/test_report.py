@@ -182,6 +182,14 @@ def _break(root: Path, what: str) -> None:
     elif what == "wrong type":
         rows[0]["seed"] = "one"
         _jsonl(root / "results.jsonl", rows)
+    elif what == "f1 over 100":
+        rows[1]["f1"] = 250.0
+        _jsonl(root / "results.jsonl", rows)
+    elif what == "negative question score":
+        _jsonl(
+            root / rows[0]["question_scores_path"],
+            [{"id": "q0", "language": "en", "exact_match": 0, "f1": -1}],
+        )
     elif what == "duplicate":
         _jsonl(root / "results.jsonl", [*rows, rows[0]])
     elif what == "no question scores":
@@ -201,6 +209,11 @@ def _break(root: Path, what: str) -> None:
         ("not json", "results.jsonl: line 1: not JSON"),
         ("missing field", "results.jsonl: line 3: missing field 'f1'"),
         ("wrong type", "results.jsonl: line 1: field 'seed' must be an integer, got 'one'"),
+        ("f1 over 100", "results.jsonl: line 2: field 'f1' must be a number from 0 to 100"),
+        (
+            "negative question score",
+            "question_scores.jsonl: line 1: field 'f1' must be a number from 0 to 100",
+        ),
         ("duplicate", "a second row for model 'short'"),
         (
             "no question scores",

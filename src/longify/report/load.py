@@ -42,20 +42,28 @@ def _opt_number(v: Any) -> bool:
     return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
+def _percent(v: Any) -> bool:
+    return _number(v) and 0.0 <= v <= 100.0
+
+
 Check = tuple[Callable[[Any], bool], str]
 STR: Check = (_str, "a non-empty string")
 OPT_STR: Check = (_opt_str, "a string or null")
 INT: Check = (_int, "an integer")
 OPT_INT: Check = (_opt_int, "an integer or null")
 NUMBER: Check = (_number, "a finite number")
+PERCENT: Check = (_percent, "a number from 0 to 100 (a score in percent)")
+FRACTION_OR_PERCENT: Check = (_percent, "a number from 0 to 100 (a fraction in [0, 1] or a percent)")
 OPT_NUMBER: Check = (_opt_number, "a number or null")
 
 RESULT_FIELDS: dict[str, Check] = {
     "model": STR, "source_model": OPT_STR, "eval_set": STR, "task": STR, "language": STR, "seed": INT,
-    "exact_match": NUMBER, "f1": NUMBER, "total": OPT_INT, "job_id": STR, "results_path": OPT_STR,
+    "exact_match": PERCENT, "f1": PERCENT, "total": OPT_INT, "job_id": STR, "results_path": OPT_STR,
     "predictions_path": OPT_STR, "question_scores_path": OPT_STR,
 }  # fmt: skip
-QUESTION_FIELDS: dict[str, Check] = {"id": STR, "language": STR, "exact_match": NUMBER, "f1": NUMBER}
+QUESTION_FIELDS: dict[str, Check] = {
+    "id": STR, "language": STR, "exact_match": FRACTION_OR_PERCENT, "f1": FRACTION_OR_PERCENT,
+}  # fmt: skip
 CURVE_FIELDS: dict[str, Check] = {
     "model": STR, "step": INT, "loss": OPT_NUMBER, "bits_per_token": OPT_NUMBER,
     "pseudo_bits_per_char": OPT_NUMBER, "job_id": OPT_STR,
