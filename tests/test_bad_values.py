@@ -52,7 +52,23 @@ def test_nonsense_values_are_one_line(argv, expected, tmp_path, monkeypatch, cap
 def test_predict_positive_flags(flag, capsys) -> None:
     argv = ["qa", "predict", "--model", "m", "--question", "q", "--context", "c", flag, "0"]
     assert main(argv) == 2
-    assert f"argument {flag}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"argument {flag}" in err, err  # no usage block first
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["convert", "a", "b", "--position-init", "foo"], "argument --position-init"),
+        (["convert", "a", "b", "--max-pos", "abc"], "argument --max-pos"),
+        (["report"], "the following arguments are required"),
+        (["data", "nosuch"], "unknown command 'nosuch'"),
+    ],
+)
+def test_argparse_errors_are_one_line(argv, expected, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and expected in err and "-h)" in err, err
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "inf"])

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 import longify
 from longify.errors import LongifyError
@@ -338,9 +339,16 @@ def resolve(argv: list[str]) -> tuple[tuple[str, ...], Command | Table, list[str
     return tuple(words), node, argv
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad flag or value is one line on stderr (exit 2), not the usage block first: ``-h`` shows that."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def group_parser(words: tuple[str, ...], group: Table) -> argparse.ArgumentParser:
     """The help of a command group: its subcommands, one line each."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=" ".join(("longify", *words)),
         description=GROUP_HELP.get(words),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -357,7 +365,7 @@ def group_parser(words: tuple[str, ...], group: Table) -> argparse.ArgumentParse
 
 
 def command_parser(words: tuple[str, ...], command: Command) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=" ".join(("longify", *words)), description=command.help)
+    parser = OneLineParser(prog=" ".join(("longify", *words)), description=command.help)
     assert command.arguments is not None
     command.arguments(parser)
     return parser
