@@ -189,3 +189,23 @@ def test_long_model_runs_the_whole_context_in_one_window(models: dict[str, Path]
     assert len(feats) == 1
     starts, ends = window_logits(model, feats, collator_for(tok, model.config))
     assert starts[0].shape == (len(feats[0]["input_ids"]),) and np.isfinite(ends[0]).all()
+
+
+def test_answer_positions_do_not_raise_the_too_long_false_alarm(tiny_sources, monkeypatch) -> None:
+    """Whole contexts are tokenised for the answer-position analysis; transformers' "Token indices sequence
+    length is longer than ..." warning is a false alarm there (silenced), and only there (restored)."""
+    import transformers.tokenization_utils_base as tub
+
+    from longify.qa.analysis import token_positions
+    from longify.qa.tasks.example import Answer, QAExample
+
+    warnings: list[str] = []
+    monkeypatch.setattr(tub.logger, "warning", lambda msg, *a, **k: warnings.append(str(msg)))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_sources["roberta"])
+    context = "word " * (tokenizer.model_max_length + 50)
+    example = QAExample(id="q", question="q?", context=context, answers=[Answer("word", 5)], language="en")
+    ((position, length),) = token_positions([example], tokenizer)
+    assert position is not None and 0 < position < length and length > tokenizer.model_max_length
+    assert not [w for w in warnings if "sequence length is longer" in w], warnings
+    tokenizer(context)  # a real model input that long still warns
+    assert [w for w in warnings if "sequence length is longer" in w], warnings

@@ -24,8 +24,21 @@ def bucket_label(value: int, width: int) -> str:
 def token_positions(
     examples: Sequence[QAExample], tokenizer: PreTrainedTokenizerBase
 ) -> list[tuple[int | None, int]]:
-    """(token index of the first gold answer's first token or None, context length in tokens) per example."""
-    enc = tokenizer([e.context for e in examples], add_special_tokens=False, return_offsets_mapping=True)
+    """(token index of the first gold answer's first token or None, context length in tokens) per example.
+
+    Whole contexts are tokenised on purpose (positions, not model inputs): transformers' warning that a
+    sequence is longer than the model's maximum is silenced for this call only."""
+    key = "sequence-length-is-longer-than-the-specified-maximum"
+    warned = getattr(tokenizer, "deprecation_warnings", {})
+    before = warned.get(key)
+    warned[key] = True
+    try:
+        enc = tokenizer([e.context for e in examples], add_special_tokens=False, return_offsets_mapping=True)
+    finally:
+        if before is None:
+            warned.pop(key, None)
+        else:
+            warned[key] = before
     out: list[tuple[int | None, int]] = []
     for example, offsets in zip(examples, enc["offset_mapping"], strict=True):
         position = None
