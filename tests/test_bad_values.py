@@ -97,3 +97,18 @@ def test_block_size_above_a_longformers_positions_is_refused(tiny_sources, tmp_p
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"--block_size 200: the model {long} takes at most 128 tokens" in err
+
+
+def test_evaluate_without_questions_names_what_is_missing(tiny_sources, tmp_path, capsys) -> None:
+    argv = [
+        "qa",
+        "evaluate",
+        "--model_name_or_path",
+        str(tiny_sources["roberta"]),
+        "--output_dir",
+        str(tmp_path / "o"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "--predict_file: required: the evaluation questions" in err and "--do_eval" not in err, err

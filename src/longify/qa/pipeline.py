@@ -63,7 +63,10 @@ def load_split(data: QADataArguments, path: str | None, *, train: bool, flag: st
 
     path = resolve_named(path, data.dataset)
     if path is None:
-        raise LongifyError(f"{flag}: required for {'--do_train' if train else '--do_eval'}")
+        what = "training" if train else "evaluation"
+        raise LongifyError(
+            f"{flag}: required: the {what} questions (a SQuAD-format file, a folder or a dataset name)"
+        )
     name = infer_dataset(data.dataset, path)
     split = data.train_split if train else data.eval_split
     options = data_flag_options(data, name)  # --mlqa_pairs, --triviaqa_word_budget
