@@ -175,6 +175,8 @@ def test_predictions_matching_no_question_is_an_error():
     examples = list(load_examples("squad", FIXTURES / "squad"))
     with pytest.raises(LongifyError, match=r"p.json: none of its 1 prediction ids is a question.*'zzz'"):
         score_predictions({"zzz": "a"}, examples, source="p.json")
+    with pytest.raises(LongifyError, match=r"^p.json: holds no predictions \(expected an object"):
+        score_predictions({}, examples, source="p.json")
 
 
 def test_prediction_values_may_carry_scores_or_be_nbest_lists():

@@ -186,6 +186,10 @@ def score_predictions(
     pools = nested if nested is not None else {"": predictions}
     given = sum(len(v) for v in pools.values())
     n_used = sum(len(v) for v in used.values())
+    if not given:
+        raise LongifyError(
+            f"{source}: holds no predictions (expected an object of question id -> answer text)"
+        )
     if not n_used:
         example_id = next((k for pool in pools.values() for k in pool), None)
         raise LongifyError(
