@@ -543,3 +543,30 @@ def re_escape(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+@pytest.mark.integration
+def test_qa_evaluate_takes_the_windows_the_model_was_trained_with(
+    qa_setup, qa_reference, tmp_path, caplog
+) -> None:
+    """``qa evaluate`` of a ``qa train`` output without window flags: the training's --max_seq_length 64 and
+    --doc_stride 16 (its longify_run.json), not the defaults 384 / 128; given flags still win."""
+    from longify.qa.evaluate import evaluate_qa
+
+    base = [
+        "--model_name_or_path",
+        str(qa_reference),
+        "--predict_file",
+        str(qa_setup["dev"]),
+        "--report_to",
+        "none",
+    ]
+    with caplog.at_level(logging.INFO, logger="longify"):
+        evaluate_qa(parse_qa_args([*base, "--output_dir", str(tmp_path / "same")]))
+    assert "--max_seq_length 64, --doc_stride 16: as" in caplog.text
+    record = _json(tmp_path / "same" / "results.json")["arguments"]["data"]
+    assert (record["max_seq_length"], record["doc_stride"]) == (64, 16)
+    assert _json(tmp_path / "same" / "predictions.json") == _json(qa_reference / "predictions.json")
+    evaluate_qa(parse_qa_args([*base, "--output_dir", str(tmp_path / "own"), "--doc_stride", "8"]))
+    record = _json(tmp_path / "own" / "results.json")["arguments"]["data"]
+    assert (record["max_seq_length"], record["doc_stride"]) == (64, 8)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from longify.errors import LongifyError
-from longify.hfargs import has_flag
+from longify.hfargs import has_flag, read_config
+from longify.legacy import config_to_argv
 from longify.loading import has_qa_head
 from longify.locks import output_lock
 from longify.qa.args import QAArgs
@@ -34,12 +35,51 @@ from longify.qa.score import (
     evaluate_predictions_file,
 )
 from longify.qa.tasks import TASKS, data_flag_options
+from longify.runargs import RUN_FILE
 from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 EVAL_COMMAND = "qa evaluate"  # results.json's "command": what qa evaluate may overwrite
 DEFAULT_EVAL_OUTPUT_DIR = "qa-eval-output"  # what `longify qa evaluate` passes when --output_dir is absent
+
+
+WINDOW_FLAGS = ("max_seq_length", "doc_stride", "max_query_length")
+
+
+def given_flags(argv: list[str]) -> list[str]:
+    """The command line with a leading YAML/JSON config expanded, as ``parse_hf_args`` reads it."""
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")) and not argv[0].startswith("-"):
+        return config_to_argv(read_config(Path(argv[0]))) + argv[1:]
+    return argv
+
+
+def take_trained_windows(args: QAArgs, model_dir: str) -> None:
+    """Windows as the model was trained: a ``qa train`` output records its ``--max_seq_length``,
+    ``--doc_stride`` and ``--max_query_length`` (``longify_run.json``); those not given here are taken from
+    it, so a long model is not evaluated in 384-token windows by default. One log line says which."""
+    path = Path(model_dir) / RUN_FILE
+    try:
+        defining = json.loads(path.read_text(encoding="utf-8")).get("defining_args")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(defining, dict) or "--doc_stride" not in defining:  # not a qa train run
+        return
+    argv = given_flags(list(args.argv))
+    taken = []
+    for name in WINDOW_FLAGS:
+        value = defining.get(f"--{name}")
+        given = has_flag(argv, f"--{name}") or has_flag(argv, f"--{name.replace('_', '-')}")
+        if isinstance(value, int) and value > 0 and not given and getattr(args.data, name) != value:
+            setattr(args.data, name, value)
+            taken.append(f"--{name} {value}")
+    if taken:
+        logger.info(
+            "%s: as %s was trained (its %s); pass the flags to override",
+            ", ".join(taken),
+            model_dir,
+            RUN_FILE,
+        )
 
 
 @contextmanager
@@ -98,6 +138,7 @@ def evaluate_qa(args: QAArgs) -> dict[str, Any]:
     if name is None:
         raise LongifyError("--model_name_or_path: required to evaluate a model (or pass --predictions FILE)")
     with eval_output_dir(args):  # before the model is loaded
+        take_trained_windows(args, name)
         config = load_config(name)
         check_model_type(args.model_type, config, name)
         examples = load_split(data, data.predict_file, train=False, flag="--predict_file")
