@@ -214,6 +214,14 @@ def test_bad_flags_one_line(tiny_sources, wiki, tmp_path, capsys) -> None:
     cmd = small_command(tiny_sources["roberta"], tmp_path / "run", wiki)
     assert main(["pretrain", *cmd, "--no_such_flag", "1"]) == 2
     assert "unknown flag(s): --no_such_flag 1" in capsys.readouterr().err
+    config = tmp_path / "cfg.json"  # an unknown key in a config file: the file is named
+    config.write_text(json.dumps({"bogus": 1}))
+    assert main(["pretrain", str(config), *cmd]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.endswith(f"{config}: unknown key(s) bogus (not a flag of this command)")
+        and len(err.splitlines()) == 1
+    )
     bad = [*cmd]
     bad[bad.index("--train_file_path") + 1] = str(tmp_path / "missing.raw")
     assert main(["pretrain", *bad]) == 2

@@ -139,8 +139,11 @@ def parse_hf_args(
     legacy flags this command has no use for (see ``translate_legacy_args``). The TrainingArguments values
     are checked (``check_training_args``)."""
     items = list(argv)
+    config_file, from_config = None, set()
     if items and items[0].endswith((".yaml", ".yml", ".json")) and not items[0].startswith("-"):
-        items = config_to_argv(read_config(Path(items[0]))) + items[1:]
+        config_file, config = items[0], read_config(Path(items[0]))
+        from_config = {f"--{key}" for key in config}
+        items = config_to_argv(config) + items[1:]
     translated = translate_legacy_args(items, cuda_available=torch.cuda.is_available(), refused=refused)
     final = list(translated.argv)
     check_full_eval(final)
@@ -154,6 +157,11 @@ def parse_hf_args(
     except ValueError as err:
         raise LongifyError(first_line(err)) from None
     if rest:
+        keys = [flag[2:] for flag in rest if flag in from_config and not has_flag(list(argv[1:]), flag)]
+        if config_file and keys:
+            raise LongifyError(
+                f"{config_file}: unknown key(s) {', '.join(keys)} (not a flag of this command)"
+            )
         raise LongifyError(f"unknown flag(s): {' '.join(rest)}")
     for item in parsed:
         if isinstance(item, TrainingArguments):
