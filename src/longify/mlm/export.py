@@ -24,6 +24,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from longify.convert.families import LONGFORMER
 from longify.errors import LongifyError
 from longify.loading import LOAD_ERRORS, load_failure
 from longify.locks import output_lock
@@ -116,6 +117,17 @@ def model_task(folder: Path) -> str:
     )
 
 
+def check_longformer(folder: Path, model: PreTrainedModel) -> None:
+    """Refuse a model that is not a Longformer: its card would call a short encoder one (a plain short model
+    is converted with ``longify convert`` or pretrained with ``longify pretrain``, which converts it)."""
+    model_type = getattr(model.config, "model_type", None)
+    if model_type != LONGFORMER:
+        raise LongifyError(
+            f"{folder}: a {model_type or 'model of no stated type'} model, not a Longformer; export takes a "
+            "longify pretrain run or a Longformer checkpoint (convert a short model with longify convert)"
+        )
+
+
 def checkpoint_step(folder: Path) -> int | None:
     """The step of a Trainer checkpoint (``trainer_state.json``'s global_step); None for other folders."""
     try:
@@ -185,6 +197,7 @@ def export_checkpoint(
             model = auto.from_pretrained(checkpoint)
         except LOAD_ERRORS as err:
             raise load_failure(str(checkpoint), err, "the model") from None
+        check_longformer(checkpoint, model)  # after loading: a corrupt file is named first
         step = checkpoint_step(checkpoint)
         tok_dir = (
             checkpoint

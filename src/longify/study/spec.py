@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from longify.errors import LongifyError, first_line
+from longify.study.flags import flag_problems
 
 TOP_KEYS = ("output_dir", "seeds", "prepare", "models", "finetune", "evaluate", "slurm")
 MODEL_KEYS = ("source", "from", "convert", "pretrain", "gpus")
@@ -142,6 +143,7 @@ def _models(raw: dict[str, Any], problems: list[str]) -> dict[str, ModelSpec]:
         if convert:
             _unknown(convert, CONVERT_KEYS, f"{where}.convert.", problems)
         pretrain = _flags(m.get("pretrain"), f"{where}.pretrain", problems) if "pretrain" in m else None
+        problems.extend(flag_problems(pretrain or {}, "pretrain", f"{where}.pretrain"))
         source = m.get("source")
         models[name] = ModelSpec(
             name,
@@ -190,6 +192,7 @@ def _evaluate(raw: dict[str, Any], problems: list[str]) -> dict[str, EvalSpec]:
         where = f"evaluate.{name}"
         options = _flags(e, where, problems)
         task = str(options.pop("task", name))
+        problems.extend(flag_problems(options, "evaluate", where))
         if task not in TASKS:
             problems.append(f"{where}.task: unknown task {task!r} (expected one of {', '.join(TASKS)})")
         sets[name] = EvalSpec(name, task, options)
@@ -244,6 +247,7 @@ def load_spec(path: str | Path, output_dir: str | Path | None = None) -> StudySp
     models = _models(_mapping(raw.get("models"), "models", problems), problems)
     finetune = _flags(raw.get("finetune"), "finetune", problems)
     finetune_gpus = _gpus(finetune, "finetune", problems)
+    problems.extend(flag_problems(finetune, "train", "finetune"))
     evaluate = _evaluate(_mapping(raw.get("evaluate"), "evaluate", problems), problems)
     used = prepare_refs([raw.get("models"), raw.get("finetune"), raw.get("evaluate")])
     for name in used:
