@@ -69,6 +69,7 @@ def test_spec_errors_are_one_line_each(tmp_path: Path) -> None:
         tmp_path / "bad.yaml",
         """
 output_dir: out
+seeds: [1, 2, 1]
 models:
   a: {source: x, convert: {max_poss: 4096}}
   b: {from: missing}
@@ -88,7 +89,8 @@ evaluate:
     assert "models.b.from: missing: no such model" in text
     assert "evaluate.e.task: unknown task 'no-such-task'" in text
     assert sum("dependency cycle" in line for line in lines) == 1
-    assert len(lines) == 4
+    assert "seeds: 1 listed twice" in text
+    assert len(lines) == 5
 
 
 def test_ids_are_stable_and_change_with_an_option(tmp_path: Path) -> None:

@@ -243,6 +243,9 @@ def load_spec(path: str | Path, output_dir: str | Path | None = None) -> StudySp
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
         problems.append(f"seeds: expected a list of integers, got {seeds!r}")
         seeds = [42]
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        problems.append(f"seeds: {', '.join(map(str, repeated))} listed twice (each seed is one run)")
     prepare = _prepare(_mapping(raw.get("prepare"), "prepare", problems), problems)
     models = _models(_mapping(raw.get("models"), "models", problems), problems)
     finetune = _flags(raw.get("finetune"), "finetune", problems)
