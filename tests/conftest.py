@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FAMILIES, REPO, SOURCE_LEN
+from helpers import FAMILIES, REPO, SOURCE_LEN, AttentionCalls
 from longify.tiny import save_tiny
 
 TIERS = ("unit", "integration", "slow")
@@ -44,3 +44,16 @@ def xquad_fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for src in (REPO / "tests" / "fixtures" / "qa" / "xquad").glob("*.squad-format.json"):
         (out / f"xquad.{src.name.split('.')[0]}.json").write_bytes(src.read_bytes())
     return out
+
+
+@pytest.fixture
+def seen():
+    """Records every Longformer self-attention call made during the test (``helpers.AttentionCalls``)."""
+    import torch
+
+    record = AttentionCalls()
+    handle = torch.nn.modules.module.register_module_forward_hook(record.hook)
+    try:
+        yield record
+    finally:
+        handle.remove()

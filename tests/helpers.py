@@ -100,3 +100,31 @@ def longformer_batch(lengths: list[int], n: int, globals_per_row: list[list[int]
         ids[i, length:] = 1
         glob[i, gl] = 1
     return {"input_ids": ids, "attention_mask": mask, "global_attention_mask": glob}
+
+
+class AttentionCalls:
+    """What every Longformer self-attention call saw: train mode, inference mode, grad, CPU autocast, output
+    dtype and shape (a global forward hook, see the ``seen`` fixture)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def hook(self, module, args, output) -> None:
+        import torch
+        from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
+
+        if isinstance(module, LongformerSelfAttention):
+            self.calls.append(
+                {
+                    "training": module.training,
+                    "inference": torch.is_inference_mode_enabled(),
+                    "grad": torch.is_grad_enabled(),
+                    "autocast": torch.is_autocast_enabled("cpu"),
+                    "dtype": output[0].dtype,
+                    "shape": tuple(output[0].shape),
+                }
+            )
+
+    def states(self) -> set[tuple]:
+        """The distinct (training, autocast, inference, dtype) of the calls."""
+        return {(c["training"], c["autocast"], c["inference"], c["dtype"]) for c in self.calls}

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import torch
 from transformers import AutoConfig, TrainerCallback
-from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
 
-from helpers import tiny_qa_setup, write_wikitext
+from helpers import AttentionCalls, tiny_qa_setup, write_wikitext
 from longify.convert import convert
 from longify.hfargs import flag_is_true, machine_defaults, precision
 from longify.mlm.args import parse_pretrain_args
@@ -30,18 +29,6 @@ def no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
-class Seen:
-    """What every Longformer self-attention call saw (a global forward hook, removed on exit)."""
-
-    def __init__(self) -> None:
-        self.calls: set[tuple[bool, bool, bool, torch.dtype]] = set()
-
-    def hook(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if isinstance(module, LongformerSelfAttention):
-            state = (module.training, torch.is_autocast_enabled("cpu"), torch.is_inference_mode_enabled())
-            self.calls.add((*state, output[0].dtype))
-
-
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """Tiny models gain nothing from a second thread, and on a loaded machine the small bf16 ops of two
@@ -52,16 +39,6 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def seen() -> Iterator[Seen]:
-    record = Seen()
-    handle = torch.nn.modules.module.register_module_forward_hook(record.hook)
-    try:
-        yield record
-    finally:
-        handle.remove()
 
 
 TRAIN_BF16 = (True, True, False, torch.bfloat16)  # training, autocast, not inference mode, bf16 output
@@ -136,7 +113,9 @@ def _pretrain(model: Path, data: Path, out: Path, *extra: str) -> tuple[dict[str
 
 
 @pytest.mark.integration
-def test_bf16_pretraining_follows_the_fp32_curve(tmp_path: Path, seen: Seen, one_thread: None) -> None:
+def test_bf16_pretraining_follows_the_fp32_curve(
+    tmp_path: Path, seen: AttentionCalls, one_thread: None
+) -> None:
     """200 steps of tiny pretraining, fp32 and ``--bf16`` (same seed, data and masks), 1 thread.
 
     Attention dropout is 0 in this model: the fp32 CPU path draws its own keep masks while autocast takes
@@ -159,10 +138,10 @@ def test_bf16_pretraining_follows_the_fp32_curve(tmp_path: Path, seen: Seen, one
     data = write_wikitext(tmp_path / "wiki")
     seen.calls.clear()
     fp32, fp32_losses = _pretrain(long, data, tmp_path / "fp32")
-    assert not any(call[1] for call in seen.calls)  # no autocast in the fp32 run
+    assert not any(c["autocast"] for c in seen.calls)  # no autocast in the fp32 run
     seen.calls.clear()
     bf16, bf16_losses = _pretrain(long, data, tmp_path / "bf16", "--bf16")
-    assert seen.calls == {TRAIN_BF16, EVAL_BF16}  # the initial evaluation too
+    assert seen.states() == {TRAIN_BF16, EVAL_BF16}  # the initial evaluation too
     assert fp32["precision"] == "fp32" and bf16["precision"] == "bf16-autocast"
     run = json.loads((tmp_path / "bf16" / "longify_run.json").read_text())
     assert run["precision"] == "bf16-autocast" and run["defining_args"]["--bf16"] is True
@@ -176,7 +155,7 @@ def test_bf16_pretraining_follows_the_fp32_curve(tmp_path: Path, seen: Seen, one
 
 
 @pytest.mark.integration
-def test_qa_train_and_evaluate_bf16_on_cpu(tmp_path: Path, seen: Seen, one_thread: None) -> None:
+def test_qa_train_and_evaluate_bf16_on_cpu(tmp_path: Path, seen: AttentionCalls, one_thread: None) -> None:
     s = tiny_qa_setup(tmp_path, 16, 8)
     seen.calls.clear()  # the conversion's check
     common = ["--max_seq_length", "64", "--doc_stride", "16", "--seed", "3", "--report_to", "none"]
@@ -186,7 +165,7 @@ def test_qa_train_and_evaluate_bf16_on_cpu(tmp_path: Path, seen: Seen, one_threa
          "--do_train", "--do_eval", "--max_steps", "3", "--per_device_train_batch_size", "4",
          "--per_device_eval_batch_size", "4", "--output_dir", str(out), "--bf16", *common]
     ) == 0  # fmt: skip
-    assert seen.calls == {TRAIN_BF16, EVAL_BF16}
+    assert seen.states() == {TRAIN_BF16, EVAL_BF16}
     results = json.loads((out / "results.json").read_text())
     assert results["precision"] == "bf16-autocast" and results["arguments"]["training"]["bf16"]
     seen.calls.clear()
@@ -195,5 +174,5 @@ def test_qa_train_and_evaluate_bf16_on_cpu(tmp_path: Path, seen: Seen, one_threa
         ["--model_name_or_path", str(out), "--predict_file", str(s["dev"]), "--output_dir", str(evaluated),
          "--per_device_eval_batch_size", "3", "--bf16", *common]
     ) == 0  # fmt: skip
-    assert seen.calls == {EVAL_BF16}
+    assert seen.states() == {EVAL_BF16}
     assert json.loads((evaluated / "results.json").read_text())["precision"] == "bf16-autocast"

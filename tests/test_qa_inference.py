@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 from transformers import LongformerConfig, LongformerForQuestionAnswering
 from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
 
-from helpers import REPO
+from helpers import REPO, AttentionCalls
 from longify.attention import use_fast_attention, use_hf_attention
 from longify.qa.features import QACollator
 from longify.qa.pipeline import window_logits
@@ -55,35 +54,6 @@ def features(lengths: tuple[int, ...] = LENGTHS) -> list[dict[str, Any]]:
     return out
 
 
-class Seen:
-    """What every Longformer self-attention call saw (a global forward hook, removed on exit)."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def hook(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if isinstance(module, LongformerSelfAttention):
-            self.calls.append(
-                {
-                    "inference": torch.is_inference_mode_enabled(),
-                    "grad": torch.is_grad_enabled(),
-                    "autocast": torch.is_autocast_enabled("cpu"),
-                    "dtype": output[0].dtype,
-                    "shape": tuple(output[0].shape),
-                }
-            )
-
-
-@pytest.fixture
-def seen() -> Iterator[Seen]:
-    record = Seen()
-    handle = torch.nn.modules.module.register_module_forward_hook(record.hook)
-    try:
-        yield record
-    finally:
-        handle.remove()
-
-
 def one_at_a_time_hf(model: LongformerForQuestionAnswering, feats: list[dict[str, Any]]) -> list[np.ndarray]:
     """The oracle: each window alone, unpadded, through HF's own attention, under no_grad."""
     use_hf_attention(model)
@@ -96,7 +66,9 @@ def one_at_a_time_hf(model: LongformerForQuestionAnswering, feats: list[dict[str
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_batched_inference_mode_logits_equal_one_window_at_a_time(batch_size: int, seen: Seen) -> None:
+def test_batched_inference_mode_logits_equal_one_window_at_a_time(
+    batch_size: int, seen: AttentionCalls
+) -> None:
     model = tiny_qa_model()
     feats = features()
     expected = one_at_a_time_hf(model, feats)
@@ -118,7 +90,7 @@ def test_batched_inference_mode_logits_equal_one_window_at_a_time(batch_size: in
     assert model.training is False
 
 
-def test_window_logits_restores_train_mode(seen: Seen) -> None:
+def test_window_logits_restores_train_mode(seen: AttentionCalls) -> None:
     model = tiny_qa_model().train()
     window_logits(model, features((40, 20)), QACollator(pad_token_id=1, pad_to_multiple_of=WINDOW), 2)
     assert model.training and all(not c["grad"] for c in seen.calls)
@@ -131,7 +103,7 @@ def test_window_logits_restores_train_mode(seen: Seen) -> None:
 
 
 @pytest.mark.parametrize("attention", ["fast", "hf"])
-def test_cpu_bf16_autocast_is_active_and_close_to_fp32(attention: str, seen: Seen) -> None:
+def test_cpu_bf16_autocast_is_active_and_close_to_fp32(attention: str, seen: AttentionCalls) -> None:
     model = tiny_qa_model()
     (use_fast_attention if attention == "fast" else use_hf_attention)(model)
     feats = features((200, 61, 17, 130))
@@ -177,7 +149,6 @@ def test_benchmark_floor_is_a_pass_through_and_comes_off() -> None:
     """``benchmarks/passthrough.py``: each self-attention returns its value projection; the fast and HF
     attentions come back with the same parameters, so the benchmarks can switch between them."""
     from transformers import LongformerConfig, LongformerModel
-    from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
 
     from longify.attention import FastLongformerSelfAttention, use_hf_attention
 
