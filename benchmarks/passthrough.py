@@ -9,23 +9,19 @@ can reach against HF on the same machine, in the same run. It computes nothing m
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longify.attention import FastLongformerSelfAttention, use_fast_attention
 
 
 class PassThroughSelfAttention(FastLongformerSelfAttention):
-    """q/k/v projected as the fast path does (one fused ``linear``); the values are the output."""
+    """q/k/v projected as the fast path does (``project_qkv``); the values are the output."""
 
     def _attend(
         self, x: Tensor, attention_mask: Tensor, masked: Tensor, is_global: Tensor, any_global: bool
     ) -> Tensor:
         b, n, e = x.shape
-        weight = torch.cat((self.query.weight, self.key.weight, self.value.weight))
-        bias = torch.cat((self.query.bias, self.key.bias, self.value.bias))
-        return F.linear(x, weight, bias).view(b, n, 3, e)[:, :, 2]
+        return self.project_qkv(x).view(b, n, 3, e)[:, :, 2]
 
 
 def use_passthrough_attention(model: nn.Module) -> nn.Module:

@@ -281,20 +281,15 @@ class CrashSafeCheckpoints:
             out.metrics["train_loss_note"] = self.loss_note
         if not self._whole_run_loss:
             return out
-        # HF divides by this call's steps; the sum covers the whole run since it was restored
-        loss = self._total_loss_scalar / max(self.state.global_step, 0.001)
-        out.metrics["train_loss"] = loss
-        for entry in reversed(self.state.log_history):
-            if "train_loss" in entry:
-                entry["train_loss"] = loss
-                break
-        return TrainOutput(out.global_step, loss, out.metrics)
+        # ``log`` gave HF's final metrics (the dict returned here) the whole run's train_loss
+        return TrainOutput(out.global_step, out.metrics["train_loss"], out.metrics)
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        """HF's final log line (console, TensorBoard) gets the whole run's ``train_loss`` on a resumed run, as
-        ``pretrain_metrics.json`` / ``results.json`` do; HF would divide the whole sum by this call's steps."""
+        """On a resumed run HF's final metrics divide the whole run's loss sum (restored) by this call's steps;
+        they get the whole run's mean here, in place, so the console, TensorBoard, ``log_history`` and the
+        metrics ``_finalize_training`` returns all carry it."""
         if getattr(self, "_finalizing", False) and self._whole_run_loss and "train_loss" in logs:
-            logs = {**logs, "train_loss": self._total_loss_scalar / max(self.state.global_step, 0.001)}
+            logs["train_loss"] = self._total_loss_scalar / max(self.state.global_step, 0.001)
         super().log(logs, *args, **kwargs)  # type: ignore[misc]
 
     def planned_steps(self) -> int:

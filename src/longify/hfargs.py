@@ -129,6 +129,21 @@ def check_data_parallel(t: TrainingArguments) -> None:
         )
 
 
+def split_config(argv: Sequence[str]) -> tuple[str | None, dict[str, Any], list[str]]:
+    """A command line's leading YAML/JSON config (its path and keys; None and {} without one) and the flags
+    after it, which override it."""
+    items = list(argv)
+    if items and items[0].endswith((".yaml", ".yml", ".json")) and not items[0].startswith("-"):
+        return items[0], read_config(Path(items[0])), items[1:]
+    return None, {}, items
+
+
+def expanded_argv(argv: Sequence[str]) -> list[str]:
+    """The command line as ``parse_hf_args`` reads it: a leading config's keys as flags, then the flags."""
+    _, config, flags = split_config(argv)
+    return config_to_argv(config) + flags
+
+
 def parse_hf_args(
     argv: Sequence[str],
     parser: HfArgumentParser,
@@ -138,13 +153,10 @@ def parse_hf_args(
     """Parse ``argv`` into ``parser``'s dataclasses; ``defaults`` are flags added when absent; ``refused``:
     legacy flags this command has no use for (see ``translate_legacy_args``). The TrainingArguments values
     are checked (``check_training_args``)."""
-    items = list(argv)
-    config_file, from_config = None, set()
-    if items and items[0].endswith((".yaml", ".yml", ".json")) and not items[0].startswith("-"):
-        config_file, config = items[0], read_config(Path(items[0]))
-        from_config = {f"--{key}" for key in config}
-        items = config_to_argv(config) + items[1:]
-    translated = translate_legacy_args(items, cuda_available=torch.cuda.is_available(), refused=refused)
+    config_file, config, flags = split_config(argv)
+    translated = translate_legacy_args(
+        config_to_argv(config) + flags, cuda_available=torch.cuda.is_available(), refused=refused
+    )
     final = list(translated.argv)
     check_full_eval(final)
     final += machine_defaults(final)
@@ -157,8 +169,8 @@ def parse_hf_args(
     except ValueError as err:
         raise LongifyError(first_line(err)) from None
     if rest:
-        keys = [flag[2:] for flag in rest if flag in from_config and not has_flag(list(argv[1:]), flag)]
-        if config_file and keys:
+        keys = [flag[2:] for flag in rest if flag[2:] in config and not has_flag(flags, flag)]
+        if keys:
             raise LongifyError(
                 f"{config_file}: unknown key(s) {', '.join(keys)} (not a flag of this command)"
             )

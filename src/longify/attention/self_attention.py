@@ -114,14 +114,18 @@ class FastLongformerSelfAttention(LongformerSelfAttention):
             ),
         )
 
+    def project_qkv(self, x: Tensor) -> Tensor:
+        """q, k and v of ``x`` (b, n, e) in one ``linear`` against the concatenated weights: (b, n, 3 e)."""
+        weight = torch.cat((self.query.weight, self.key.weight, self.value.weight))
+        bias = torch.cat((self.query.bias, self.key.bias, self.value.bias))
+        return F.linear(x, weight, bias)
+
     def _attend(
         self, x: Tensor, attention_mask: Tensor, masked: Tensor, is_global: Tensor, any_global: bool
     ) -> Tensor:
         b, n, _ = x.shape
         h, d, w = self.num_heads, self.head_dim, self.one_sided_attn_window_size
-        weight = torch.cat((self.query.weight, self.key.weight, self.value.weight))
-        bias = torch.cat((self.query.bias, self.key.bias, self.value.bias))
-        qkv = F.linear(x, weight, bias).view(b, n, 3, h, d)
+        qkv = self.project_qkv(x).view(b, n, 3, h, d)
         block = choose_block(w, n, self.block_size)
         dropout = self.dropout if self.training else 0.0
 

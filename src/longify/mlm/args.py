@@ -101,10 +101,14 @@ class PretrainArgs:
     argv: list[str] = field(default_factory=list)
 
 
+def pretrain_parser() -> HfArgumentParser:
+    """The parser behind ``longify pretrain``."""
+    return HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+
+
 def parse_pretrain_args(argv: Sequence[str]) -> PretrainArgs:
     """Parse a seed-style command line, or a single YAML/JSON config file (flags after it override it)."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    (model, data, training), translated = parse_hf_args(argv, parser, refused=PRETRAIN_REFUSED)
+    (model, data, training), translated = parse_hf_args(argv, pretrain_parser(), refused=PRETRAIN_REFUSED)
     if data.block_size is not None and model.max_pos is not None and data.block_size > model.max_pos:
         raise LongifyError(
             f"--block_size {data.block_size}: larger than --max_pos {model.max_pos}, the positions of the long model"

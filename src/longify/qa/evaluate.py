@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from longify.errors import LongifyError
-from longify.hfargs import has_flag, read_config
-from longify.legacy import config_to_argv
+from longify.hfargs import expanded_argv, has_flag
 from longify.loading import has_qa_head
 from longify.locks import output_lock
 from longify.qa.args import QAArgs
@@ -47,13 +46,6 @@ DEFAULT_EVAL_OUTPUT_DIR = "qa-eval-output"  # what `longify qa evaluate` passes 
 WINDOW_FLAGS = ("max_seq_length", "doc_stride", "max_query_length")
 
 
-def given_flags(argv: list[str]) -> list[str]:
-    """The command line with a leading YAML/JSON config expanded, as ``parse_hf_args`` reads it."""
-    if argv and argv[0].endswith((".yaml", ".yml", ".json")) and not argv[0].startswith("-"):
-        return config_to_argv(read_config(Path(argv[0]))) + argv[1:]
-    return argv
-
-
 def take_trained_windows(args: QAArgs, model_dir: str) -> None:
     """Windows as the model was trained: a ``qa train`` output records its ``--max_seq_length``,
     ``--doc_stride`` and ``--max_query_length`` (``longify_run.json``); those not given here are taken from
@@ -65,7 +57,7 @@ def take_trained_windows(args: QAArgs, model_dir: str) -> None:
         return
     if not isinstance(defining, dict) or "--doc_stride" not in defining:  # not a qa train run
         return
-    argv = given_flags(list(args.argv))
+    argv = expanded_argv(args.argv)
     taken = []
     for name in WINDOW_FLAGS:
         value = defining.get(f"--{name}")

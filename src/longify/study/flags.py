@@ -57,11 +57,9 @@ def command_flags(stage: str) -> Flags:
 
     refused: Mapping[str, str] = {}
     if stage == "pretrain":
-        from transformers import HfArgumentParser, TrainingArguments
+        from longify.mlm.args import PRETRAIN_REFUSED, pretrain_parser
 
-        from longify.mlm.args import PRETRAIN_REFUSED, DataArguments, ModelArguments
-
-        parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+        parser = pretrain_parser()
         refused = PRETRAIN_REFUSED
     else:
         from longify.qa.args import qa_parser
