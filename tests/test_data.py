@@ -24,7 +24,9 @@ from longify.errors import LongifyError
 
 class Server:
     """A loopback HTTP server (127.0.0.1, port 0) serving ``files`` with Range support; ``drop`` names a file
-    whose first response is cut after half its bytes; every request and byte sent is recorded."""
+    whose first response is cut after half its bytes; every request and byte sent is recorded. Bytes are
+    counted before they are written: a client that has read them may check ``sent`` while this thread is still
+    returning from ``write``."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
@@ -55,13 +57,13 @@ class Server:
                 if name in server.drop:
                     server.drop.discard(name)
                     chunk = chunk[: len(chunk) // 2]
-                    self.wfile.write(chunk)
                     server.sent += len(chunk)
+                    self.wfile.write(chunk)
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                self.wfile.write(chunk)
                 server.sent += len(chunk)
+                self.wfile.write(chunk)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
