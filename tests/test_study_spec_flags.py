@@ -62,6 +62,17 @@ def test_unknown_finetune_and_evaluate_keys_are_one_line_each(tmp_path, capsys) 
     assert len(err.splitlines()) == 3, err
 
 
+def test_a_seed_in_a_per_seed_block_is_refused_not_overridden(tmp_path, capsys) -> None:
+    """`finetune: {seed: 7}` planned and every run used the study's seeds instead: the 7 was dropped unsaid."""
+    spec = spec_with(tmp_path, pretrain=", seed: 7", finetune=", seed: 7", evaluate=", seed: 7")
+    assert main(["study", "plan", str(spec)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"longify: error: {spec}: finetune.seed: each run's seed comes from the spec's `seeds` list; remove it",
+        f"{spec}: evaluate.dev.seed: each run's seed comes from the spec's `seeds` list; remove it",
+    ], err  # the pretrain job runs once per model: its seed is its own
+
+
 def test_a_flag_the_command_refuses_is_refused_with_its_reason(tmp_path, capsys) -> None:
     spec = spec_with(tmp_path, pretrain=", do_lower_case: true")
     assert main(["study", "plan", str(spec)]) == 2

@@ -111,7 +111,9 @@ def _mapping(value: Any, where: str, problems: list[str]) -> dict[str, Any]:
     return value
 
 
-def _flags(value: Any, where: str, problems: list[str]) -> dict[str, Any]:
+def _flags(value: Any, where: str, problems: list[str], per_seed: bool = False) -> dict[str, Any]:
+    """A block of command flags, less those the runner sets; ``per_seed``: a block of the jobs run once per
+    seed of ``seeds`` (finetune, eval sets), where a ``seed`` key would be silently overridden."""
     flags = dict(_mapping(value, where, problems))
     for key in RUNNER_FLAGS:
         if key in flags:
@@ -119,6 +121,9 @@ def _flags(value: Any, where: str, problems: list[str]) -> dict[str, Any]:
                 f"{where}.{key}: set by the study runner (each job has its own folder and inputs)"
             )
             flags.pop(key)
+    if per_seed and "seed" in flags:
+        problems.append(f"{where}.seed: each run's seed comes from the spec's `seeds` list; remove it")
+        flags.pop("seed")
     return flags
 
 
@@ -190,7 +195,7 @@ def _evaluate(raw: dict[str, Any], problems: list[str]) -> dict[str, EvalSpec]:
     sets = {}
     for name, e in raw.items():
         where = f"evaluate.{name}"
-        options = _flags(e, where, problems)
+        options = _flags(e, where, problems, per_seed=True)
         task = str(options.pop("task", name))
         problems.extend(flag_problems(options, "evaluate", where))
         if task not in TASKS:
@@ -248,7 +253,7 @@ def load_spec(path: str | Path, output_dir: str | Path | None = None) -> StudySp
         problems.append(f"seeds: {', '.join(map(str, repeated))} listed twice (each seed is one run)")
     prepare = _prepare(_mapping(raw.get("prepare"), "prepare", problems), problems)
     models = _models(_mapping(raw.get("models"), "models", problems), problems)
-    finetune = _flags(raw.get("finetune"), "finetune", problems)
+    finetune = _flags(raw.get("finetune"), "finetune", problems, per_seed=True)
     finetune_gpus = _gpus(finetune, "finetune", problems)
     problems.extend(flag_problems(finetune, "train", "finetune"))
     evaluate = _evaluate(_mapping(raw.get("evaluate"), "evaluate", problems), problems)
