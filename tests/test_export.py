@@ -21,6 +21,7 @@ def test_export_refuses_a_short_model(tiny_sources: dict[str, Path], tmp_path: P
 
 
 def test_export_of_a_converted_model_still_works(tiny_sources: dict[str, Path], tmp_path: Path) -> None:
+    """Its card said "after long masked-LM pretraining" of a model that was never pretrained."""
     long = tmp_path / "long"
     assert (
         main(
@@ -31,4 +32,10 @@ def test_export_of_a_converted_model_still_works(tiny_sources: dict[str, Path], 
     assert main(["export", str(long), str(tmp_path / "clean")]) == 0
     card = (tmp_path / "clean" / "README.md").read_text()
     assert "tags: [longformer, longify, fill-mask]" in card
+    assert "converted from a short encoder with longify convert, not yet pretrained" in card
+    assert "after long masked-LM pretraining" not in card
+    (tmp_path / "clean" / "conversion.json").unlink()  # a Longformer of unknown origin: no claim either way
+    assert main(["export", str(tmp_path / "clean"), str(tmp_path / "again")]) == 0
+    card = (tmp_path / "again" / "README.md").read_text()
+    assert "A Longformer masked-LM model, exported with longify." in card and "pretrain" not in card
     assert '"model_type": "longformer"' in (tmp_path / "clean" / "config.json").read_text()

@@ -186,6 +186,9 @@ def test_export_checkpoint_cli(tiny_sources, wiki, tmp_path, capsys) -> None:
     }
     assert not list(clean.glob("*.pt")) and not (clean / "trainer_state.json").exists()
     AutoModelForMaskedLM.from_pretrained(clean)
+    assert "A Longformer after long masked-LM pretraining with longify." in (clean / "README.md").read_text()
+    assert main(["export", str(out), str(tmp_path / "run-clean")]) == 0  # the run folder: pretrained too
+    assert "after long masked-LM pretraining" in (tmp_path / "run-clean" / "README.md").read_text()
     code = main(["export", str(tmp_path / "nope"), str(tmp_path / "x")])
     assert code == 2 and "no config.json" in capsys.readouterr().err
 

@@ -52,11 +52,17 @@ def copy_global_projections(model: PreTrainedModel) -> int:
     return done
 
 
-def _card(name: str, info: dict[str, Any], task: str = "fill-mask") -> str:
-    what = {
-        "fill-mask": "A Longformer after long masked-LM pretraining with longify.",
-        "question-answering": "A Longformer fine-tuned for extractive question answering with longify.",
-    }[task]
+_SUMMARIES = {
+    "fill-mask": "A Longformer after long masked-LM pretraining with longify.",
+    "question-answering": "A Longformer fine-tuned for extractive question answering with longify.",
+    "converted": "A Longformer converted from a short encoder with longify convert, not yet pretrained on long "
+    "text (its new positions are copies of the short model's).",
+    "other": "A Longformer masked-LM model, exported with longify.",
+}
+
+
+def _card(name: str, info: dict[str, Any], task: str = "fill-mask", summary: str | None = None) -> str:
+    what = _SUMMARIES[summary or task]
     lines = [
         "---",
         "library_name: transformers",
@@ -80,13 +86,14 @@ def write_clean_model(
     metrics: dict[str, Any] | None = None,
     task: str = "fill-mask",
     name: str | None = None,
+    summary: str | None = None,
 ) -> None:
     """Save ``model`` (+ tokenizer, card, metrics) into the existing directory ``target`` (a temporary
     folder, renamed or moved later: ``name`` is the card's title, the folder the model ends up in)."""
     model.save_pretrained(target, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(target)
-    (target / "README.md").write_text(_card(name or target.name, card, task), encoding="utf-8")
+    (target / "README.md").write_text(_card(name or target.name, card, task, summary), encoding="utf-8")
     if metrics is not None:
         write_json_atomic(target / "metrics.json", metrics)
 
@@ -160,6 +167,14 @@ def pretrain_metrics_at(run_file: Path, step: int) -> dict[str, Any]:
     return out
 
 
+def _origin(checkpoint: Path, step: int | None, task: str) -> str | None:
+    """What the model card says the model is: a pretrain run or checkpoint, a ``longify convert`` output
+    (not pretrained), or a masked-LM Longformer of unknown origin; None keeps the task's own summary."""
+    if task != "fill-mask" or step is not None or (checkpoint / METRICS_FILE).is_file():
+        return None
+    return "converted" if (checkpoint / "conversion.json").is_file() else "other"
+
+
 def _extras(checkpoint: Path, step: int | None, target: Path) -> None:
     """conversion.json, and the metrics that belong to what is exported: a run's own files, or for a
     checkpoint the evaluations up to its step (never the run's final ones)."""
@@ -216,7 +231,13 @@ def export_checkpoint(
         card["global projections copied from local"] = bool(layers)
         with atomic_output_dir(out, overwrite) as tmp:
             write_clean_model(
-                model, tokenizer, tmp, card=card, task=task, name=Path(os.path.abspath(out)).name
+                model,
+                tokenizer,
+                tmp,
+                card=card,
+                task=task,
+                name=Path(os.path.abspath(out)).name,
+                summary=_origin(checkpoint, step, task),
             )
             _extras(checkpoint, step, tmp)
     logger.info("exported %s (%s) -> %s", checkpoint, task, out)
