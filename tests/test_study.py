@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -240,6 +241,30 @@ def test_a_failing_job_leaves_the_others_done(tmp_path, tiny_sources) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.integration
+def test_another_spec_into_the_same_folder_says_which_rows_results_jsonl_lost(
+    finished, tmp_path, capsys
+) -> None:
+    """A spec without the long model, run into a finished study's folder, rewrote results.jsonl without its
+    rows and said nothing; the rows come back, with no job redone, when the first spec runs again."""
+    spec_done, _ = finished
+    out = tmp_path / "out"
+    shutil.copytree(spec_done.parent / "out", out)
+    text = spec_done.read_text().replace(str(spec_done.parent / "out"), str(out))
+    full = write_spec(tmp_path / "full.yaml", text)
+    start, end = text.index("\n  tiny-256:"), text.index("\nfinetune:")
+    short = write_spec(tmp_path / "short.yaml", text[:start] + text[end:])
+    assert main(["study", "run", str(short)]) == 0
+    said = capsys.readouterr().out
+    assert said.count("done (earlier)") == 2  # train and evaluate of the short model: nothing redone
+    assert f"{out / 'results.jsonl'} no longer has 2 rows from 1 evaluation job(s) not in {short}" in said
+    assert {r["model"] for r in read_rows(out)} == {"tiny"}
+    assert main(["study", "run", str(full)]) == 0
+    said = capsys.readouterr().out
+    assert "no longer has" not in said and said.count("done (earlier)") == 6
+    assert read_rows(out) == read_rows(spec_done.parent / "out")
+
+
 def test_submitit_local_executor_runs_the_pending_jobs(finished, capsys) -> None:
     import submitit
 

@@ -157,13 +157,22 @@ def execute_study(
             status = run_submitit(chosen, out, all_jobs, engine, wait=wait)
         else:
             status = run_local(chosen, out, all_jobs)
-        n_results, n_curves = collect(jobs, out)
+        collected = collect(jobs, out)
     counts = Counter(status.values())
     print(
         f"study: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))} in {time.perf_counter() - t0:.0f} s; "
-        f"{n_results} rows in {out / 'results.jsonl'}, {n_curves} in {out / 'pretrain_curves.jsonl'}",
+        f"{collected.results} rows in {out / 'results.jsonl'}, {collected.curves} in "
+        f"{out / 'pretrain_curves.jsonl'}",
         flush=True,
     )
+    if collected.dropped_rows:
+        print(
+            f"study: {out / 'results.jsonl'} no longer has {collected.dropped_rows} rows from "
+            f"{collected.dropped_jobs} evaluation job(s) not in {spec.path} (an earlier run of another "
+            f"spec into this folder); their folders stay in {out / 'jobs'}, and running that spec again "
+            "collects them without redoing a job",
+            flush=True,
+        )
     if counts.get("submitted") or counts.get("running"):
         print(
             f"study: jobs are in Slurm's queue; `longify study status {spec.path}` follows them, and "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from longify.study.jobs import Job
 from longify.study.runner import job_status
@@ -92,8 +92,34 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
-def collect(jobs: list[Job], out: Path) -> tuple[int, int]:
-    """Write both files from the done jobs; returns (result rows, curve rows)."""
+class Collected(NamedTuple):
+    results: int  # rows written to results.jsonl
+    curves: int  # rows written to pretrain_curves.jsonl
+    dropped_rows: int  # rows the previous results.jsonl had of jobs not in this spec
+    dropped_jobs: int  # those jobs
+
+
+def _rows_of_other_jobs(path: Path, ids: set[str]) -> tuple[int, int]:
+    """(rows, jobs) of ``path`` (the current results.jsonl, if any) whose job is not among ``ids``."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 0, 0
+    other: list[str] = []
+    for line in lines:
+        try:
+            job_id = json.loads(line).get("job_id")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(job_id, str) and job_id not in ids:
+            other.append(job_id)
+    return len(other), len(set(other))
+
+
+def collect(jobs: list[Job], out: Path) -> Collected:
+    """Write both files from the done jobs of this spec; also counts what the previous results.jsonl had of
+    jobs not in it (an earlier run of another spec into the same folder: its job folders stay)."""
+    dropped = _rows_of_other_jobs(out / "results.jsonl", {j.id for j in jobs})
     results: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     for job in jobs:
@@ -111,4 +137,4 @@ def collect(jobs: list[Job], out: Path) -> tuple[int, int]:
     out.mkdir(parents=True, exist_ok=True)
     _write_jsonl(out / "results.jsonl", results)
     _write_jsonl(out / "pretrain_curves.jsonl", curves)
-    return len(results), len(curves)
+    return Collected(len(results), len(curves), *dropped)
