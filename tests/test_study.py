@@ -145,9 +145,9 @@ def study(spec: Path, *extra: str, **kw) -> subprocess.CompletedProcess[str]:
 
 def read_rows(out: Path) -> list[dict]:
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    for row in rows:  # paths relative to the study folder: runs in two folders compare equal
+    for row in rows:  # relative to the study folder: runs in two folders compare equal, a copy reads its own
         for key in ("results_path", "predictions_path", "question_scores_path"):
-            row[key] = str(Path(row[key]).relative_to(out))
+            assert not Path(row[key]).is_absolute() and (out / row[key]).is_file(), row[key]
     return rows
 
 
@@ -263,6 +263,20 @@ def test_another_spec_into_the_same_folder_says_which_rows_results_jsonl_lost(
     said = capsys.readouterr().out
     assert "no longer has" not in said and said.count("done (earlier)") == 6
     assert read_rows(out) == read_rows(spec_done.parent / "out")
+
+
+@pytest.mark.integration
+def test_a_moved_study_is_reported_from_its_own_files(finished, tmp_path, capsys) -> None:
+    """results.jsonl held absolute paths: a copied study's report read the original's question scores."""
+    spec_done, _ = finished
+    moved = tmp_path / "moved"
+    shutil.copytree(spec_done.parent / "out", moved)
+    assert main(["report", str(moved), "--out", str(tmp_path / "report")]) == 0
+    gone = moved / read_rows(moved)[0]["question_scores_path"]
+    gone.unlink()
+    capsys.readouterr()
+    assert main(["report", str(moved), "--out", str(tmp_path / "report2")]) == 2
+    assert f"{gone}: file not found" in capsys.readouterr().err
 
 
 def test_submitit_local_executor_runs_the_pending_jobs(finished, capsys) -> None:

@@ -131,7 +131,7 @@ def run_real_demo(
     from longify.study.spec import load_spec
 
     packaged_model()  # a missing package is one line before any job starts
-    out = Path(out).absolute()  # the report reads results.jsonl's paths: relative ones it resolves twice
+    out = Path(out).absolute()  # as the spec's own output_dir
     spec = spec or real_spec_path()
     summary = run_demo_study(out, spec=spec, overwrite=overwrite)
     jobs = plan_jobs(load_spec(spec, out))

@@ -30,14 +30,17 @@ RESULT_KEYS = (
 CURVE_KEYS = ("model", "step", "loss", "bits_per_token", "pseudo_bits_per_char", "job_id")
 
 
-def result_rows(job: Job, run: Path) -> list[dict[str, Any]]:
+def result_rows(job: Job, run: Path, out: Path) -> list[dict[str, Any]]:
+    """The rows of one evaluation job; its file paths are relative to the study folder ``out``, so that a
+    copied or moved study reads its own files, never the original's."""
     results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    where = run.relative_to(out)
     base = {"model": job.model, "source_model": job.source_model, "eval_set": job.eval_set, "task": job.task}
     paths = {
         "job_id": job.id,
-        "results_path": str(run / "results.json"),
-        "predictions_path": str(run / "predictions.json"),
-        "question_scores_path": str(run / "question_scores.jsonl"),
+        "results_path": str(where / "results.json"),
+        "predictions_path": str(where / "predictions.json"),
+        "question_scores_path": str(where / "question_scores.jsonl"),
     }
     rows = []
     per_language = results["per_language"]
@@ -127,7 +130,7 @@ def collect(jobs: list[Job], out: Path) -> Collected:
             continue
         run = job.output(out)
         if job.stage == "evaluate":
-            results.extend(result_rows(job, run))
+            results.extend(result_rows(job, run, out))
         elif (run / "pretrain_metrics.json").is_file():
             curves.extend(curve_rows(job, run))
     results.sort(
