@@ -462,6 +462,39 @@ def test_stats_on_shared_xquad_two_tokenizers(tiny_sources: dict[str, Path], tmp
         assert row["answers_after_512"] == pytest.approx(np.mean(after))
 
 
+def test_stats_tell_tokenizer_folders_of_the_same_name_apart(tiny_sources: dict[str, Path], tmp_path: Path,
+                                                           capsys) -> None:  # fmt: skip
+    """Two tokenizers in folders both named `model` were one label: one row name twice, one bar, one panel."""
+    import shutil
+
+    from helpers import write_squad
+
+    dev = write_squad(tmp_path / "dev.json", 3, seed=1)
+    a, b = tmp_path / "a" / "model", tmp_path / "b" / "model"
+    shutil.copytree(tiny_sources["roberta"], a)
+    shutil.copytree(tiny_sources["xlm-roberta"], b)
+    out = tmp_path / "stats"
+    argv = ["data", "stats", "squad", "--path", str(dev), "--out", str(out), "--tokenizer", str(a)]
+    assert main([*argv, "--tokenizer", str(b)]) == 0
+    rows = json.loads((out / "stats.json").read_text())
+    assert [r["tokenizer"] for r in rows] == ["a/model", "b/model"]
+    assert rows[0]["fertility"] != rows[1]["fertility"]  # each row is its own tokenizer's count
+    capsys.readouterr()
+    argv[argv.index(str(out))] = str(tmp_path / "again")
+    assert main([*argv, "--tokenizer", f"{a}/"]) == 2
+    assert capsys.readouterr().err.strip() == f"longify: error: --tokenizer {a}: given twice"
+    assert not (tmp_path / "again").exists()
+
+
+def test_tokenizer_labels_go_up_only_as_far_as_needed(tmp_path: Path) -> None:
+    from longify.data.stats import tokenizer_labels
+
+    for folder in ("x/a/model", "y/a/model", "z/tok"):
+        (tmp_path / folder).mkdir(parents=True)
+    names = [str(tmp_path / f) for f in ("x/a/model", "y/a/model", "z/tok")] + ["roberta-base"]
+    assert tokenizer_labels(names) == ["x/a/model", "y/a/model", "tok", "roberta-base"]
+
+
 def test_pretrain_corpus_names_resolve_to_their_split_files(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

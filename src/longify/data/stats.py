@@ -75,6 +75,24 @@ def _load_tokenizer(name: str) -> Any:
     return tok
 
 
+def tokenizer_labels(names: list[str]) -> list[str]:
+    """A distinct label per ``--tokenizer``: a folder's name, with as many parent folders as it takes to tell
+    folders of the same name apart (``a/model``, ``b/model``); a hub id as given. One given twice is refused."""
+    keys = [str(Path(n).resolve()) if Path(n).exists() else n for n in names]
+    twice = sorted({n for n, k in zip(names, keys, strict=True) if keys.count(k) > 1})
+    if twice:
+        raise LongifyError(f"--tokenizer {twice[0]}: given twice")
+    parts = [Path(k).parts if Path(n).exists() else (n,) for n, k in zip(names, keys, strict=True)]
+    depth = [1] * len(names)
+    while True:
+        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
+        clash = [i for i, label in enumerate(labels) if labels.count(label) > 1 and depth[i] < len(parts[i])]
+        if not clash:
+            return labels
+        for i in clash:
+            depth[i] += 1
+
+
 def dataset_stats(
     dataset: str,
     tokenizers: list[str],
@@ -97,9 +115,8 @@ def dataset_stats(
     if not by_lang:
         raise LongifyError(f"{where}: no questions found")
     rows = []
-    for name in tokenizers:
+    for name, label in zip(tokenizers, tokenizer_labels(tokenizers), strict=True):
         tok = _load_tokenizer(name)
-        label = Path(name).name if Path(name).exists() else name
         for lang in sorted(by_lang):
             rows.append({"language": lang, "tokenizer": label, **language_stats(by_lang[lang], tok)})
     return rows
