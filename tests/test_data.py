@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import tarfile
 import threading
@@ -223,6 +224,20 @@ def test_sha_mismatch_refused(server: Server, tmp_path: Path) -> None:
     assert "\n" not in line and f"{server.url}/f.json" in line
     assert sha(good) in line and sha(b"tampered") in line
     assert not dest.exists() and not (tmp_path / "f.json.part").exists()
+
+
+def test_a_failed_download_is_said_once(server: Server, tmp_path: Path, caplog) -> None:
+    """The last URL's failure was logged as a warning and then raised with the same text: two lines."""
+    data = b"x" * 100
+    server.files["ok.bin"] = data
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(LongifyError, match="404") as err:
+        fetch_file([f"{server.url}/gone.bin"], tmp_path / "a.bin", sha256=sha(data), size=100, retries=0)
+    assert "gone.bin" in str(err.value) and caplog.records == []
+    stats = fetch_file([f"{server.url}/gone.bin", f"{server.url}/ok.bin"], tmp_path / "b.bin",
+                       sha256=sha(data), size=100, retries=0, progress=False)  # fmt: skip
+    assert stats.url.endswith("ok.bin")
+    assert [r.getMessage() for r in caplog.records] == [f"{stats.failures[0]}; trying the next URL"]
 
 
 def test_cut_transfer_resumes_next_call(server: Server, tmp_path: Path) -> None:

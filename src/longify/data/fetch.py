@@ -190,7 +190,8 @@ def fetch_file(
                 return stats
             except _NextURL as why:
                 stats.failures.append(str(why))
-                logger.warning("%s", why)
+                if url != urls[-1]:  # the last failure is in the error itself: said once
+                    logger.warning("%s; trying the next URL", why)
     finally:
         if own:
             session.close()
