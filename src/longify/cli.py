@@ -185,7 +185,9 @@ def _report(args: argparse.Namespace) -> int:
 def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("study_dir", help="a study's output folder (holds results.jsonl)")
     p.add_argument("--out", default=None, help="where report.md goes (default STUDY_DIR/report)")
-    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    p.add_argument(
+        "--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000, at least 1000)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap's random draws")
 
 

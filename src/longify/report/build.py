@@ -12,12 +12,15 @@ import pandas as pd
 from longify.errors import LongifyError
 from longify.outdir import check_writable, current_umask, write_failure
 from longify.report import plots
-from longify.report.bootstrap import LEVEL, RESAMPLES, SEED
+from longify.report.bootstrap import LEVEL, MIN_RESAMPLES, RESAMPLES, SEED
 from longify.report.compare import Row, compare, pairs_of
 from longify.report.load import AVERAGE, load_analysis, load_curves, load_results, resolve
 from longify.report.markdown import report_markdown
-from longify.report.tables import latex_table, summarize
+from longify.report.tables import bucket_summary, latex_table, summarize
 from longify.textfiles import path_kind
+
+# the report's own plot names: a rerun removes those it no longer writes (never other files)
+OWN_PLOT = re.compile(r"pretraining\.png|f1_per_language_.+\.png|f1_by_bucket_.+\.png")
 
 
 def slug(name: str) -> str:
@@ -39,8 +42,22 @@ def write_text(path: Path, text: str) -> None:
         raise (write_failure(err, path) or err) from None
 
 
+def remove_stale_plots(folder: Path, written: set[Path]) -> None:
+    """Delete the report's own plots in ``folder`` that this run did not write (an eval set or the
+    pretraining curves gone from the study)."""
+    for path in sorted(folder.glob("*.png")):
+        if OWN_PLOT.fullmatch(path.name) and path not in written:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                raise LongifyError(f"{path}: cannot remove this stale plot ({err.strerror})") from None
+
+
 def bucket_rows(study_dir: Path, results: pd.DataFrame) -> pd.DataFrame:
-    """(model, eval_set, seed, kind, bucket, low, f1) from each evaluation's results.json analysis."""
+    """(model, eval_set, seed, kind, bucket, low, f1, exact_match, count) from each evaluation's
+    results.json analysis."""
     rows = []
     runs = results[results["results_path"].notna()].drop_duplicates(["model", "eval_set", "seed"])
     for r in runs.itertuples(index=False):
@@ -48,10 +65,20 @@ def bucket_rows(study_dir: Path, results: pd.DataFrame) -> pd.DataFrame:
         analysis = load_analysis(resolve(study_dir, r.results_path), origin)
         for kind, buckets in (analysis or {}).items():
             for label, scores in buckets.items():
+                low = int(label.split("-")[0])
                 rows.append(
-                    (r.model, r.eval_set, r.seed, kind, label, int(label.split("-")[0]), scores["f1"])
+                    (
+                        r.model,
+                        r.eval_set,
+                        r.seed,
+                        kind,
+                        label,
+                        low,
+                        *(scores[k] for k in ("exact_match", "f1", "count")),
+                    )
                 )
-    return pd.DataFrame(rows, columns=["model", "eval_set", "seed", "kind", "bucket", "low", "f1"])
+    columns = ["model", "eval_set", "seed", "kind", "bucket", "low", "exact_match", "f1", "count"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def comparisons_frame(rows: list[Row]) -> pd.DataFrame:
@@ -64,7 +91,9 @@ def comparisons_frame(rows: list[Row]) -> pd.DataFrame:
                 "delta_f1": c and c.f1.delta, "f1_low": c and c.f1.low, "f1_high": c and c.f1.high,
                 "delta_em": c and c.exact_match.delta, "em_low": c and c.exact_match.low,
                 "em_high": c and c.exact_match.high, "questions": c and c.questions, "pairs": c and c.pairs,
-                "seeds": c and c.seeds, "note": r.note or ("" if c else "no common questions"),
+                "seeds": c and c.seeds, "seeds_used": " ".join(map(str, r.seeds_used)),
+                "seeds_left_out": "; ".join(f"{m}: {' '.join(map(str, s))}" for m, s in r.left_out),
+                "note": r.note or ("" if c else "no common questions"),
             }
         )  # fmt: skip
     return pd.DataFrame(out)
@@ -78,26 +107,30 @@ def build_report(
     seed: int = SEED,
 ) -> Path:
     """Read STUDY_DIR's result files and write ``report.md``, ``results.csv``, ``tables.tex``,
-    ``comparisons.csv`` and ``plots/*.png`` into ``out`` (default STUDY_DIR/report); returns report.md."""
+    ``comparisons.csv``, ``buckets.csv`` and ``plots/*.png`` into ``out`` (default STUDY_DIR/report), and
+    removes the report's own plots an earlier run wrote that this one does not; returns report.md."""
     study = Path(study_dir)
     kind = path_kind(study)
     if kind != "dir":
         raise LongifyError(
             f"{study}: {'no such folder' if kind is None else 'not a folder'} (a study's output_dir)"
         )
-    if resamples < 1:
-        raise LongifyError(f"--resamples {resamples}: must be at least 1")
+    if resamples < MIN_RESAMPLES:
+        raise LongifyError(
+            f"--resamples {resamples}: must be at least {MIN_RESAMPLES} (a 95% percentile interval needs "
+            "enough resamples in its tails)"
+        )
     results = load_results(study)
     table = summarize(results)
     pairs = pairs_of(results)
     comparisons = compare(study, results, resamples=resamples, seed=seed)
     curves = load_curves(study)
-    buckets = bucket_rows(study, results)
+    models = plots.model_order(results, pairs)
+    buckets = bucket_summary(bucket_rows(study, results), models)
 
     out = Path(out) if out is not None else study / "report"
     check_writable(out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    models = plots.model_order(results, pairs)
     figures: dict[str, Path] = {}
     if curves is not None and (path := plots.curves_plot(curves, out / "plots" / "pretraining.png")):
         figures["pretraining"] = path
@@ -113,9 +146,11 @@ def build_report(
     write_text(out / "tables.tex", "\n".join(latex_table(table, e) for e in dict.fromkeys(table["eval_set"])))
     comparison_table = comparisons_frame(comparisons)
     write_text(out / "comparisons.csv", comparison_table.to_csv(index=False, float_format="%.4f"))
+    write_text(out / "buckets.csv", buckets.to_csv(index=False, float_format="%.4f"))
     text = report_markdown(
         study, table, comparisons, figures, out, resamples=resamples, seed=seed, level=LEVEL,
         has_average=bool((results["language"] == AVERAGE).any()),
     )  # fmt: skip
     write_text(out / "report.md", text)
+    remove_stale_plots(out / "plots", set(figures.values()))
     return out / "report.md"

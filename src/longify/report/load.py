@@ -80,7 +80,7 @@ def _rows(path: Path, fields: dict[str, Check], what: str) -> Iterator[tuple[int
         try:
             row = json.loads(text)
         except json.JSONDecodeError as err:
-            raise LongifyError(f"{where}: not JSON ({err.msg} at column {err.colno})") from None
+            raise LongifyError(f"{where}: not JSON ({err.msg}: column {err.colno})") from None
         if not isinstance(row, dict):
             raise LongifyError(f"{where}: expected a JSON object ({what}), got {type(row).__name__}")
         for name, (ok, expected) in fields.items():
@@ -127,8 +127,9 @@ def load_results(study_dir: Path) -> pd.DataFrame:
 
 
 def load_question_scores(path: Path, origin: str) -> pd.DataFrame:
-    """One row per scored question, EM and F1 in percent (files holding fractions in [0, 1], as
-    ``score_one`` gives them, are scaled by 100); ``origin`` says which results row named the file."""
+    """One row per scored question, EM and F1 as the file holds them: in percent, or in fractions in [0, 1]
+    (which one is decided against the results rows, see ``compare.checked_scores``); ``origin`` says which
+    results row named the file."""
     _need_file(path, origin)
     rows = [row for _, row in _rows(path, QUESTION_FIELDS, "a question score")]
     frame = pd.DataFrame(rows, columns=list(QUESTION_FIELDS))
@@ -136,8 +137,6 @@ def load_question_scores(path: Path, origin: str) -> pd.DataFrame:
     if twice.any():
         first = frame[twice].iloc[0]
         raise LongifyError(f"{path}: question id {first['id']!r} ({first['language']}) is scored twice")
-    if len(frame) and frame[["exact_match", "f1"]].to_numpy().max() <= 1.0:
-        frame[["exact_match", "f1"]] *= 100.0
     return frame
 
 
@@ -152,13 +151,13 @@ def load_curves(study_dir: Path) -> pd.DataFrame | None:
 
 
 def load_analysis(path: Path, origin: str) -> dict[str, dict[str, dict[str, float]]] | None:
-    """The ``analysis`` of a results.json (F1 by answer-position and context-length bucket), or None when
-    it has none."""
+    """The ``analysis`` of a results.json (EM, F1 and count by answer-position and context-length bucket;
+    NaN for an EM or count it lacks), or None when it has none."""
     _need_file(path, origin)
     try:
         data = json.loads(read_utf8(path))
     except json.JSONDecodeError as err:
-        raise LongifyError(f"{path}: not JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+        raise LongifyError(f"{path}: not JSON ({err.msg}: line {err.lineno}, column {err.colno})") from None
     analysis = data.get("analysis") if isinstance(data, dict) else None
     if analysis is None:
         return None
@@ -172,7 +171,16 @@ def load_analysis(path: Path, origin: str) -> dict[str, dict[str, dict[str, floa
                 raise LongifyError(f"{path}: field 'analysis.{kind}' has bucket {label!r}, expected LOW-HIGH")
             if not isinstance(scores, dict) or not _number(scores.get("f1")):
                 raise LongifyError(f"{path}: field 'analysis.{kind}.{label}.f1' must be a finite number")
+            for name, (ok, expected) in (("exact_match", PERCENT), ("count", INT)):
+                if scores.get(name) is not None and not ok(scores[name]):
+                    raise LongifyError(
+                        f"{path}: field 'analysis.{kind}.{label}.{name}' must be {expected}, got {scores[name]!r}"
+                    )
         out[kind] = {
-            label: {"f1": float(s["f1"]), "count": s.get("count", 0)} for label, s in buckets.items()
+            label: {
+                name: math.nan if s.get(name) is None else float(s[name])
+                for name in ("exact_match", "f1", "count")
+            }
+            for label, s in buckets.items()
         }
     return out

@@ -40,6 +40,38 @@ def comparison_markdown(rows: list[Row], level: float) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def _seeds(seeds: tuple[int, ...]) -> str:
+    return f"seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))}"
+
+
+def seeds_notes(rows: list[Row]) -> str:
+    """Under the comparison table: for each comparison that paired fewer seeds than its models have, the
+    seeds its Δ comes from and those left out (the results tables above use all of them)."""
+    groups: dict[tuple[object, ...], list[str]] = {}
+    everywhere: dict[tuple[str, str, str], int] = {}
+    for r in rows:
+        everywhere[(r.model, r.source_model, r.eval_set)] = (
+            everywhere.get((r.model, r.source_model, r.eval_set), 0) + 1
+        )
+        if r.result is not None and r.left_out:
+            groups.setdefault((r.model, r.source_model, r.eval_set, r.seeds_used, r.left_out), []).append(
+                r.language
+            )
+    lines = []
+    for (model, source, eval_set, used, left), langs in groups.items():
+        where = "" if len(langs) == everywhere[(model, source, eval_set)] else f" ({', '.join(langs)})"
+        out = " and ".join(f"{_seeds(s)} of {m}" for m, s in left)
+        lines.append(
+            f"- {model} vs {source} on {eval_set}{where}: Δ from {_seeds(used)} only; left out: {out}."
+        )
+    if not lines:
+        return ""
+    return (
+        "Δ pairs only the seeds both models were evaluated with, while the results tables above average "
+        "each model over all of its seeds:\n\n" + "\n".join(lines) + "\n"
+    )
+
+
 def method_text(resamples: int, seed: int, level: float) -> str:
     return (
         "Δ is long minus short, in points, averaged over every (seed, question) that both models scored "
@@ -71,7 +103,7 @@ def report_markdown(
         f"# Study report: {study.resolve().name}\n",
         f"{_count(table['model'].nunique(), 'model')}, {_count(len(eval_sets), 'eval set')}, read from `results.jsonl` in "
         f"`{study}`. Files beside this one: `results.csv` (every number below, long format), `tables.tex` "
-        "(LaTeX, booktabs), `comparisons.csv`, `plots/`.\n",
+        "(LaTeX, booktabs), `comparisons.csv`, `buckets.csv` (F1 / EM and examples per bucket), `plots/`.\n",
     ]
     if "pretraining" in figures:
         parts += ["## Pretraining\n", f"![pretraining curves]({rel(figures['pretraining'])})\n"]
@@ -90,6 +122,8 @@ def report_markdown(
     parts.append("## Long vs short\n")
     if comparisons:
         parts += [method_text(resamples, seed, level) + "\n", comparison_markdown(comparisons, level)]
+        if note := seeds_notes(comparisons):
+            parts.append(note)
     else:
         parts.append("No long model in these results has its short source (`source_model`) evaluated too.\n")
     return "\n".join(parts)

@@ -72,8 +72,21 @@ def curves_plot(curves: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def seed_label(model: str, seeds: pd.Series) -> str:
+    """The legend label of ``model`` (``seeds``: its number of seeds per language or bucket, NaN where it
+    has none): says where it has a single seed, drawn without an error bar as one run has no spread."""
+    seeds = seeds.dropna()
+    single = [str(k) for k in seeds.index[seeds == 1]]
+    if not single:
+        return model
+    if len(single) == len(seeds):
+        return f"{model} (1 seed)"
+    return f"{model} (1 seed: {', '.join(single)})"
+
+
 def language_plot(table: pd.DataFrame, eval_set: str, models: list[str], path: Path) -> Path:
-    """Grouped bars of F1 per language (the benchmark average last), error bars one std over seeds."""
+    """Grouped bars of F1 per language (the benchmark average last), error bars one std over seeds (none
+    for a single seed)."""
     part = table[table["eval_set"] == eval_set]
     langs = list(dict.fromkeys(part["language"]))
     present = [m for m in models if m in set(part["model"])]
@@ -83,9 +96,13 @@ def language_plot(table: pd.DataFrame, eval_set: str, models: list[str], path: P
     x = np.arange(len(langs))
     for i, model in enumerate(present):
         rows = part[part["model"] == model].set_index("language").reindex(langs)
-        std = rows["f1_std"].fillna(0.0)
-        ax.bar(x + (i - (len(present) - 1) / 2) * width, rows["f1_mean"], width, yerr=std, capsize=3,
-               label=model)  # fmt: skip
+        at = x + (i - (len(present) - 1) / 2) * width
+        label = seed_label(model, rows["seeds"])
+        ax.bar(at, rows["f1_mean"], width, label=label)
+        spread = (rows["seeds"] > 1).to_numpy()
+        if spread.any():
+            ax.errorbar(at[spread], rows["f1_mean"][spread], yerr=rows["f1_std"][spread], fmt="none",
+                        ecolor="black", capsize=3)  # fmt: skip
     if AVERAGE in langs and len(langs) > 1:
         ax.axvline(len(langs) - 1.5, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xticks(x, langs, rotation=45 if len(langs) > 8 else 0)
@@ -96,22 +113,43 @@ def language_plot(table: pd.DataFrame, eval_set: str, models: list[str], path: P
     return _save(fig, path)
 
 
-def bucket_plot(buckets: pd.DataFrame, eval_set: str, models: list[str], path: Path) -> Path:
-    """F1 by answer-position and context-length bucket (mean ± std over seeds), one line per model.
+def _bucket_tick(label: str, counts: list[int | None]) -> str:
+    """A bucket's tick label with its number of examples, per model (legend order) where they differ."""
+    known = list(dict.fromkeys(str(c) for c in counts if c is not None))
+    if not known:
+        return label
+    return f"{label}\nn={known[0]}" if len(known) == 1 else f"{label}\nn={'/'.join(map(str, counts))}"
 
-    ``buckets``: rows (model, seed, kind, bucket, low, f1) of one eval set."""
+
+def bucket_plot(summary: pd.DataFrame, eval_set: str, models: list[str], path: Path) -> Path:
+    """F1 by answer-position and context-length bucket (mean ± std over seeds; no error bar for a single
+    seed), one line per model; each bucket's label says how many examples it holds (n).
+
+    ``summary``: ``tables.bucket_summary`` rows of one eval set."""
     plt = _pyplot()
     kinds = [("answer_position", "answer position (tokens)"), ("context_length", "context length (tokens)")]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), squeeze=False)
     for ax, (kind, label) in zip(axes[0], kinds, strict=True):
-        part = buckets[buckets["kind"] == kind]
+        part = summary[summary["kind"] == kind]
         labels = list(part.sort_values("low")["bucket"].drop_duplicates())
         x = np.arange(len(labels))
-        for model in (m for m in models if m in set(part["model"])):
-            stats = part[part["model"] == model].groupby("bucket")["f1"].agg(["mean", "std"]).reindex(labels)
-            ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3, label=model)
-        ax.set_xticks(x, labels, rotation=30 if len(labels) > 5 else 0)
-        ax.set(title=f"{eval_set}: F1 by {label.split(' (')[0]}", xlabel=label, ylabel="F1")
+        present = [m for m in models if m in set(part["model"])]
+        counts: dict[str, list[int | None]] = {b: [] for b in labels}
+        for model in present:
+            stats = part[part["model"] == model].set_index("bucket").reindex(labels)
+            for b, n in zip(labels, stats["n"], strict=True):
+                counts[b].append(None if pd.isna(n) else int(n))
+            name = seed_label(model, stats["seeds"])
+            (line,) = ax.plot(x, stats["f1_mean"], marker="o", label=name)
+            spread = (stats["seeds"] > 1).to_numpy()
+            if spread.any():
+                ax.errorbar(x[spread], stats["f1_mean"][spread], yerr=stats["f1_std"][spread], fmt="none",
+                            ecolor=line.get_color(), capsize=3)  # fmt: skip
+        ticks = [_bucket_tick(b, counts[b]) for b in labels]
+        ax.set_xticks(x, ticks, rotation=30 if len(labels) > 5 else 0, multialignment="center")
+        differ = any(len({c for c in counts[b] if c is not None}) > 1 for b in labels)
+        xlabel = label + ("; n per model in legend order" if differ else "")
+        ax.set(title=f"{eval_set}: F1 by {label.split(' (')[0]}", xlabel=xlabel, ylabel="F1")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")

@@ -38,6 +38,35 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+BUCKET_KEYS = ["eval_set", "model", "kind", "bucket", "low"]
+
+
+def bucket_summary(buckets: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """One row per (eval set, model, kind, bucket): examples in the bucket (``n``, the largest count over
+    seeds), seeds, and mean and sample std over seeds of F1 and EM. ``buckets``: one row per seed."""
+    columns = [*BUCKET_KEYS, "n", "seeds", "f1_mean", "f1_std", "em_mean", "em_std"]
+    if buckets.empty:
+        return pd.DataFrame(columns=columns)
+    table = (
+        buckets.groupby(BUCKET_KEYS, sort=False)
+        .agg(
+            n=("count", "max"),
+            seeds=("seed", "nunique"),
+            f1_mean=("f1", "mean"),
+            f1_std=("f1", "std"),
+            em_mean=("exact_match", "mean"),
+            em_std=("exact_match", "std"),
+        )
+        .reset_index()
+    )
+    sets = {e: i for i, e in enumerate(dict.fromkeys(buckets["eval_set"]))}
+    order = {m: i for i, m in enumerate(models)}
+    table = table.assign(_e=table["eval_set"].map(sets), _m=table["model"].map(order))
+    table = table.sort_values(["_e", "_m", "kind", "low"], kind="stable").drop(columns=["_e", "_m"])
+    table["n"] = table["n"].round().astype("Int64")  # NaN (a results.json without counts) stays empty
+    return table.reset_index(drop=True)[columns]
+
+
 def mean_std(mean: float, std: float, digits: int = 1, pm: str = " ± ") -> str:
     return (
         f"{mean:.{digits}f}" if std is None or math.isnan(std) else f"{mean:.{digits}f}{pm}{std:.{digits}f}"
