@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from safetensors import SafetensorError, safe_open
 
@@ -75,3 +76,31 @@ def has_qa_head(model_dir: str) -> bool | None:
     """Whether a saved checkpoint holds a trained span head (``qa_outputs``); None when unknown."""
     names = saved_weight_names(model_dir)
     return None if names is None else any(n.split(".")[-2:-1] == ["qa_outputs"] for n in names)
+
+
+def check_tokenizer(tokenizer: Any, name: str, flag: str) -> None:
+    """Refuse a tokenizer that is only its special tokens: what transformers builds from a model folder that
+    holds no tokenizer files (every text would become unknown tokens and score 0, silently)."""
+    vocab = len(tokenizer.get_vocab())
+    if vocab <= len(tokenizer.all_special_tokens):
+        raise LongifyError(
+            f"{name}: no tokenizer files there (transformers made an empty tokenizer of {vocab} special tokens); "
+            f"pass {flag} with the model's tokenizer"
+        )
+
+
+def check_vocab(tokenizer: Any, tokenizer_name: str, config: Any, model_name: str) -> None:
+    """Refuse another model's tokenizer where it shows: more tokens than the model has embeddings, or token
+    type ids for a model with one token type (either indexes past an embedding table)."""
+    size = getattr(config, "vocab_size", None)
+    if isinstance(size, int) and len(tokenizer) > size:
+        raise LongifyError(
+            f"{tokenizer_name}: a tokenizer of {len(tokenizer)} tokens, but the model {model_name} has "
+            f"{size} token embeddings: not its tokenizer"
+        )
+    types = getattr(config, "type_vocab_size", None)
+    if isinstance(types, int) and types < 2 and "token_type_ids" in tokenizer.model_input_names:
+        raise LongifyError(
+            f"{tokenizer_name}: a tokenizer that gives token type ids (BERT-style question/context pairs), but "
+            f"the model {model_name} has {types} token type embedding: not its tokenizer"
+        )

@@ -23,7 +23,7 @@ from transformers import (
 from longify.convert.families import Family, get_family, position_offset
 from longify.convert.positions import POSITION_INITS
 from longify.errors import LongifyError, first_line
-from longify.loading import LOAD_ERRORS, check_model_source, load_failure
+from longify.loading import LOAD_ERRORS, check_model_source, check_tokenizer, check_vocab, load_failure
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +179,8 @@ def load_source(
         raise LongifyError(
             f"{tok_src}: cannot load a tokenizer ({first_line(err)}); pass --tokenizer DIR"
         ) from None
+    check_tokenizer(tokenizer, tok_src, "--tokenizer DIR")
+    check_vocab(tokenizer, tok_src, config, src)
     missing = sorted(info.get("missing_keys") or [])
     if missing:
         logger.warning(

@@ -31,7 +31,7 @@ from longify.convert import convert, parse_windows
 from longify.convert.families import position_offset, usable_positions
 from longify.errors import LongifyError, first_line
 from longify.hfargs import data_parallel_size, precision, route_tensorboard
-from longify.loading import LOAD_ERRORS, check_model_source, load_failure
+from longify.loading import LOAD_ERRORS, check_model_source, check_tokenizer, check_vocab, load_failure
 from longify.locks import locks_output
 from longify.mlm.args import DEFAULT_MAX_POS, PretrainArgs
 from longify.mlm.collator import EpochSetter, IndexedBlocks, SeededMLMCollator
@@ -257,7 +257,9 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
     with targs.main_process_first(desc="conversion and tokenisation"):  # rank 0 converts and caches, once
         model_path = resolve_long_model(args)
         tokenizer = AutoTokenizer.from_pretrained(args.model.tokenizer_name or model_path)
+        check_tokenizer(tokenizer, args.model.tokenizer_name or model_path, "--tokenizer_name")
         model = load_model(model_path, args.model.attention)
+        check_vocab(tokenizer, args.model.tokenizer_name or model_path, model.config, model_path)
         usable = model.config.max_position_embeddings - position_offset(model.config)
         if dargs.block_size is not None and dargs.block_size > usable:
             raise LongifyError(

@@ -18,7 +18,7 @@ from typing import Any
 
 from longify.errors import LongifyError
 from longify.hfargs import expanded_argv, has_flag
-from longify.loading import has_qa_head
+from longify.loading import check_vocab, has_qa_head
 from longify.locks import output_lock
 from longify.qa.args import QAArgs
 from longify.qa.models import check_model_type, load_config, load_qa_model, load_tokenizer
@@ -135,6 +135,7 @@ def evaluate_qa(args: QAArgs) -> dict[str, Any]:
         check_model_type(args.model_type, config, name)
         examples = load_split(data, data.predict_file, train=False, flag="--predict_file")
         tokenizer = load_tokenizer(args.model.tokenizer_name or name)
+        check_vocab(tokenizer, args.model.tokenizer_name or name, config, name)
         model = load_qa_model(name, args.model.attention).to(args.training.device)
         new_head = has_qa_head(name) is False
         if new_head:

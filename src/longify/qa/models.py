@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from longify.attention import set_attention
 from longify.convert.families import CONVERTIBLE, usable_positions
 from longify.errors import LongifyError, first_line
-from longify.loading import LOAD_ERRORS, check_model_source, load_failure
+from longify.loading import LOAD_ERRORS, check_model_source, check_tokenizer, load_failure
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ def load_tokenizer(name: str) -> Tokenizer:
         raise LongifyError(
             f"{name}: a fast tokenizer (with offsets) is required, got {type(tokenizer).__name__}"
         )
+    check_tokenizer(tokenizer, name, "--tokenizer_name")
     return tokenizer
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from longify.errors import LongifyError
-from longify.loading import check_model_source, has_qa_head
+from longify.loading import check_model_source, check_vocab, has_qa_head
 from longify.qa.decode import decode
 from longify.qa.features import build_features, collator_for, uses_global_attention
 from longify.qa.models import effective_max_seq_length, load_qa_model, load_tokenizer, model_max_length
@@ -88,6 +88,7 @@ def predict(
         )
     tokenizer = load_tokenizer(model_dir)
     model = load_qa_model(model_dir, attention)
+    check_vocab(tokenizer, model_dir, model.config, model_dir)
     return answer_question(
         model,
         tokenizer,

@@ -22,6 +22,7 @@ from transformers import Trainer, set_seed
 from longify.checkpoints import CrashSafeCheckpoints, checkpoint_step, training_done
 from longify.errors import LongifyError
 from longify.hfargs import route_tensorboard
+from longify.loading import check_vocab
 from longify.locks import locks_output
 from longify.outdir import clear_previous_run, files_into, resume_checkpoint
 from longify.qa.args import QAArgs, QADataArguments
@@ -200,6 +201,7 @@ def train_qa(args: QAArgs) -> dict[str, Any]:
 
     set_seed(t.seed)
     tokenizer = load_tokenizer(args.model.tokenizer_name or name)
+    check_vocab(tokenizer, args.model.tokenizer_name or name, config, name)
     lower = resolve_lowercase(args.do_lower_case, tokenizer)
     model = load_qa_model(name, args.model.attention)
     seq_len = effective_max_seq_length(data.max_seq_length, config, tokenizer)

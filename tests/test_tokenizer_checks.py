@@ -1,0 +1,106 @@
+"""A model folder without tokenizer files, or another model's tokenizer, is refused in one line.
+
+transformers 5 builds an empty tokenizer (only its special tokens) for a folder that holds none: convert
+verified, pretrain blamed the data file, qa evaluate scored 0 with exit 0. Another family's tokenizer crashed
+QA with an IndexError (token type ids on a model with one token type)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from helpers import write_squad, write_wikitext
+from longify.cli import main
+from longify.convert import convert
+from longify.errors import LongifyError
+from longify.loading import check_vocab
+
+TOKENIZER_FILES = ("tokenizer*", "vocab*", "merges*", "special_tokens_map.json", "sentencepiece*")
+
+
+def without_tokenizer(source: Path, dest: Path) -> Path:
+    shutil.copytree(source, dest)
+    for pattern in TOKENIZER_FILES:
+        for path in dest.glob(pattern):
+            path.unlink()
+    assert (dest / "config.json").is_file() and not list(dest.glob("tokenizer*"))
+    return dest
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def long_model(tiny_sources: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("long") / "long"
+    convert(str(tiny_sources["roberta"]), out, max_pos=128, attention_window=32, verify=False)
+    return out
+
+
+def test_convert_refuses_a_source_without_tokenizer_files(tiny_sources, tmp_path, capsys) -> None:
+    source = without_tokenizer(tiny_sources["roberta"], tmp_path / "bare")
+    out = tmp_path / "long"
+    assert main(["convert", str(source), str(out), "--max-pos", "128", "--attention-window", "32"]) == 2
+    line = one_line(capsys)
+    assert (
+        line.startswith(f"longify: error: {source}: no tokenizer files there") and "--tokenizer DIR" in line
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bare"]  # nothing written, no temporary left
+    assert main(["convert", str(source), str(out), "--max-pos", "128", "--attention-window", "32",
+                 "--tokenizer", str(tiny_sources["roberta"])]) == 0  # fmt: skip
+
+
+def test_pretrain_from_a_source_without_tokenizer_files_converts_nothing(
+    tiny_sources, tmp_path, capsys
+) -> None:
+    source = without_tokenizer(tiny_sources["roberta"], tmp_path / "bare")
+    data = write_wikitext(tmp_path / "wiki")
+    out = tmp_path / "run"
+    argv = ["--model_name_or_path", str(source), "--output_dir", str(out), "--max_pos", "128",
+            "--attention_window", "32", "--train_file_path", str(data / "wiki.train.raw"), "--do_train",
+            "--max_steps", "2", "--report_to", "none", "--data_cache_dir", str(tmp_path / "cache")]  # fmt: skip
+    assert main(["pretrain", *argv]) == 2
+    assert "no tokenizer files there" in one_line(capsys)  # not "wiki.train.raw: 0 tokens"
+    assert not out.exists() or not any(out.iterdir())  # no converted model left behind
+
+
+def test_qa_evaluate_refuses_a_model_without_tokenizer_files(long_model, tmp_path, capsys) -> None:
+    model = without_tokenizer(long_model, tmp_path / "bare")
+    dev = write_squad(tmp_path / "dev.json", 3, seed=1)
+    out = tmp_path / "eval"
+    argv = ["qa", "evaluate", "--model_name_or_path", str(model), "--predict_file", str(dev), "--output_dir",
+            str(out), "--max_seq_length", "64", "--doc_stride", "16", "--report_to", "none"]  # fmt: skip
+    assert main(argv) == 2
+    line = one_line(capsys)
+    assert f"{model}: no tokenizer files there" in line and "--tokenizer_name" in line
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_another_families_tokenizer_is_refused_not_a_traceback(
+    long_model, tiny_sources, tmp_path, capsys
+) -> None:
+    dev = write_squad(tmp_path / "dev.json", 3, seed=1)
+    argv = ["qa", "evaluate", "--model_name_or_path", str(long_model), "--predict_file", str(dev),
+            "--output_dir", str(tmp_path / "eval"), "--max_seq_length", "64", "--doc_stride", "16",
+            "--report_to", "none", "--tokenizer_name", str(tiny_sources["bert"])]  # fmt: skip
+    assert main(argv) == 2  # was: IndexError: index out of range in self
+    line = one_line(capsys)
+    assert (
+        f"{tiny_sources['bert']}: a tokenizer that gives token type ids" in line
+        and "not its tokenizer" in line
+    )
+
+
+def test_a_tokenizer_larger_than_the_embeddings_is_refused(tiny_sources) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_sources["roberta"])
+    check_vocab(tok, "tok", SimpleNamespace(vocab_size=len(tok), type_vocab_size=1), "model")  # its own: fine
+    with pytest.raises(LongifyError, match=f"a tokenizer of {len(tok)} tokens, but the model model has 100 "):
+        check_vocab(tok, "tok", SimpleNamespace(vocab_size=100, type_vocab_size=1), "model")
