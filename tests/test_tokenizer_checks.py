@@ -104,3 +104,25 @@ def test_a_tokenizer_larger_than_the_embeddings_is_refused(tiny_sources) -> None
     check_vocab(tok, "tok", SimpleNamespace(vocab_size=len(tok), type_vocab_size=1), "model")  # its own: fine
     with pytest.raises(LongifyError, match=f"a tokenizer of {len(tok)} tokens, but the model model has 100 "):
         check_vocab(tok, "tok", SimpleNamespace(vocab_size=100, type_vocab_size=1), "model")
+
+
+def test_export_and_stats_do_not_take_the_empty_tokenizer(long_model, tmp_path, capsys) -> None:
+    """export wrote transformers' 5-token stand-in as the model's tokenizer; data stats counted with it."""
+    model = without_tokenizer(long_model, tmp_path / "bare")
+    assert main(["export", str(model), str(tmp_path / "clean")]) == 0
+    assert not list((tmp_path / "clean").glob("tokenizer*"))  # the model only, as for a missing tokenizer
+    dev = write_squad(tmp_path / "dev.json", 3, seed=1)
+    argv = [
+        "data",
+        "stats",
+        "squad",
+        "--path",
+        str(dev),
+        "--tokenizer",
+        str(model),
+        "--out",
+        str(tmp_path / "s"),
+    ]
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert f"--tokenizer {model}: no tokenizer files there" in one_line(capsys)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from longify.errors import LongifyError
+from longify.loading import check_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def _load_tokenizer(name: str) -> Any:
         ) from None
     if not tok.is_fast:
         raise LongifyError(f"--tokenizer {name}: a fast tokenizer is needed (offsets)")
+    check_tokenizer(tok, f"--tokenizer {name}", "--tokenizer")
     tok.model_max_length = 10**9  # counting, not truncating; no length warnings
     return tok
 

@@ -26,7 +26,7 @@ from transformers import (
 
 from longify.convert.families import LONGFORMER
 from longify.errors import LongifyError
-from longify.loading import LOAD_ERRORS, load_failure
+from longify.loading import LOAD_ERRORS, check_tokenizer, load_failure
 from longify.locks import output_lock
 from longify.mlm.trainer import METRICS_FILE
 from longify.outdir import atomic_output_dir, check_output_dir, files_into
@@ -221,7 +221,8 @@ def export_checkpoint(
         )
         try:
             tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-        except (OSError, ValueError):
+            check_tokenizer(tokenizer, str(tok_dir), "")
+        except (OSError, ValueError, LongifyError):  # none, or the empty one transformers makes for none
             logger.warning("no tokenizer found in %s; exporting the model only", tok_dir)
             tokenizer = None
         layers = copy_global_projections(model) if copy_global and task == "fill-mask" else 0
