@@ -367,7 +367,7 @@ def group_parser(words: tuple[str, ...], group: Table) -> argparse.ArgumentParse
 
 
 def command_parser(words: tuple[str, ...], command: Command) -> argparse.ArgumentParser:
-    parser = OneLineParser(prog=" ".join(("longify", *words)), description=command.help)
+    parser = OneLineParser(prog=" ".join(("longify", *words)), description=command.help, allow_abbrev=False)
     assert command.arguments is not None
     command.arguments(parser)
     return parser

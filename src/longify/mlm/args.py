@@ -102,8 +102,9 @@ class PretrainArgs:
 
 
 def pretrain_parser() -> HfArgumentParser:
-    """The parser behind ``longify pretrain``."""
-    return HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    """The parser behind ``longify pretrain`` (no abbreviated flags: ``--learning_rat`` or a config key
+    ``learning_rat`` is refused, not taken for ``--learning_rate``)."""
+    return HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), allow_abbrev=False)
 
 
 def parse_pretrain_args(argv: Sequence[str]) -> PretrainArgs:

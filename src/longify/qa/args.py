@@ -143,8 +143,8 @@ class QAArgs:
 
 
 def qa_parser() -> HfArgumentParser:
-    """The parser behind ``longify qa train`` / ``evaluate`` (``-h`` prints its help)."""
-    return HfArgumentParser((QAModelArguments, QADataArguments, TrainingArguments))
+    """The parser behind ``longify qa train`` / ``evaluate`` (``-h`` prints its help; no abbreviated flags)."""
+    return HfArgumentParser((QAModelArguments, QADataArguments, TrainingArguments), allow_abbrev=False)
 
 
 def parse_qa_args(argv: Sequence[str], *, default_output_dir: str | None = None) -> QAArgs:

@@ -96,7 +96,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
 def qa_predict_main(argv: Sequence[str]) -> int:
     """``longify qa predict`` flags -> :func:`qa_predict` (for callers holding an argv)."""
     parser = argparse.ArgumentParser(
-        prog="longify qa predict", description="Answer a question about a context."
+        prog="longify qa predict", description="Answer a question about a context.", allow_abbrev=False
     )
     add_predict_arguments(parser)
     return qa_predict(parser.parse_args(list(argv)))
