@@ -79,11 +79,12 @@ def _text(value: Any) -> str:
     )
 
 
-def check_same_run(output_dir: str | Path, current: dict[str, Any]) -> None:
+def check_same_run(output_dir: str | Path, current: dict[str, Any], record_file: str = RUN_FILE) -> None:
     """Refuse, in one line, to continue (or call finished) the run recorded in ``output_dir`` when any of its
-    defining arguments differs from ``current``; a folder without a record (or an older one) passes."""
+    defining arguments differs from ``current``; a folder without a record (or an older one) passes.
+    ``record_file``: the JSON file holding them under ``defining_args`` (``qa evaluate``: results.json)."""
     try:
-        record = json.loads((Path(output_dir) / RUN_FILE).read_text(encoding="utf-8"))
+        record = json.loads((Path(output_dir) / record_file).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
     earlier = record.get(KEY) if isinstance(record, dict) else None

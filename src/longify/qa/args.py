@@ -102,7 +102,11 @@ class QADataArguments:
     )
     bucket_width: int = field(default=512, metadata={"help": "Token width of the analysis buckets."})
     preprocessing_num_workers: int | None = field(
-        default=None, metadata={"help": "Processes for tokenisation."}
+        default=None,
+        metadata={
+            "help": "Accepted for run_squad.py / run_qa.py command lines and ignored (one log line says so): "
+            "QA tokenisation runs batched on the fast tokenizer's own threads."
+        },
     )
 
     def __post_init__(self) -> None:

@@ -73,10 +73,21 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
         "--max_seq_length",
         type=positive_int,
         default=None,
-        help="window (default: model max)",
+        help="tokens per window (default: as the model was trained by `qa train`, else the model's maximum)",
     )
     p.add_argument(
-        "--doc-stride", "--doc_stride", type=positive_int, default=128, help="overlap of consecutive windows"
+        "--doc-stride",
+        "--doc_stride",
+        type=positive_int,
+        default=None,
+        help="tokens shared by consecutive windows (default: as the model was trained, else 128)",
+    )
+    p.add_argument(
+        "--max-query-length",
+        "--max_query_length",
+        type=positive_int,
+        default=None,
+        help="question tokens kept (default: as the model was trained, else 64)",
     )
     p.add_argument(
         "--n-best-size", "--n_best_size", type=positive_int, default=20, help="candidates per window"
@@ -120,6 +131,7 @@ def qa_predict(ns: argparse.Namespace) -> int:
         context,
         max_seq_length=ns.max_seq_length,
         doc_stride=ns.doc_stride,
+        max_query_length=ns.max_query_length,
         n_best_size=ns.n_best_size,
         max_answer_length=ns.max_answer_length,
         attention=ns.attention,

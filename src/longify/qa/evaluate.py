@@ -2,13 +2,16 @@
 existing predictions JSON (``--predictions FILE``, no model, like the official scripts).
 
 Outputs in ``--output_dir``: ``predictions.json`` (id -> text; language -> {id -> text} when ids repeat
-across languages), ``nbest_predictions.json`` and ``results.json`` (metrics per language and their average,
-buckets by answer position and context length, arguments, seed, versions, git hash). A folder whose
-results.json another command wrote (a ``qa train`` run) is refused unless ``--overwrite_output_dir``.
+across languages), ``nbest_predictions.json``, ``question_scores.jsonl`` and ``results.json`` (metrics per
+language and their average, buckets by answer position and context length, arguments, seed, versions, git
+hash, and the ``defining_args``), replaced as a set (``evalset``). A folder whose results.json another
+command wrote (a ``qa train`` run), or an evaluation made with other defining arguments (model, files,
+languages, windows, ...), is refused unless ``--overwrite_output_dir``; the same arguments evaluate again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -19,22 +22,29 @@ from typing import Any
 from longify.errors import LongifyError
 from longify.hfargs import expanded_argv, has_flag
 from longify.loading import check_vocab, has_qa_head
-from longify.locks import output_lock
+from longify.locks import launch_rank, output_lock
 from longify.qa.args import QAArgs
-from longify.qa.models import check_model_type, load_config, load_qa_model, load_tokenizer
+from longify.qa.evalset import eval_files_into, recover_eval_sets
+from longify.qa.models import (
+    check_model_type,
+    effective_max_seq_length,
+    load_config,
+    load_qa_model,
+    load_tokenizer,
+)
 from longify.qa.pipeline import (
     autocast_for,
     load_split,
+    note_ignored_flags,
     resolve_lowercase,
     run_evaluation,
     run_record,
     write_outputs,
 )
-from longify.qa.score import (
-    evaluate_predictions_file,
-)
-from longify.qa.tasks import TASKS, data_flag_options
-from longify.runargs import RUN_FILE
+from longify.qa.score import evaluate_predictions_file
+from longify.qa.tasks import TASKS, data_flag_options, file_languages
+from longify.qa.windows import log_taken, trained_windows
+from longify.runargs import KEY, check_same_run, defining_args
 from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -43,35 +53,67 @@ EVAL_COMMAND = "qa evaluate"  # results.json's "command": what qa evaluate may o
 DEFAULT_EVAL_OUTPUT_DIR = "qa-eval-output"  # what `longify qa evaluate` passes when --output_dir is absent
 
 
-WINDOW_FLAGS = ("max_seq_length", "doc_stride", "max_query_length")
-
-
 def take_trained_windows(args: QAArgs, model_dir: str) -> None:
     """Windows as the model was trained: a ``qa train`` output records its ``--max_seq_length``,
     ``--doc_stride`` and ``--max_query_length`` (``longify_run.json``); those not given here are taken from
     it, so a long model is not evaluated in 384-token windows by default. One log line says which."""
-    path = Path(model_dir) / RUN_FILE
-    try:
-        defining = json.loads(path.read_text(encoding="utf-8")).get("defining_args")
-    except (OSError, ValueError, AttributeError):
-        return
-    if not isinstance(defining, dict) or "--doc_stride" not in defining:  # not a qa train run
-        return
     argv = expanded_argv(args.argv)
-    taken = []
-    for name in WINDOW_FLAGS:
-        value = defining.get(f"--{name}")
+    taken = {}
+    for name, value in trained_windows(model_dir).items():
         given = has_flag(argv, f"--{name}") or has_flag(argv, f"--{name.replace('_', '-')}")
-        if isinstance(value, int) and value > 0 and not given and getattr(args.data, name) != value:
+        if not given and getattr(args.data, name) != value:
             setattr(args.data, name, value)
-            taken.append(f"--{name} {value}")
-    if taken:
-        logger.info(
-            "%s: as %s was trained (its %s); pass the flags to override",
-            ", ".join(taken),
-            model_dir,
-            RUN_FILE,
-        )
+            taken[name] = value
+    log_taken(taken, model_dir)
+
+
+# what defines an evaluation (a rerun into its folder with other values is refused): the data flags
+# that change which questions are scored, how, or the predictions themselves
+EVAL_DATA_FLAGS = (
+    "dataset",
+    "predict_file",
+    "predictions",
+    "languages",
+    "eval_split",
+    "metric",
+    "lang",
+    "mlqa_pairs",
+    "triviaqa_word_budget",
+)
+MODEL_DATA_FLAGS = (
+    "max_seq_length",
+    "doc_stride",
+    "max_query_length",
+    "n_best_size",
+    "max_answer_length",
+    "concat_contexts",
+    "concat_seed",
+    "max_eval_samples",
+)
+
+
+def evaluation_args(args: QAArgs, max_seq_length: int | None = None) -> dict[str, Any]:
+    """The defining arguments of this evaluation (``{"--flag": value}``, as ``runargs.defining_args``);
+    ``max_seq_length``: the window actually used (capped at the model's maximum)."""
+    data = dataclasses.asdict(args.data)
+    section: dict[str, Any] = {
+        "model_name_or_path": args.model.model_name_or_path if not args.data.predictions else None,
+        **{k: data[k] for k in EVAL_DATA_FLAGS},
+    }
+    if not args.data.predictions:
+        section.update({k: data[k] for k in MODEL_DATA_FLAGS})
+        section["max_seq_length"] = max_seq_length or data["max_seq_length"]
+        section.update(tokenizer_name=args.model.tokenizer_name, do_lower_case=args.do_lower_case)
+        section.update(bf16=args.training.bf16, fp16=args.training.fp16)
+    return {k: v for k, v in defining_args([section], args.training).items() if k[2:] in section}
+
+
+def check_same_evaluation(args: QAArgs, current: dict[str, Any]) -> None:
+    """Refuse (one line naming each changed flag and its recorded value) to replace an evaluation that
+    ``--output_dir`` holds, made with other defining arguments, unless ``--overwrite_output_dir``. The
+    same arguments again evaluate again (the model's files may have changed under the same name)."""
+    if not args.overwrite_output_dir:
+        check_same_run(args.training.output_dir, current, record_file="results.json")
 
 
 @contextmanager
@@ -80,6 +122,8 @@ def eval_output_dir(args: QAArgs) -> Iterator[None]:
     results, say), unless ``--overwrite_output_dir``: ``qa evaluate`` never overwrites another run's results."""
     out = Path(args.training.output_dir)
     with output_lock(out):
+        if launch_rank() == 0:  # what an evaluation killed while writing left: settled by the writer
+            recover_eval_sets(out)
         check_results_owner(out / "results.json", overwrite=args.overwrite_output_dir)
         yield
 
@@ -111,20 +155,24 @@ def evaluate_qa(args: QAArgs) -> dict[str, Any]:
                 "--predictions: give --dataset NAME --predict_file PATH, or --dataset FILE.json"
             )
         path = data.predict_file if data.dataset else None
+        task = data.dataset if data.dataset in TASKS else "json"
         result = evaluate_predictions_file(
             data.predictions,
             dataset,
             path,
             split=data.eval_split,
-            languages=data.languages,
+            languages=file_languages(task, data.languages, data.lang),
             metric=data.metric,
             lang=data.lang,
             **(data_flag_options(data, data.dataset) if data.dataset in TASKS else {}),
         )
         if has_flag(args.argv, "--output_dir") or args.training.output_dir != DEFAULT_EVAL_OUTPUT_DIR:
-            result = {**result, **run_record(args), "command": EVAL_COMMAND}
+            defining = evaluation_args(args)
+            result = {**result, **run_record(args), "command": EVAL_COMMAND, KEY: defining}
             with eval_output_dir(args):
-                write_json_atomic(Path(args.training.output_dir) / "results.json", result)
+                check_same_evaluation(args, defining)
+                with eval_files_into(args.training.output_dir) as tmp:
+                    write_json_atomic(tmp / "results.json", result)
         return result
     name = args.model.model_name_or_path
     if name is None:
@@ -133,9 +181,13 @@ def evaluate_qa(args: QAArgs) -> dict[str, Any]:
         take_trained_windows(args, name)
         config = load_config(name)
         check_model_type(args.model_type, config, name)
-        examples = load_split(data, data.predict_file, train=False, flag="--predict_file")
         tokenizer = load_tokenizer(args.model.tokenizer_name or name)
         check_vocab(tokenizer, args.model.tokenizer_name or name, config, name)
+        seq_len = effective_max_seq_length(data.max_seq_length, config, tokenizer)
+        defining = evaluation_args(args, seq_len)
+        check_same_evaluation(args, defining)
+        examples = load_split(data, data.predict_file, train=False, flag="--predict_file")
+        note_ignored_flags(data)
         model = load_qa_model(name, args.model.attention).to(args.training.device)
         new_head = has_qa_head(name) is False
         if new_head:
@@ -151,6 +203,7 @@ def evaluate_qa(args: QAArgs) -> dict[str, Any]:
             data,
             batch_size=args.training.per_device_eval_batch_size,
             lower=resolve_lowercase(args.do_lower_case, tokenizer),
+            max_seq_length=seq_len,
             autocast_dtype=autocast_for(args),
         )
         record = {
@@ -159,6 +212,7 @@ def evaluate_qa(args: QAArgs) -> dict[str, Any]:
             "qa_head": "random" if new_head else "trained",
             **run_record(args),
             "command": EVAL_COMMAND,
+            KEY: defining,
         }
         if args.training.process_index != 0:  # under torchrun rank 0 writes
             return {**output.result, **record}

@@ -26,6 +26,7 @@ from longify.hfargs import data_parallel_size, precision
 from longify.qa.analysis import bucket_scores
 from longify.qa.args import QAArgs, QADataArguments
 from longify.qa.decode import decode, keyed_by_id
+from longify.qa.evalset import eval_files_into
 from longify.qa.features import (
     QACollator,
     build_features,
@@ -40,7 +41,7 @@ from longify.qa.score import (
     score_predictions,
     subset_of,
 )
-from longify.qa.tasks import data_flag_options, get_task, load_examples
+from longify.qa.tasks import data_flag_options, file_languages, get_task, load_examples
 from longify.qa.tasks.concat import concat_contexts
 from longify.qa.tasks.example import QAExample
 from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
@@ -70,7 +71,8 @@ def load_split(data: QADataArguments, path: str | None, *, train: bool, flag: st
     name = infer_dataset(data.dataset, path)
     split = data.train_split if train else data.eval_split
     options = data_flag_options(data, name)  # --mlqa_pairs, --triviaqa_word_budget
-    examples = list(load_examples(name, path, split=split, languages=data.languages, **options))
+    languages = file_languages(name, data.languages, data.lang)  # a plain file under --lang: that language
+    examples = list(load_examples(name, path, split=split, languages=languages, **options))
     if not examples:
         raise LongifyError(f"{path}: no questions found")
     if data.concat_contexts > 1:
@@ -98,10 +100,22 @@ def first_per_language(examples: list[QAExample], limit: int | None) -> list[QAE
             taken[key] = taken.get(key, 0) + 1
             kept.append(ex)
     if len(taken) > 1:
+        what = "language pairs" if any(q is not None for _, q in taken) else "languages"  # MLQA: pairs
         logger.info(
-            "--max_eval_samples %d: the first %d questions of each of %d languages", limit, limit, len(taken)
+            "--max_eval_samples %d: the first %d questions of each of %d %s", limit, limit, len(taken), what
         )
     return kept
+
+
+def note_ignored_flags(data: QADataArguments) -> None:
+    """One log line for ``--preprocessing_num_workers``, accepted (run_squad.py / run_qa.py command lines
+    carry it) but without effect: QA tokenisation runs batched on the fast tokenizer's own threads."""
+    if data.preprocessing_num_workers:
+        logger.info(
+            "--preprocessing_num_workers %d: ignored; tokenisation runs batched on the fast tokenizer's "
+            "own threads",
+            data.preprocessing_num_workers,
+        )
 
 
 def resolve_lowercase(do_lower_case: bool, tokenizer: PreTrainedTokenizerBase) -> bool:
@@ -277,14 +291,14 @@ def run_record(args: QAArgs) -> dict[str, Any]:
 
 def write_outputs(output_dir: str | Path, output: EvalOutput, extra: dict[str, Any]) -> dict[str, Any]:
     """predictions.json, nbest_predictions.json, question_scores.jsonl (one line per scored question: id,
-    language, EM and F1 in percent; the per-language results are their means) and results.json, each
-    written atomically, results.json last."""
-    out = Path(output_dir)
-    write_json_atomic(out / "predictions.json", output.predictions)
-    write_json_atomic(out / "nbest_predictions.json", output.nbest)
-    write_jsonl_atomic(out / "question_scores.jsonl", output.question_scores)
+    language, EM and F1 in percent; the per-language results are their means) and results.json, replacing
+    the folder's earlier ones as a set (``evalset.eval_files_into``; call it under the folder's lock)."""
     results = {**output.result, **extra}
-    write_json_atomic(out / "results.json", results)
+    with eval_files_into(output_dir) as tmp:
+        write_json_atomic(tmp / "predictions.json", output.predictions)
+        write_json_atomic(tmp / "nbest_predictions.json", output.nbest)
+        write_jsonl_atomic(tmp / "question_scores.jsonl", output.question_scores)
+        write_json_atomic(tmp / "results.json", results)
     return results
 
 

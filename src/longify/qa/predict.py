@@ -1,5 +1,9 @@
 """``longify qa predict``: answer one question about one context with a fine-tuned model, with the same
-windowing, global attention mask and n-best decoding as evaluation (transformers 5 has no QA pipeline)."""
+windowing, global attention mask and n-best decoding as evaluation (transformers 5 has no QA pipeline).
+
+Windows not given are the ones the model was trained with (its ``longify_run.json``, as ``qa evaluate``
+takes them), else the whole model length, stride 128 and 64 question tokens; a window that leaves no room
+for the context, or a stride as long as that room, is refused as ``qa evaluate`` refuses it."""
 
 from __future__ import annotations
 
@@ -9,11 +13,16 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from longify.errors import LongifyError
 from longify.loading import check_model_source, check_vocab, has_qa_head
+from longify.qa.args import QADataArguments
 from longify.qa.decode import decode
 from longify.qa.features import build_features, collator_for, uses_global_attention
 from longify.qa.models import effective_max_seq_length, load_qa_model, load_tokenizer, model_max_length
 from longify.qa.pipeline import window_logits
 from longify.qa.tasks.example import QAExample
+from longify.qa.windows import log_taken, trained_windows
+
+DEFAULT_DOC_STRIDE: int = QADataArguments.doc_stride  # the defaults of qa train / evaluate
+DEFAULT_MAX_QUERY_LENGTH: int = QADataArguments.max_query_length
 
 
 def answer_question(
@@ -23,13 +32,14 @@ def answer_question(
     context: str,
     *,
     max_seq_length: int | None = None,
-    doc_stride: int = 128,
-    max_query_length: int = 64,
+    doc_stride: int = DEFAULT_DOC_STRIDE,
+    max_query_length: int = DEFAULT_MAX_QUERY_LENGTH,
     n_best_size: int = 20,
     max_answer_length: int = 30,
     batch_size: int = 8,
 ) -> dict[str, Any]:
-    """The best span of ``context``: ``{"answer", "score", "start", "end", "nbest"}`` (character offsets)."""
+    """The best span of ``context``: ``{"answer", "score", "start", "end", "nbest"}`` (character offsets).
+    ``max_seq_length`` None: the model's maximum; windows are checked as in evaluation (``check_window``)."""
     if not question.strip():
         raise LongifyError("--question: empty question")
     if not context.strip():
@@ -38,8 +48,6 @@ def answer_question(
         max_seq_length = model_max_length(model.config, tokenizer)
     else:
         max_seq_length = effective_max_seq_length(max_seq_length, model.config, tokenizer)
-    max_query_length = min(max_query_length, max_seq_length // 2)
-    doc_stride = min(doc_stride, max(0, max_seq_length - max_query_length - 8) // 2)
     example = QAExample(id="q", question=question, context=context, answers=[], language="")
     features = build_features(
         [example],
@@ -72,14 +80,16 @@ def predict(
     context: str,
     *,
     max_seq_length: int | None = None,
-    doc_stride: int = 128,
+    doc_stride: int | None = None,
+    max_query_length: int | None = None,
     n_best_size: int = 20,
     max_answer_length: int = 30,
     attention: str = "fast",
     allow_new_head: bool = False,
 ) -> dict[str, Any]:
     """Load ``model_dir`` (model + tokenizer) and answer ``question`` about ``context``. A model without a
-    trained span head is refused (its answers would come from random weights) unless ``allow_new_head``."""
+    trained span head is refused (its answers would come from random weights) unless ``allow_new_head``.
+    Windows given as None are the model's trained ones (``trained_windows``), else the defaults."""
     check_model_source(model_dir, "--model")
     if has_qa_head(model_dir) is False and not allow_new_head:
         raise LongifyError(
@@ -89,13 +99,18 @@ def predict(
     tokenizer = load_tokenizer(model_dir)
     model = load_qa_model(model_dir, attention)
     check_vocab(tokenizer, model_dir, model.config, model_dir)
+    given = {"max_seq_length": max_seq_length, "doc_stride": doc_stride, "max_query_length": max_query_length}
+    taken = {k: v for k, v in trained_windows(model_dir).items() if given[k] is None}
+    log_taken(taken, model_dir)
+    windows = {**given, **taken}
     return answer_question(
         model,
         tokenizer,
         question,
         context,
-        max_seq_length=max_seq_length,
-        doc_stride=doc_stride,
+        max_seq_length=windows["max_seq_length"],
+        doc_stride=DEFAULT_DOC_STRIDE if windows["doc_stride"] is None else windows["doc_stride"],
+        max_query_length=windows["max_query_length"] or DEFAULT_MAX_QUERY_LENGTH,
         n_best_size=n_best_size,
         max_answer_length=max_answer_length,
     )

@@ -225,11 +225,35 @@ def score_predictions(
         "average": _average(per_language, averaged),
         "average_definition": description,
         "average_languages": averaged,
+        **official_coverage(average, averaged),
         "average_all": _average(per_language, list(per_language)),
         "total": sum(s["total"] for s in per_language.values()),
         "missing": missing,
         "extra": given - n_used,
     }
+
+
+def official_coverage(average: AverageRule, averaged: Sequence[str]) -> dict[str, Any]:
+    """For a benchmark with an official language set: ``average_complete`` (the headline average is taken
+    over exactly that set, so it compares with the published number) and ``average_missing``; one warning
+    when it is not. Nothing for other tasks."""
+    if not average.official:
+        return {}
+    missing = average.missing(averaged)
+    beyond = [s for s in averaged if s not in average.official]
+    if missing or beyond:
+        unit = "language pairs" if any("-" in s for s in average.official) else "languages"
+        logger.warning(
+            "%s average over %d of its %d official %s%s%s: not comparable with the published %s average",
+            average.benchmark,
+            len(averaged) - len(beyond),
+            len(average.official),
+            unit,
+            f" (missing {', '.join(missing)})" if missing else "",
+            f" and over {', '.join(beyond)}, which it does not include" if beyond else "",
+            average.benchmark,
+        )
+    return {"average_complete": not missing and not beyond, "average_missing": missing}
 
 
 def official_predictions(

@@ -39,6 +39,7 @@ from longify.qa.pipeline import (
     autocast_for,
     flat_metrics,
     load_split,
+    note_ignored_flags,
     resolve_lowercase,
     run_evaluation,
     run_record,
@@ -173,12 +174,16 @@ def train_qa(args: QAArgs) -> dict[str, Any]:
         overwrite=args.overwrite_output_dir,
         world_size=t.world_size,
     )
+    set_seed(t.seed)
+    tokenizer = load_tokenizer(args.model.tokenizer_name or name)
+    check_vocab(tokenizer, args.model.tokenizer_name or name, config, name)
+    seq_len = effective_max_seq_length(data.max_seq_length, config, tokenizer)
     defining = defining_args(
-        [dataclasses.asdict(args.model), dataclasses.asdict(args.data)],
+        [dataclasses.asdict(args.model), {**dataclasses.asdict(args.data), "max_seq_length": seq_len}],
         t,
         do_lower_case=args.do_lower_case,
         model_type=args.model_type,
-    )
+    )  # the window used, not the one asked for: what a refused rerun names, what qa evaluate takes
     if t.do_train and resume is not None:
         check_same_run(out, defining)  # never continue a run made with other arguments
     done = _finished_results(args, resume)
@@ -194,17 +199,9 @@ def train_qa(args: QAArgs) -> dict[str, Any]:
     eval_examples = (
         load_split(data, data.predict_file, train=False, flag="--predict_file") if evaluating else []
     )
-    if data.preprocessing_num_workers:
-        logger.info(
-            "--preprocessing_num_workers: tokenisation runs batched on the fast tokenizer's own threads"
-        )
-
-    set_seed(t.seed)
-    tokenizer = load_tokenizer(args.model.tokenizer_name or name)
-    check_vocab(tokenizer, args.model.tokenizer_name or name, config, name)
+    note_ignored_flags(data)
     lower = resolve_lowercase(args.do_lower_case, tokenizer)
     model = load_qa_model(name, args.model.attention)
-    seq_len = effective_max_seq_length(data.max_seq_length, config, tokenizer)
     train_features = build_features(
         train_examples,
         tokenizer,

@@ -30,11 +30,17 @@ class AverageRule:
 
     description: str
     exclude: tuple[str, ...] = ()
+    official: tuple[str, ...] = ()  # the subsets of the benchmark's published average (empty: no such set)
+    benchmark: str = ""
 
     def subsets(self, present: Sequence[str]) -> list[str]:
         """The averaged subsets among ``present`` (all of them when the rule would leave none)."""
         kept = [s for s in present if s not in self.exclude]
         return kept or list(present)
+
+    def missing(self, averaged: Sequence[str]) -> list[str]:
+        """The subsets of the official average that ``averaged`` lacks."""
+        return [s for s in self.official if s not in averaged]
 
 
 ALL_SUBSETS = AverageRule("unweighted mean over all evaluated languages")
@@ -58,14 +64,25 @@ class QATask:
     accepts: tuple[str, ...] = ()
     gold: Callable[..., list[GoldUnit]] | None = None
     average: AverageRule = ALL_SUBSETS
+    plain: bool = False  # its files carry no language: labelled with --languages' one, or --lang, else en
 
 
 _MLQA_FILES = "folder of {split}-context-c-question-q.json"
 _TRIVIAQA_FILES = "TriviaQA rc folder (qa/, evidence/) or a qa/*.json file"
 _TYDIQA_AVERAGE = AverageRule(
-    "TyDi QA GoldP protocol: unweighted mean over the non-English languages (English is left out)", ("en",)
+    "TyDi QA GoldP protocol: unweighted mean over the non-English languages (English is left out)",
+    ("en",),
+    tuple(code for code in TYDIQA_LANGUAGES.values() if code != "en"),
+    "TyDi QA GoldP",
 )
-_MLQA_AVERAGE = AverageRule("MLQA protocol: unweighted mean over the evaluated context-question pairs")
+_MLQA_PROTOCOL = "MLQA protocol: unweighted mean over the evaluated context-question pairs"
+_MLQA_AVERAGE = AverageRule(_MLQA_PROTOCOL, official=MLQA_LANGUAGES, benchmark="MLQA")  # the 7 XLT tasks
+_MLQA_GXLT_AVERAGE = AverageRule(
+    _MLQA_PROTOCOL,
+    official=tuple(c if c == q else f"{c}-{q}" for c in MLQA_LANGUAGES for q in MLQA_LANGUAGES),
+    benchmark="MLQA G-XLT",
+)
+_XQUAD_AVERAGE = AverageRule(ALL_SUBSETS.description, official=XQUAD_LANGUAGES, benchmark="XQuAD")
 
 
 def _triviaqa(name: str, domain: str | None, what: str) -> QATask:
@@ -85,8 +102,18 @@ def _triviaqa(name: str, domain: str | None, what: str) -> QATask:
 
 
 TASKS: dict[str, QATask] = {
-    "squad": QATask("squad", load_squad, "squad", ("en",), "dev", "SQuAD v1.1 JSON file or folder"),
-    "xquad": QATask("xquad", load_xquad, "squad", XQUAD_LANGUAGES, "test", "folder of xquad.{lang}.json"),
+    "squad": QATask(
+        "squad", load_squad, "squad", ("en",), "dev", "SQuAD v1.1 JSON file or folder", plain=True
+    ),
+    "xquad": QATask(
+        "xquad",
+        load_xquad,
+        "squad",
+        XQUAD_LANGUAGES,
+        "test",
+        "folder of xquad.{lang}.json",
+        average=_XQUAD_AVERAGE,
+    ),
     "mlqa": QATask(
         "mlqa",
         load_mlqa,
@@ -106,7 +133,7 @@ TASKS: dict[str, QATask] = {
         f"MLQA G-XLT (all 49 pairs): {_MLQA_FILES}",
         {"pairs": "all"},
         ("pairs",),
-        average=_MLQA_AVERAGE,
+        average=_MLQA_GXLT_AVERAGE,
     ),
     "tydiqa": QATask(
         "tydiqa",
@@ -120,7 +147,9 @@ TASKS: dict[str, QATask] = {
     "triviaqa": _triviaqa("triviaqa", None, "TriviaQA, domain from the file (a folder: wikipedia)"),
     "triviaqa-wikipedia": _triviaqa("triviaqa-wikipedia", "wikipedia", "TriviaQA Wikipedia"),
     "triviaqa-web": _triviaqa("triviaqa-web", "web", "TriviaQA Web"),
-    "json": QATask("json", load_json_file, "squad", (), "dev", "any SQuAD-format .json or .jsonl file"),
+    "json": QATask(
+        "json", load_json_file, "squad", (), "dev", "any SQuAD-format .json or .jsonl file", plain=True
+    ),
 }
 
 # Command-line flags that set a loader option, and the option each sets.
@@ -132,6 +161,14 @@ def get_task(name: str) -> QATask:
     if name not in TASKS:
         raise LongifyError(f"--dataset {name}: expected one of {sorted(TASKS)}")
     return TASKS[name]
+
+
+def file_languages(name: str, languages: Sequence[str] | None, lang: str | None) -> list[str] | None:
+    """The ``languages`` a loader gets: ``--languages``, or for a plain SQuAD-format file (no language of its
+    own) the one ``--lang`` names, so that ``--metric mlqa --lang de`` scores it as ``de``, not ``en``."""
+    if languages or not lang or not get_task(name).plain:
+        return list(languages) if languages else None
+    return [lang]
 
 
 def load_examples(
@@ -203,6 +240,7 @@ __all__ = [
     "check_example",
     "data_flag_options",
     "examples_to_dataset",
+    "file_languages",
     "flag_options",
     "get_task",
     "load_examples",
