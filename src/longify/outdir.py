@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -203,24 +203,24 @@ def atomic_output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path
 
 
 @contextmanager
-def files_into(output_dir: str | Path, last: str = "config.json") -> Iterator[Path]:
-    """Yield a temporary directory inside ``output_dir``; on success move its files into ``output_dir``.
-
-    For a model saved beside checkpoints: the old ``last`` file (``config.json``) is removed first and the
-    new one moved in after everything else, so an interrupted save leaves no loadable half-model.
-    ``.save-<pid>-*`` folders of killed processes are removed first.
-    """
+def staged_files(
+    output_dir: str | Path,
+    prefix: str,
+    settle: Callable[[Path], None],
+    commit: Callable[[Path, Path], None],
+) -> Iterator[Path]:
+    """Yield a temporary directory ``prefix<pid>-*`` inside ``output_dir`` (after ``settle(output_dir)`` has
+    dealt with what killed processes left); on success ``commit(output_dir, tmp)`` moves its files in. On an
+    error the temporary directory goes, and a full disk is one line naming the folder."""
     output_dir = Path(output_dir)
     check_writable(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    remove_dead_leftovers(output_dir, ".save-", _rmtree)
-    tmp = make_temp_dir(output_dir, ".save-")
+    settle(output_dir)
+    tmp = make_temp_dir(output_dir, prefix)
     try:
         yield tmp
         honour_umask_tree(tmp)
-        (output_dir / last).unlink(missing_ok=True)
-        for f in sorted(tmp.iterdir(), key=lambda f: f.name == last):
-            os.replace(f, output_dir / f.name)
+        commit(output_dir, tmp)
     except BaseException as err:
         failure = write_failure(err, output_dir)  # before the cleanup frees the space
         _rmtree(tmp)
@@ -228,6 +228,26 @@ def files_into(output_dir: str | Path, last: str = "config.json") -> Iterator[Pa
             raise failure from None
         raise
     _rmtree(tmp)
+
+
+@contextmanager
+def files_into(output_dir: str | Path, last: str = "config.json") -> Iterator[Path]:
+    """Yield a temporary directory inside ``output_dir``; on success move its files into ``output_dir``.
+
+    For a model saved beside checkpoints: the old ``last`` file (``config.json``) is removed first and the
+    new one moved in after everything else, so an interrupted save leaves no loadable half-model.
+    ``.save-<pid>-*`` folders of killed processes are removed first.
+    """
+
+    def commit(out: Path, tmp: Path) -> None:
+        (out / last).unlink(missing_ok=True)
+        for f in sorted(tmp.iterdir(), key=lambda f: f.name == last):
+            os.replace(f, out / f.name)
+
+    with staged_files(
+        output_dir, ".save-", lambda out: remove_dead_leftovers(out, ".save-", _rmtree), commit
+    ) as tmp:
+        yield tmp
 
 
 def resume_checkpoint(

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from longify.locks import remove_dead_leftovers
-from longify.outdir import check_writable, honour_umask_tree, make_temp_dir, write_failure
+from longify.outdir import make_temp_dir, staged_files
 from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -47,22 +47,8 @@ def eval_files_into(output_dir: str | Path) -> Iterator[Path]:
     """Yield a temporary folder inside ``output_dir`` for an evaluation's files; on success they replace the
     folder's evaluation files (``EVAL_FILES``, all of them: a name the new set lacks goes too) as a set.
     Call it under the folder's lock. On an error the folder is left as it was."""
-    out = Path(output_dir)
-    check_writable(out)
-    out.mkdir(parents=True, exist_ok=True)
-    recover_eval_sets(out)
-    tmp = make_temp_dir(out, NEW)
-    try:
+    with staged_files(output_dir, NEW, recover_eval_sets, _swap) as tmp:
         yield tmp
-        honour_umask_tree(tmp)
-        _swap(out, tmp)
-    except BaseException as err:
-        failure = write_failure(err, out)  # before the cleanup frees the space
-        _rmtree(tmp)
-        if failure is not None:
-            raise failure from None
-        raise
-    _rmtree(tmp)
 
 
 def _swap(out: Path, new: Path) -> None:

@@ -19,18 +19,22 @@ def language_order(languages: list[str]) -> list[str]:
     return sorted(set(languages) - {AVERAGE}) + ([AVERAGE] if AVERAGE in languages else [])
 
 
+# mean and sample std over seeds of F1 and EM, and the number of seeds (pandas named aggregations)
+SEED_STATS = {
+    "f1_mean": ("f1", "mean"),
+    "f1_std": ("f1", "std"),
+    "em_mean": ("exact_match", "mean"),
+    "em_std": ("exact_match", "std"),
+    "seeds": ("seed", "nunique"),
+}
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (eval set, language, model): mean and std of F1 and EM over seeds, the number of seeds
     and of questions (the largest ``total`` over the seeds)."""
     grouped = results.groupby(KEYS, sort=False)
-    table = grouped.agg(
-        f1_mean=("f1", "mean"),
-        f1_std=("f1", "std"),
-        em_mean=("exact_match", "mean"),
-        em_std=("exact_match", "std"),
-        seeds=("seed", "nunique"),
-        questions=("total", "max"),
-    ).reset_index()
+    table = grouped.agg(**SEED_STATS, questions=("total", "max")).reset_index()
+    table = table[[*KEYS, "f1_mean", "f1_std", "em_mean", "em_std", "seeds", "questions"]]
     order = {lang: i for i, lang in enumerate(language_order(list(table["language"])))}
     models = {m: i for i, m in enumerate(dict.fromkeys(results["model"]))}
     table = table.assign(_l=table["language"].map(order), _m=table["model"].map(models))
@@ -47,18 +51,7 @@ def bucket_summary(buckets: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     columns = [*BUCKET_KEYS, "n", "seeds", "f1_mean", "f1_std", "em_mean", "em_std"]
     if buckets.empty:
         return pd.DataFrame(columns=columns)
-    table = (
-        buckets.groupby(BUCKET_KEYS, sort=False)
-        .agg(
-            n=("count", "max"),
-            seeds=("seed", "nunique"),
-            f1_mean=("f1", "mean"),
-            f1_std=("f1", "std"),
-            em_mean=("exact_match", "mean"),
-            em_std=("exact_match", "std"),
-        )
-        .reset_index()
-    )
+    table = buckets.groupby(BUCKET_KEYS, sort=False).agg(n=("count", "max"), **SEED_STATS).reset_index()
     sets = {e: i for i, e in enumerate(dict.fromkeys(buckets["eval_set"]))}
     order = {m: i for i, m in enumerate(models)}
     table = table.assign(_e=table["eval_set"].map(sets), _m=table["model"].map(order))
