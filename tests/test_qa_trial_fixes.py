@@ -231,6 +231,7 @@ with eval_files_into(out) as tmp:
 """
 
 
+@pytest.mark.integration
 def test_a_swap_killed_at_any_rename_is_undone_or_completed(tmp_path) -> None:
     """SIGKILL at each rename of the set's swap (old set: 3 files, new set: 4): what is left is the old set or
     the new one (results.json never sits beside another set's files), and the next writer cleans up."""

@@ -241,7 +241,6 @@ def test_a_failing_job_leaves_the_others_done(tmp_path, tiny_sources) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.integration
 def test_another_spec_into_the_same_folder_says_which_rows_results_jsonl_lost(
     finished, tmp_path, capsys
 ) -> None:
@@ -279,6 +278,7 @@ def test_a_moved_study_is_reported_from_its_own_files(finished, tmp_path, capsys
     assert f"{gone}: file not found" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_submitit_local_executor_runs_the_pending_jobs(finished, capsys) -> None:
     import submitit
 
