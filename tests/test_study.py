@@ -279,6 +279,27 @@ def test_a_moved_study_is_reported_from_its_own_files(finished, tmp_path, capsys
 
 
 @pytest.mark.integration
+def test_an_interrupted_evaluation_of_a_moved_study_reruns(finished, tmp_path, capsys) -> None:
+    """An evaluate job killed after its results.json landed, in a study copied elsewhere, was refused on
+    rerun as "other arguments" (its model's path had moved), and a spec cannot pass --overwrite_output_dir."""
+    spec_done, _ = finished
+    moved = tmp_path / "out"
+    shutil.copytree(spec_done.parent / "out", moved)
+    spec = write_spec(
+        tmp_path / "moved.yaml", spec_done.read_text().replace(str(spec_done.parent / "out"), str(moved))
+    )
+    job = next(j for j in plan_jobs(load_spec(spec)) if j.stage == "evaluate" and j.model == "tiny-256")
+    record_path = moved / "jobs" / job.folder / "job.json"
+    record = json.loads(record_path.read_text())
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that has exited: the job's process was killed
+    record_path.write_text(json.dumps({**record, "status": "running", "pid": gone.pid}))
+    assert main(["study", "status", str(spec)]) == 0 and "1 interrupted" in capsys.readouterr().out
+    assert main(["study", "run", str(spec)]) == 0, capsys.readouterr()
+    assert read_rows(moved) == read_rows(spec_done.parent / "out")
+
+
+@pytest.mark.integration
 def test_submitit_local_executor_runs_the_pending_jobs(finished, capsys) -> None:
     import submitit
 

@@ -6,6 +6,7 @@ QA with an IndexError (token type ids on a model with one token type)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -91,10 +92,18 @@ def test_another_families_tokenizer_is_refused_not_a_traceback(
             "--report_to", "none", "--tokenizer_name", str(tiny_sources["bert"])]  # fmt: skip
     assert main(argv) == 2  # was: IndexError: index out of range in self
     line = one_line(capsys)
-    assert (
-        f"{tiny_sources['bert']}: a tokenizer that gives token type ids" in line
-        and "not its tokenizer" in line
-    )
+    assert f"{tiny_sources['bert']}: a tokenizer that gives question/context pairs token type ids" in line
+    assert "pass the model's own tokenizer" in line
+
+
+def test_a_one_type_model_with_a_type_id_tokenizer_converts_on_type_0(tiny_sources, tmp_path, capsys) -> None:
+    """A RoBERTa-type model (one token type) shipped with a BERT-style tokenizer (as some hub models are):
+    conversion's pair check fed it type ids of 1 and died of an IndexError; single sequences are type 0."""
+    out = tmp_path / "long"
+    argv = ["convert", str(tiny_sources["roberta"]), str(out), "--max-pos", "128", "--attention-window", "32",
+            "--tokenizer", str(tiny_sources["bert"])]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    assert json.loads((out / "conversion.json").read_text())["verification"]["passed"] is True
 
 
 def test_a_tokenizer_larger_than_the_embeddings_is_refused(tiny_sources) -> None:
@@ -126,3 +135,24 @@ def test_export_and_stats_do_not_take_the_empty_tokenizer(long_model, tmp_path, 
     capsys.readouterr()
     assert main(argv) == 2
     assert f"--tokenizer {model}: no tokenizer files there" in one_line(capsys)
+
+
+def test_qa_predict_names_no_flag_it_lacks(long_model, tmp_path, capsys) -> None:
+    """`qa predict` has no --tokenizer_name: its refusal said to pass one (an unknown flag there)."""
+    model = without_tokenizer(long_model, tmp_path / "bare")
+    argv = [
+        "qa",
+        "predict",
+        "--model",
+        str(model),
+        "--question",
+        "Who?",
+        "--context",
+        "Ann came.",
+        "--allow-new-head",
+    ]
+    assert main(argv) == 2
+    line = one_line(capsys)
+    assert f"{model}: no tokenizer files there" in line and line.endswith(
+        "copy the model's tokenizer files into it"
+    )

@@ -78,20 +78,28 @@ def has_qa_head(model_dir: str) -> bool | None:
     return None if names is None else any(n.split(".")[-2:-1] == ["qa_outputs"] for n in names)
 
 
-def check_tokenizer(tokenizer: Any, name: str, flag: str) -> None:
+def check_tokenizer(tokenizer: Any, name: str, flag: str | None) -> None:
     """Refuse a tokenizer that is only its special tokens: what transformers builds from a model folder that
-    holds no tokenizer files (every text would become unknown tokens and score 0, silently)."""
+    holds no tokenizer files (every text would become unknown tokens and score 0, silently). ``flag``: the
+    command's flag that names another tokenizer (None: it has none)."""
     vocab = len(tokenizer.get_vocab())
     if vocab <= len(tokenizer.all_special_tokens):
         raise LongifyError(
             f"{name}: no tokenizer files there (transformers made an empty tokenizer of {vocab} special tokens); "
-            f"pass {flag} with the model's tokenizer"
+            + (
+                f"pass {flag} with the model's tokenizer"
+                if flag
+                else "copy the model's tokenizer files into it"
+            )
         )
 
 
-def check_vocab(tokenizer: Any, tokenizer_name: str, config: Any, model_name: str) -> None:
-    """Refuse another model's tokenizer where it shows: more tokens than the model has embeddings, or token
-    type ids for a model with one token type (either indexes past an embedding table)."""
+def check_vocab(
+    tokenizer: Any, tokenizer_name: str, config: Any, model_name: str, *, pairs: bool = False
+) -> None:
+    """Refuse another model's tokenizer where it shows: more tokens than the model has embeddings, or, for
+    text pairs (``pairs``: QA's question/context), token type ids for a model with one token type (either
+    indexes past an embedding table). Single sequences get type 0 only: no type check for them."""
     size = getattr(config, "vocab_size", None)
     if isinstance(size, int) and len(tokenizer) > size:
         raise LongifyError(
@@ -99,8 +107,8 @@ def check_vocab(tokenizer: Any, tokenizer_name: str, config: Any, model_name: st
             f"{size} token embeddings: not its tokenizer"
         )
     types = getattr(config, "type_vocab_size", None)
-    if isinstance(types, int) and types < 2 and "token_type_ids" in tokenizer.model_input_names:
+    if pairs and isinstance(types, int) and types < 2 and "token_type_ids" in tokenizer.model_input_names:
         raise LongifyError(
-            f"{tokenizer_name}: a tokenizer that gives token type ids (BERT-style question/context pairs), but "
-            f"the model {model_name} has {types} token type embedding: not its tokenizer"
+            f"{tokenizer_name}: a tokenizer that gives question/context pairs token type ids 0 and 1, but the "
+            f"model {model_name} has {types} token type embedding: pass the model's own tokenizer"
         )

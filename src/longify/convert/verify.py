@@ -57,11 +57,14 @@ def verification_batches(
     seed: int = 0,
     *,
     full: bool = True,
+    type_vocab_size: int = 2,
 ) -> list[dict[str, torch.Tensor]]:
     """A padded batch of real text (question/context pairs) and two rows of random ids at ``length``, the
-    second padded. ``full=False``: one unpadded random row only (for the costly full-length check)."""
+    second padded. ``full=False``: one unpadded random row only (for the costly full-length check). A model
+    of one token type gets no ``token_type_ids`` (type 0 for every token, as its own tokenizer would give)."""
     batches: list[dict[str, torch.Tensor]] = []
     special = set()
+    keys = ("input_ids", "attention_mask", *(("token_type_ids",) if type_vocab_size >= 2 else ()))
     if tokenizer is not None and full:
         enc = tokenizer(
             list(_SAMPLE_PAIRS),
@@ -71,9 +74,7 @@ def verification_batches(
             max_length=length,
             return_tensors="pt",
         )
-        batches.append(
-            {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        )
+        batches.append({k: v for k, v in enc.items() if k in keys})
     if tokenizer is not None:
         special = set(tokenizer.all_special_ids)
     gen = torch.Generator().manual_seed(seed)
@@ -177,7 +178,14 @@ def verify_conversion(
             sorted(set(config_windows)),
             length,
         )
-        batches = verification_batches(tokenizer, lconfig.vocab_size, length, seed, full=full)
+        batches = verification_batches(
+            tokenizer,
+            lconfig.vocab_size,
+            length,
+            seed,
+            full=full,
+            type_vocab_size=getattr(lconfig, "type_vocab_size", 2),
+        )
         checks.append(compare_models(source, model, batches, tolerance, compare_logits))
         if min(windows) >= wide:
             break  # the requested windows already cover the source length

@@ -182,7 +182,7 @@ def evaluate_qa(args: QAArgs) -> dict[str, Any]:
         config = load_config(name)
         check_model_type(args.model_type, config, name)
         tokenizer = load_tokenizer(args.model.tokenizer_name or name)
-        check_vocab(tokenizer, args.model.tokenizer_name or name, config, name)
+        check_vocab(tokenizer, args.model.tokenizer_name or name, config, name, pairs=True)
         seq_len = effective_max_seq_length(data.max_seq_length, config, tokenizer)
         defining = evaluation_args(args, seq_len)
         check_same_evaluation(args, defining)

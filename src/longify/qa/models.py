@@ -55,18 +55,18 @@ def check_model_type(model_type: str | None, config: Any, model: str) -> None:
     raise LongifyError(f"--model_type {model_type}: {model} is a {actual!r} model (config.json model_type)")
 
 
-def load_tokenizer(name: str) -> Tokenizer:
+def load_tokenizer(name: str, flag: str | None = "--tokenizer_name") -> Tokenizer:
+    """The fast tokenizer at ``name``; ``flag``: the command's flag naming another one (None: it has none)."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except LOAD_ERRORS as err:
-        raise LongifyError(
-            f"{name}: cannot load a tokenizer ({first_line(err)}); pass --tokenizer_name"
-        ) from None
+        hint = f"pass {flag}" if flag else "the model folder needs its tokenizer files"
+        raise LongifyError(f"{name}: cannot load a tokenizer ({first_line(err)}); {hint}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise LongifyError(
             f"{name}: a fast tokenizer (with offsets) is required, got {type(tokenizer).__name__}"
         )
-    check_tokenizer(tokenizer, name, "--tokenizer_name")
+    check_tokenizer(tokenizer, name, flag)
     return tokenizer
 
 

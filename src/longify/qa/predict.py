@@ -96,9 +96,9 @@ def predict(
             f"--model {model_dir}: has no question-answering head (no qa_outputs weights): fine-tune it with "
             "`longify qa train` first, or pass --allow-new-head to answer with a random head"
         )
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_tokenizer(model_dir, flag=None)  # qa predict takes the model's own
     model = load_qa_model(model_dir, attention)
-    check_vocab(tokenizer, model_dir, model.config, model_dir)
+    check_vocab(tokenizer, model_dir, model.config, model_dir, pairs=True)
     given = {"max_seq_length": max_seq_length, "doc_stride": doc_stride, "max_query_length": max_query_length}
     taken = {k: v for k, v in trained_windows(model_dir).items() if given[k] is None}
     log_taken(taken, model_dir)

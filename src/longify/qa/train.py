@@ -176,7 +176,7 @@ def train_qa(args: QAArgs) -> dict[str, Any]:
     )
     set_seed(t.seed)
     tokenizer = load_tokenizer(args.model.tokenizer_name or name)
-    check_vocab(tokenizer, args.model.tokenizer_name or name, config, name)
+    check_vocab(tokenizer, args.model.tokenizer_name or name, config, name, pairs=True)
     seq_len = effective_max_seq_length(data.max_seq_length, config, tokenizer)
     defining = defining_args(
         [dataclasses.asdict(args.model), {**dataclasses.asdict(args.data), "max_seq_length": seq_len}],

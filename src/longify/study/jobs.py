@@ -263,6 +263,9 @@ def job_argv(job: Job, out: Path, jobs: dict[str, Job]) -> list[str]:
             "--seed",
             str(job.seed),
             "--do_eval",
+            # the folder is this job's alone (its id hashes what defines the evaluation): a rerun of the job,
+            # also from a moved study whose paths changed, replaces what an interrupted run wrote
+            "--overwrite_output_dir",
             *_flag_list(options, ("seed",)),
         ]
     if job.gpus > 1:
