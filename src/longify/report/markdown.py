@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -48,11 +49,8 @@ def seeds_notes(rows: list[Row]) -> str:
     """Under the comparison table: for each comparison that paired fewer seeds than its models have, the
     seeds its Δ comes from and those left out (the results tables above use all of them)."""
     groups: dict[tuple[object, ...], list[str]] = {}
-    everywhere: dict[tuple[str, str, str], int] = {}
+    everywhere = Counter((r.model, r.source_model, r.eval_set) for r in rows)
     for r in rows:
-        everywhere[(r.model, r.source_model, r.eval_set)] = (
-            everywhere.get((r.model, r.source_model, r.eval_set), 0) + 1
-        )
         if r.result is not None and r.left_out:
             groups.setdefault((r.model, r.source_model, r.eval_set, r.seeds_used, r.left_out), []).append(
                 r.language

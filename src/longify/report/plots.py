@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,14 @@ def seed_label(model: str, seeds: pd.Series) -> str:
     return f"{model} (1 seed: {', '.join(single)})"
 
 
+def _seed_spread(ax: Any, x: np.ndarray, stats: pd.DataFrame, color: Any) -> None:
+    """Error bars of one std over seeds at ``x``, only where ``stats`` has more than one seed."""
+    spread = (stats["seeds"] > 1).to_numpy()
+    if spread.any():
+        ax.errorbar(x[spread], stats["f1_mean"][spread], yerr=stats["f1_std"][spread], fmt="none",
+                    ecolor=color, capsize=3)  # fmt: skip
+
+
 def language_plot(table: pd.DataFrame, eval_set: str, models: list[str], path: Path) -> Path:
     """Grouped bars of F1 per language (the benchmark average last), error bars one std over seeds (none
     for a single seed)."""
@@ -99,10 +108,7 @@ def language_plot(table: pd.DataFrame, eval_set: str, models: list[str], path: P
         at = x + (i - (len(present) - 1) / 2) * width
         label = seed_label(model, rows["seeds"])
         ax.bar(at, rows["f1_mean"], width, label=label)
-        spread = (rows["seeds"] > 1).to_numpy()
-        if spread.any():
-            ax.errorbar(at[spread], rows["f1_mean"][spread], yerr=rows["f1_std"][spread], fmt="none",
-                        ecolor="black", capsize=3)  # fmt: skip
+        _seed_spread(ax, at, rows, "black")
     if AVERAGE in langs and len(langs) > 1:
         ax.axvline(len(langs) - 1.5, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xticks(x, langs, rotation=45 if len(langs) > 8 else 0)
@@ -141,10 +147,7 @@ def bucket_plot(summary: pd.DataFrame, eval_set: str, models: list[str], path: P
                 counts[b].append(None if pd.isna(n) else int(n))
             name = seed_label(model, stats["seeds"])
             (line,) = ax.plot(x, stats["f1_mean"], marker="o", label=name)
-            spread = (stats["seeds"] > 1).to_numpy()
-            if spread.any():
-                ax.errorbar(x[spread], stats["f1_mean"][spread], yerr=stats["f1_std"][spread], fmt="none",
-                            ecolor=line.get_color(), capsize=3)  # fmt: skip
+            _seed_spread(ax, x, stats, line.get_color())
         ticks = [_bucket_tick(b, counts[b]) for b in labels]
         ax.set_xticks(x, ticks, rotation=30 if len(labels) > 5 else 0, multialignment="center")
         differ = any(len({c for c in counts[b] if c is not None}) > 1 for b in labels)
