@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo demo-real test test-fast test-all lint format bench clean
+.PHONY: demo demo-real test test-fast test-all test-compat lint format bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-fast: $(STAMP)  # the unit tier alone: no Trainer, no subprocess
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
+COMPAT_VERSIONS ?=  # e.g. make test-compat COMPAT_VERSIONS="5.0.0 5.25.0"; empty: pyproject's floor and the index's newest
+test-compat:  # the unit tier on the oldest and newest transformers accepted, a venv each in .venv-compat/
+	COMPAT_VERSIONS="$(COMPAT_VERSIONS)" $(PYTHON) scripts/compat.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
@@ -49,4 +53,4 @@ bench: $(STAMP)  # quick versions; the full runs and their figures are in README
 	$(PY) benchmarks/bench_mlm_data.py --mb 5 --repeat 1
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-compat .pytest_cache .ruff_cache

@@ -18,7 +18,7 @@ import pytest
 
 from longify.cli import main
 from longify.data import download, load_registry
-from longify.data.fetch import fetch_file
+from longify.data.fetch import fetch_file, part_path
 from longify.data.store import MANIFEST, dataset_path
 from longify.errors import LongifyError
 
@@ -223,7 +223,7 @@ def test_sha_mismatch_refused(server: Server, tmp_path: Path) -> None:
     line = str(err.value)
     assert "\n" not in line and f"{server.url}/f.json" in line
     assert sha(good) in line and sha(b"tampered") in line
-    assert not dest.exists() and not (tmp_path / "f.json.part").exists()
+    assert not dest.exists() and not part_path(dest, sha(good)).exists()
 
 
 def test_a_failed_download_is_said_once(server: Server, tmp_path: Path, caplog) -> None:
@@ -248,7 +248,7 @@ def test_cut_transfer_resumes_next_call(server: Server, tmp_path: Path) -> None:
     url = [f"{server.url}/big.bin"]
     with pytest.raises(LongifyError, match="transfer"):
         fetch_file(url, dest, sha256=sha(data), size=len(data), retries=0, progress=False)
-    half = (tmp_path / "big.bin.part").stat().st_size
+    half = part_path(dest, sha(data)).stat().st_size
     assert half == len(data) // 2 and not dest.exists()
     stats = fetch_file(url, dest, sha256=sha(data), size=len(data), retries=0, progress=False)
     assert dest.read_bytes() == data

@@ -87,6 +87,8 @@ def launch(record: Path, args: list[str], processes: int) -> list[dict[str, Any]
         [*head, str(SCRIPT), str(record), *args], env=_env(), capture_output=True, text=True, timeout=300
     )
     assert res.returncode == 0, res.stderr[-4000:]
+    # longify's models have no unused parameters: DDP is told so, and does not warn on every rank
+    assert "find_unused_parameters=True" not in res.stderr, res.stderr[-4000:]
     return [json.loads((record / f"rank{r}.json").read_text()) for r in range(processes)]
 
 
@@ -245,6 +247,9 @@ def test_cpu_torchrun_gets_real_ddp_flags(monkeypatch: pytest.MonkeyPatch) -> No
     extra = hfargs.machine_defaults(["--output_dir", "x"])
     assert extra[extra.index("--use_cpu") + 1] == "true" and extra[extra.index("--ddp_backend") + 1] == "gloo"
     assert "--use_cpu" not in hfargs.machine_defaults(["--use_cpu", "false"])  # the user's choice stands
+    assert extra[extra.index("--ddp_find_unused_parameters") + 1] == "false"
+    given = hfargs.machine_defaults(["--ddp_find_unused_parameters", "true"])
+    assert "--ddp_find_unused_parameters" not in given  # the user's choice stands
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert "--use_cpu" not in hfargs.machine_defaults([])
 

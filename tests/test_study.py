@@ -352,7 +352,7 @@ def fake_slurm(tmp_path, monkeypatch) -> Path:
 
     folder = tmp_path / "fake-slurm"
     (folder / "bin").mkdir(parents=True)
-    for name, text in (("sbatch", FAKE_SBATCH), ("squeue", FAKE_SQUEUE)):
+    for name, text in (("sbatch", FAKE_SBATCH), ("squeue", FAKE_SQUEUE), ("srun", "#!/bin/sh\n")):
         (folder / "bin" / name).write_text(text)
         (folder / "bin" / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{folder / 'bin'}:{os.environ['PATH']}")

@@ -1,8 +1,13 @@
 """Crash-safe Trainer checkpoints, shared by ``longify pretrain`` and ``longify qa train``.
 
 - A checkpoint is *complete* once ``longify_checkpoint.json`` is in it: written last (atomically, after
-  every process wrote its files), it lists each file with its size. A save killed half-way (SIGKILL, Ctrl-C,
-  full disk) leaves a folder without it, which resuming skips and rotation never keeps over complete ones.
+  every process wrote its files), it lists each file with its size and SHA-256, and the step. A save killed
+  half-way (SIGKILL, Ctrl-C, full disk) leaves a folder without it, which resuming skips and rotation never
+  keeps over complete ones. A full disk during a save is one line naming the file being written.
+- Resuming verifies the content too: a checkpoint whose files differ from their save (sha256), or whose
+  trainer state names another step than its folder and mark, is skipped (automatic resume, the NaN guard's
+  "last good" one) or refused (``--resume_from_checkpoint``). Marks of earlier longify versions (no hashes)
+  are checked by size, with a warning.
 - Resuming needs optimizer, scheduler and RNG state as well as the weights: a checkpoint without them is
   skipped (automatic resume) or refused (``--resume_from_checkpoint``), never silently used.
 - The mark also carries the training-loss accumulators, so a resumed run reports the training loss of the
@@ -15,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import shutil
 import time
 from pathlib import Path
@@ -24,90 +28,35 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import TrainerState
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, speed_metrics
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
+from longify.checkpoint_files import (  # noqa: F401  (re-exported: the checkpoint API)
+    MARK,
+    STATE,
+    being_written,
+    checkpoint_step,
+    checkpoints_in,
+    damage_reason,
+    file_sha256,
+    incomplete_reason,
+    mark_complete,
+    note_unhashed,
+    read_mark,
+)
 from longify.errors import LongifyError
-from longify.outdir import honour_umask_tree
-from longify.runinfo import write_json_atomic
+from longify.outdir import honour_umask_tree, write_failure
 
 logger = logging.getLogger(__name__)
 
-MARK = "longify_checkpoint.json"
-STATE = "trainer_state.json"
-_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
-_WEIGHTS = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-
-
-def checkpoints_in(folder: str | Path) -> list[tuple[int, Path]]:
-    """``(step, path)`` of the ``checkpoint-N`` folders in ``folder``, oldest step first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
-    return sorted(found)
-
-
-def checkpoint_step(ckpt: str | Path | None) -> int | None:
-    """The global step a checkpoint was saved at (its trainer state, else its ``checkpoint-N`` name)."""
-    if not ckpt:
-        return None
-    try:
-        return int(json.loads((Path(ckpt) / STATE).read_text(encoding="utf-8"))["global_step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        m = _NAME.match(Path(ckpt).name)
-        return int(m.group(1)) if m else None
-
-
-def read_mark(ckpt: str | Path) -> dict[str, Any] | None:
-    """The completion mark of ``ckpt``, or None when it has none (or an unreadable one)."""
-    try:
-        mark = json.loads((Path(ckpt) / MARK).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return mark if isinstance(mark, dict) and isinstance(mark.get("files"), dict) else None
-
-
-def _resume_files_missing(ckpt: Path, world_size: int) -> list[str]:
-    """The files resuming training needs that ``ckpt`` lacks: state, weights, optimizer, scheduler, RNG.
-    RNG state saved under another number of processes counts (HF resumes from it, and says so)."""
-    missing = [n for n in (STATE, "config.json", "optimizer.pt", "scheduler.pt") if not (ckpt / n).is_file()]
-    if not any((ckpt / w).is_file() for w in _WEIGHTS):
-        missing.insert(1, _WEIGHTS[0])
-    if not any(ckpt.glob("rng_state*.pth")):
-        missing.append("rng_state.pth" if world_size <= 1 else "rng_state_0.pth")
-    return missing
-
-
-def incomplete_reason(
-    ckpt: str | Path, world_size: int = 1, *, need_mark: bool = True, need_state: bool = True
-) -> str | None:
-    """Why ``ckpt`` cannot be used (None when it can): a file missing or changed since the save, no
-    completion mark (``need_mark``), or no optimizer/scheduler/RNG state to resume from (``need_state``)."""
-    ckpt = Path(ckpt)
-    mark = read_mark(ckpt)
-    listed: dict[str, int] = (mark or {}).get("files", {})
-    missing = _resume_files_missing(ckpt, world_size) if need_state else []
-    missing += [n for n in listed if n not in missing and not (ckpt / n).is_file()]
-    if missing:
-        return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
-    for name, size in listed.items():
-        if (now := (ckpt / name).stat().st_size) != size:
-            return f"{name} has {now} bytes, {size} when it was saved"
-    if need_mark and mark is None:
-        return f"no {MARK}: its save did not finish"
-    return None
-
 
 def newest_complete(folder: str | Path, world_size: int = 1, *, quiet: bool = False) -> Path | None:
-    """The newest checkpoint in ``folder`` that a run can resume from; logs each newer one it skips, and why."""
+    """The newest checkpoint in ``folder`` that a run can resume from, complete and with the content of its save;
+    logs each newer one it skips, and why."""
     for _, ckpt in reversed(checkpoints_in(folder)):
-        reason = incomplete_reason(ckpt, world_size)
+        reason = incomplete_reason(ckpt, world_size) or damage_reason(ckpt)
         if reason is None:
+            if not quiet:
+                note_unhashed(ckpt)
             return ckpt
         if not quiet:
             logger.warning("skipping %s: %s", ckpt, reason)
@@ -123,16 +72,12 @@ def check_requested(path: str | Path, world_size: int = 1) -> Path:
     reason = incomplete_reason(ckpt, world_size, need_mark=False)
     if reason is not None:
         raise LongifyError(f"{flag}: incomplete checkpoint, {reason} (give a complete checkpoint-N folder)")
+    if (damage := damage_reason(ckpt)) is not None:
+        raise LongifyError(f"{flag}: damaged checkpoint, {damage}; give another checkpoint-N folder")
     if read_mark(ckpt) is None:
         logger.warning("%s has no %s (not saved by longify?): resuming from it as asked", ckpt, MARK)
+    note_unhashed(ckpt)
     return ckpt
-
-
-def mark_complete(ckpt: Path, loss: dict[str, Any]) -> None:
-    """Write the completion mark last: every file of ``ckpt`` with its size, and the loss accumulators."""
-    files = {str(p.relative_to(ckpt)): p.stat().st_size for p in sorted(ckpt.rglob("*")) if p.is_file()}
-    files.pop(MARK, None)
-    write_json_atomic(ckpt / MARK, {"files": files, "loss": loss, "written": time.time()})
 
 
 def rotate(
@@ -197,6 +142,9 @@ class CrashSafeCheckpoints:
         self._resume_mark: dict[str, Any] | None = None
         self._whole_run_loss = False
         self._partial_from: int | None = None
+        # training seconds of the run before this call's start (None: unknown, resumed from an older mark)
+        self._seconds_before: float | None = 0.0
+        self._train_started: float | None = None
         self.loss_note: str | None = None  # set when the training loss covers only part of the run
         self.add_callback(_RestoreLoss(self))  # type: ignore[attr-defined]
 
@@ -209,6 +157,10 @@ class CrashSafeCheckpoints:
                 raise LongifyError(f"{self.args.output_dir}: no complete checkpoint to resume from")
             resume_from_checkpoint = str(found)
         self._resume_mark = read_mark(resume_from_checkpoint) if resume_from_checkpoint else None
+        self._seconds_before = (
+            (self._resume_mark or {}).get("train_seconds") if resume_from_checkpoint else 0.0
+        )
+        self._train_started = time.time()
         self._whole_run_loss = False
         # a checkpoint without the mark (a plain HF one) has no loss accumulators: the loss of the steps
         # before it is not recovered (trainer_state's log_history holds rounded means only); the record says so
@@ -253,14 +205,25 @@ class CrashSafeCheckpoints:
         limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotation comes after the mark
         try:
             super()._save_checkpoint(model, trial)  # type: ignore[misc]
+        except Exception as err:  # a full disk: one line naming the file being written (no mark: incomplete)
+            failure = write_failure(err, being_written(target))
+            if failure is None:
+                raise
+            raise failure from None
         finally:
             self.args.save_total_limit = limit
         self.accelerator.wait_for_everyone()  # every process wrote its files (RNG state per process)
         if self.args.should_save:
             honour_umask_tree(target)  # safetensors' temporary file leaves the weights 0600
-            mark_complete(target, loss)
+            mark_complete(target, loss, step=self.state.global_step, train_seconds=self._seconds_so_far())
             rotate(run_dir, limit, self.state.best_model_checkpoint, self.args.world_size, target)
         self.accelerator.wait_for_everyone()
+
+    def _seconds_so_far(self) -> float | None:
+        """The run's training seconds up to now, across resumes (None when an earlier part is unknown)."""
+        if self._seconds_before is None or self._train_started is None:
+            return None
+        return float(self._seconds_before) + time.time() - self._train_started
 
     def _finalize_training(self, trial: Any, num_train_samples: int, start_time: float) -> TrainOutput:
         # HF deletes the final checkpoint under --save_total_limit 1 when the best one is older; it is
@@ -301,19 +264,37 @@ class CrashSafeCheckpoints:
 
     def finish_from(self, ckpt: str | Path) -> TrainOutput:
         """The run already reached its last step at ``ckpt`` (killed before its export): load the weights and
-        state instead of training (HF would train a step more), with the whole run's training loss."""
-        start = time.time()
+        state instead of training (HF would train a step more), with the whole run's training loss, time and
+        throughput (recorded in the mark at the save), and ``finished_from_checkpoint`` naming ``ckpt``."""
         self._load_from_checkpoint(str(ckpt))  # type: ignore[attr-defined]
         self.state = TrainerState.load_from_json(str(Path(ckpt) / STATE))
         best = self.state.best_model_checkpoint
         if self.args.load_best_model_at_end and best and Path(best).is_dir():
             self._load_from_checkpoint(best)  # type: ignore[attr-defined]  # as HF ends such a run
-        total, pending = run_loss(read_mark(ckpt), self.args.process_index) or (math.nan, 0.0)
+        mark = read_mark(ckpt)
+        total, pending = run_loss(mark, self.args.process_index) or (math.nan, 0.0)
         loss = (total + pending) / max(self.state.global_step, 0.001)
-        metrics = speed_metrics("train", start, num_samples=0, num_steps=0)
+        metrics = self._run_speed((mark or {}).get("train_seconds"), ckpt)
         metrics.update(total_flos=self.state.total_flos, train_loss=loss, epoch=self.state.epoch)
         logger.info("%s is the run's last step: finishing from it, no training", ckpt)
         return TrainOutput(self.state.global_step, loss, metrics)
+
+    def _run_speed(self, seconds: float | None, ckpt: str | Path) -> dict[str, Any]:
+        """HF's train speed metrics for the run that saved ``ckpt`` in ``seconds`` (its samples: HF's count
+        for the steps done); without a recorded time (an earlier longify's mark), a note instead of a speed."""
+        done = {"finished_from_checkpoint": str(ckpt)}
+        if not seconds:
+            note = f"finished from {ckpt}, whose {MARK} has no training time (saved by an earlier longify)"
+            return {**done, "train_note": note}
+        loader = self.get_train_dataloader()  # type: ignore[attr-defined]
+        samples = self.set_initial_training_values(self.args, loader)[3]  # type: ignore[attr-defined]
+        steps = self.state.global_step
+        return {
+            "train_runtime": round(seconds, 4),
+            "train_samples_per_second": round(samples * steps / max(self.state.max_steps, 1) / seconds, 3),
+            "train_steps_per_second": round(steps / seconds, 3),
+            **done,
+        }
 
 
 def training_done(ckpt: str | Path | None, max_steps: int, num_train_epochs: float) -> bool:

@@ -6,7 +6,9 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -54,8 +56,9 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--attention-window",
         "--attention_window",
-        default="512",
-        help="even window size, or a comma-separated list with one value per layer (default 512)",
+        default=None,
+        help="even window size, or a comma-separated list with one value per layer, at most --max-pos "
+        "(default 512, or --max-pos when smaller)",
     )
     p.add_argument(
         "--position-init", choices=sorted(POSITION_INITS), default="copy", help="how new positions start"
@@ -433,6 +436,30 @@ def _padding_notice(record: logging.LogRecord) -> bool:
     return "automatically padded" not in record.getMessage()
 
 
+@contextmanager
+def thread_disk_errors_logged(debug: bool) -> Iterator[None]:
+    """A writer thread's failure on a full or read-only disk (TensorBoard's event writer) is one warning
+    line, not a traceback (the main thread meets the same error at its next write and stops with one line).
+    With ``--debug`` threads print their tracebacks as usual."""
+    previous = threading.excepthook
+    if not debug:
+
+        def hook(args: threading.ExceptHookArgs) -> None:
+            from longify.outdir import write_failure
+
+            failure = write_failure(args.exc_value) if isinstance(args.exc_value, Exception) else None
+            if failure is not None:
+                logging.getLogger(__name__).warning("%s", failure)
+                return
+            previous(args)
+
+        threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     flags, rest = split_global_flags(list(sys.argv[1:] if argv is None else argv))
     if flags.version:
@@ -444,15 +471,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(done.code or 0)
     setup_logging(flags.debug, flags.quiet)
     try:
-        return int(run() or 0)
+        with thread_disk_errors_logged(flags.debug):
+            return int(run() or 0)
     except LongifyError as err:
         if flags.debug:
             raise
         print(f"longify: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("longify: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C; `study run` says which signal and job (exit 128 + signal)
+        print(f"longify: {str(err) or 'interrupted'}", file=sys.stderr)
+        return int(getattr(err, "exit_code", 130))
     except BrokenPipeError:  # `longify data list | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -7,7 +7,6 @@ parsed by ``HfArgumentParser`` into the command's dataclasses plus ``TrainingArg
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -23,6 +22,8 @@ from transformers.training_args import ParallelMode
 from longify.distributed import release_at_exit
 from longify.errors import LongifyError, first_line
 from longify.legacy import BOOL_WORDS, TRUE_WORDS, Translated, config_to_argv, translate_legacy_args
+from longify.seeds import check_seed
+from longify.strictload import DuplicateKeys, load_json, load_yaml
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -34,7 +35,9 @@ def read_config(path: Path) -> dict[str, Any]:
     """A YAML/JSON config file: flag name -> value."""
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        data = load_yaml(text) if path.suffix in (".yaml", ".yml") else load_json(text)
+    except DuplicateKeys as err:  # the plain loaders keep the last value silently
+        raise LongifyError("\n".join(f"{path}: {p}" for p in err.problems)) from None
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise LongifyError(f"{path}: cannot read the config file: {first_line(err)}") from None
     if not isinstance(data, dict):
@@ -84,7 +87,9 @@ def machine_defaults(argv: Sequence[str]) -> list[str]:
     under torchrun (with ``--ddp_backend gloo``: accelerate makes CPU processes data-parallel only with
     ``cpu=True``; without it each process trains its own model on its share of the data) and with ``--bf16``
     (transformers refuses bf16 without a GPU unless ``use_cpu``; with it, training runs under CPU bf16
-    autocast)."""
+    autocast); under torchrun ``--ddp_find_unused_parameters false``: every trainable parameter of longify's
+    models gets a gradient at every step (MLM freezes the global q/k/v it never uses; QA always has global
+    tokens), so DDP's search for unused ones is wasted work, and a warning on every rank."""
     extra: list[str] = []
     cuda = torch.cuda.is_available()
     if not has_flag(argv, "--report_to"):
@@ -98,6 +103,8 @@ def machine_defaults(argv: Sequence[str]) -> list[str]:
         logger.info("--bf16: no CUDA device here; training and evaluation run under CPU bf16 autocast")
     if not cuda and several and not has_flag(argv, "--ddp_backend"):
         extra += ["--ddp_backend", "gloo"]
+    if several and not has_flag(argv, "--ddp_find_unused_parameters"):
+        extra += ["--ddp_find_unused_parameters", "false"]
     return extra
 
 
@@ -230,6 +237,7 @@ def check_training_args(t: TrainingArguments) -> None:
     for flag, value in positive.items():
         if value <= 0:
             raise LongifyError(f"{flag}: expected a positive integer, got {value}")
+    check_seed("--seed", t.seed)
     if not t.learning_rate > 0:
         raise LongifyError(f"--learning_rate: expected a positive number, got {t.learning_rate}")
     if t.do_train and t.max_steps == 0:

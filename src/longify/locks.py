@@ -70,6 +70,25 @@ def holder_of(path: str | Path) -> dict[str, Any]:
     return {}
 
 
+def lock_holder(folder: str | Path) -> dict[str, Any] | None:
+    """Who holds ``folder``'s lock now (``holder_of``'s answer), or None when nobody does. Only looks: it
+    creates no file and holds nothing past the call."""
+    path = lock_path(folder)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # no lock file: nobody holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return holder_of(path)
+    except OSError:
+        return None  # no locks on this file system
+    finally:
+        os.close(fd)  # (drops the shared lock, if we got it)
+    return None
+
+
 def describe(holder: dict[str, Any]) -> str:
     """``pid 123 on host: longify convert ...`` (one line)."""
     if not holder:

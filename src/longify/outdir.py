@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import shutil
@@ -121,19 +122,56 @@ def _free_bytes(path: Path) -> int | None:
     return None
 
 
+# the names libraries give the file they write to, in the frames of a failed write
+_PATH_LOCALS = ("filename", "fname", "file_name", "file", "path", "fp", "f")
+
+
+def _path_in(value: object) -> str | None:
+    """``value`` as an absolute path: a str / bytes / PathLike one, or the name of an open file."""
+    if isinstance(value, io.IOBase):
+        value = getattr(value, "name", None)
+    if isinstance(value, (str, bytes, os.PathLike)):
+        text = os.fsdecode(value)
+        if os.path.isabs(text):
+            return text
+    return None
+
+
+def written_file(err: BaseException) -> str | None:
+    """The file a failed write was writing, found in its traceback where the error names none (a write to
+    an open file, TensorBoard's writer thread, a C++ or Rust writer): the innermost frame's path-like local
+    on a disk with no space left, else the innermost one at all."""
+    found: list[str] = []
+    tb = err.__traceback__
+    while tb is not None:
+        try:
+            local = tb.tb_frame.f_locals
+            found += [p for name in _PATH_LOCALS if (p := _path_in(local.get(name))) is not None]
+        except Exception:  # a frame's locals are best effort
+            pass
+        tb = tb.tb_next
+    found.reverse()  # innermost first
+    return next((p for p in found if _free_bytes(Path(p)) == 0), found[0] if found else None)
+
+
 def write_failure(err: BaseException, where: str | Path | None = None) -> LongifyError | None:
     """The one-line error for a write that failed on a full disk, a read-only file system or a denied
-    permission (``where``: what was being written), or None for any other error. Libraries report a full
-    disk in their own ways (OSError 28, ``SafetensorError ... os error 28``, torch's ``unexpected pos``), so
-    a failure while the disk under ``where`` has no space left counts as a full disk too."""
+    permission (``where``: what was being written; else the file the error or its traceback names), or None
+    for any other error. Libraries report a full disk in their own ways (OSError 28, ``SafetensorError ...
+    os error 28``, torch's ``unexpected pos``), so a failure while the disk under ``where`` (or the file
+    being written) has no space left counts as a full disk too."""
     if isinstance(err, LongifyError):
         return None
     number = err.errno if isinstance(err, OSError) else None
     target = where or (err.filename if isinstance(err, OSError) else None)
+    if target is None and isinstance(err, (OSError, RuntimeError)):
+        target = written_file(err)
     text = str(err)
     full = number in _FULL or any(t in text for t in _FULL_TEXT)
-    if not full and where is not None and isinstance(err, (OSError, RuntimeError)):
-        full = _free_bytes(Path(where)) == 0
+    if not full and isinstance(err, (OSError, RuntimeError)):
+        # a named error (file not found, ...) stays what it says; only a vague one is read from the disk
+        checked = where if where is not None else target if number is None else None
+        full = checked is not None and _free_bytes(Path(checked)) == 0
     if full:
         return LongifyError(f"{target or 'a file'}: no space left on the disk while writing it; free some "
                             "space or choose another folder")  # fmt: skip
@@ -196,6 +234,8 @@ def atomic_output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path
                 (old / out.name).rename(out)  # put the previous OUT back
             if failure is not None:
                 raise failure from None
+            if isinstance(err, LongifyError):
+                raise renamed(err, tmp, out) from None
             raise
         finally:
             if old is not None:
@@ -214,6 +254,7 @@ def staged_files(
     error the temporary directory goes, and a full disk is one line naming the folder."""
     output_dir = Path(output_dir)
     check_writable(output_dir)
+    made = missing_folders(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     settle(output_dir)
     tmp = make_temp_dir(output_dir, prefix)
@@ -224,10 +265,41 @@ def staged_files(
     except BaseException as err:
         failure = write_failure(err, output_dir)  # before the cleanup frees the space
         _rmtree(tmp)
+        remove_if_empty(made)
         if failure is not None:
             raise failure from None
+        if isinstance(err, LongifyError):
+            raise renamed(err, tmp, output_dir) from None
         raise
     _rmtree(tmp)
+
+
+def renamed(err: LongifyError, tmp: Path, final: Path) -> LongifyError:
+    """``err`` naming the files of the temporary folder ``tmp`` by the names they were to have in ``final``
+    (a full disk while writing ``.save-*/results.json`` is about ``OUT/results.json``)."""
+    text = str(err)
+    return err if str(tmp) not in text else LongifyError(text.replace(str(tmp), str(final)))
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first (what a ``mkdir -p`` would make)."""
+    missing = []
+    for place in (folder, *folder.parents):
+        if place.exists():
+            break
+        missing.append(place)
+    return missing
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: those a failed command made for nothing."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue  # never made (a folder renamed into place that was not)
+        except OSError:
+            return
 
 
 @contextmanager

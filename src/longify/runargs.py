@@ -100,3 +100,19 @@ def check_same_run(output_dir: str | Path, current: dict[str, Any], record_file:
             f"{output_dir}: holds a run made with other arguments: {'; '.join(changed)}; give another "
             "--output_dir, or --overwrite_output_dir to start afresh"
         )
+
+
+def relocated(record: Any, recorded: str | Path | None, current: str | Path) -> Any:
+    """``record`` (a finished run's JSON) with every path in or at the run folder it recorded, ``recorded``,
+    naming the same place in ``current``: a run folder copied elsewhere and run again (nothing to do)
+    reports its own folder, never the one it was copied from."""
+    if recorded is None or Path(recorded) == Path(current):
+        return record
+    old, new = str(recorded).rstrip("/"), str(current).rstrip("/")
+    if isinstance(record, dict):
+        return {k: relocated(v, recorded, current) for k, v in record.items()}
+    if isinstance(record, list):
+        return [relocated(v, recorded, current) for v in record]
+    if isinstance(record, str) and (record == old or record.startswith(old + "/")):
+        return new + record[len(old) :]
+    return record

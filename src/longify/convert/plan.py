@@ -24,6 +24,7 @@ from longify.convert.families import Family, get_family, position_offset
 from longify.convert.positions import POSITION_INITS
 from longify.errors import LongifyError, first_line
 from longify.loading import LOAD_ERRORS, check_model_source, check_tokenizer, check_vocab, load_failure
+from longify.seeds import check_seed
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ _CARRIED = (
     "tie_word_embeddings",
 )
 _ATTENTION_KEYS = ("query", "key", "value")
+DEFAULT_WINDOW = 512  # allenai's Longformer window
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class ConvertOptions:
     """What ``longify convert`` is asked to do; checked on creation, before any loading."""
 
     max_pos: int = 4096
-    attention_window: int | str | list[int] = 512
+    attention_window: int | str | list[int] | None = None  # None: DEFAULT_WINDOW, narrowed to max_pos
     position_init: str = "copy"
     global_init: str = "copy"
     verify: bool = True
@@ -71,9 +73,13 @@ class ConvertOptions:
             raise LongifyError(
                 f"--global-init: expected one of {', '.join(GLOBAL_INITS)}, got {self.global_init!r}"
             )
-        parse_windows(self.attention_window)
+        if self.attention_window is not None:
+            windows = parse_windows(self.attention_window)
+            if isinstance(self.max_pos, int):
+                check_window_fits(windows, self.max_pos)
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
             raise LongifyError(f"--tolerance: expected a finite number >= 0, got {self.tolerance}")
+        check_seed("--seed", self.seed)
 
 
 @dataclass
@@ -118,7 +124,7 @@ def make_plan(src: str, options: ConvertOptions) -> Plan:
         raise LongifyError(
             f"--max-pos: must be larger than the source's {source_len} positions, got {options.max_pos}"
         )
-    windows = parse_windows(options.attention_window, config.num_hidden_layers)
+    windows = fit_windows(options.attention_window, options.max_pos, config.num_hidden_layers)
     long = long_config(config, options.max_pos, windows, tokenizer.sep_token_id)
     return Plan(src, options, config, source, tokenizer, family, new_weights, long, windows)
 
@@ -146,6 +152,33 @@ def parse_windows(attention_window: int | str | list[int], num_layers: int | Non
                 f"--attention-window: got {len(values)} per-layer values but the model has {num_layers} layers"
             )
     return values
+
+
+def fit_windows(
+    given: int | str | list[int] | None,
+    max_pos: int,
+    num_layers: int | None = None,
+    flags: tuple[str, str] = ("--attention-window", "--max-pos"),
+) -> list[int]:
+    """The windows of a conversion to ``max_pos`` positions: ``given`` ones wider than the positions are
+    refused (``flags``: the window's and the positions' flag names); without them, ``DEFAULT_WINDOW``,
+    narrowed to the positions when they are fewer."""
+    if given is None:
+        return parse_windows(min(DEFAULT_WINDOW, max_pos - max_pos % 2), num_layers)
+    windows = parse_windows(given, num_layers)
+    check_window_fits(windows, max_pos, *flags)
+    return windows
+
+
+def check_window_fits(
+    windows: list[int], max_pos: int, window_flag: str = "--attention-window", pos_flag: str = "--max-pos"
+) -> None:
+    """Refuse a window wider than the positions: no token has that many neighbours, and Longformer pads
+    every input to a multiple of its window (verification would run every input at the window's length)."""
+    widest = max(windows)
+    if widest > max_pos:
+        most = max_pos - max_pos % 2  # windows are even
+        raise LongifyError(f"{window_flag} {widest}: larger than {pos_flag} {max_pos}; give at most {most}")
 
 
 def load_source(

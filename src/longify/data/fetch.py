@@ -2,10 +2,13 @@
 
 ``requests`` with a small layer of our own: pooch downloads whole files into a temporary file and cannot
 continue a partial one, and the study's archives run to gigabytes (TriviaQA rc: 2.7 GB). A partial download
-stays beside its target as ``NAME.part`` and the next attempt (a retry, or the next call) asks for the rest
-with ``Range: bytes=N-``. URLs are tried in order; each is retried with exponential backoff on connection
-errors, cut transfers and 5xx answers; a 4xx answer moves on to the next URL at once. The file is renamed
-into place only once its size and SHA-256 match the registry.
+stays beside its target as ``NAME.<first 12 hex digits of its SHA-256>.part`` (so a file of the same name with
+other contents never resumes it) and the next attempt (a retry, or the next call) asks for the rest with
+``Range: bytes=N-``. The download of a file holds a lock (``.NAME.<sha>.lock`` beside it): a second process
+fetching the same file waits, then finds it complete instead of writing into the same partial file. URLs are
+tried in order; each is retried with exponential backoff on connection errors, cut transfers and 5xx
+answers; a 4xx answer moves on to the next URL at once. The file is renamed into place only once its size
+and SHA-256 match the registry.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import requests
 from tqdm.auto import tqdm
 
 from longify.errors import LongifyError
+from longify.locks import output_lock
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +65,22 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def part_path(dest: str | Path, sha256: str) -> Path:
+    """Where the partial download of ``dest`` with this SHA-256 lives: ``NAME.<sha256[:12]>.part`` beside it."""
+    dest = Path(dest)
+    return dest.with_name(f"{dest.name}.{sha256[:12].lower()}.part")
+
+
+def _lock_key(dest: Path, sha256: str) -> Path:
+    """The name whose lock (``.NAME.<sha256[:12]>.lock``) guards the download of ``dest``; never a file itself."""
+    return dest.with_name(f"{dest.name}.{sha256[:12].lower()}")
+
+
+def _complete(dest: Path, size: int, sha256: str) -> bool:
+    """Whether ``dest`` is already there with the expected size and SHA-256."""
+    return dest.is_file() and dest.stat().st_size == size and sha256_of(dest) == sha256
+
+
 def _short(url: str) -> str:
     return url if len(url) < 120 else url[:117] + "..."
 
@@ -75,7 +95,7 @@ def _file_url(url: str, part: Path, size: int) -> int:
 
 
 def _transfer(
-    session: requests.Session, url: str, part: Path, size: int, stats: FetchStats, progress: bool
+    session: requests.Session, url: str, part: Path, size: int, stats: FetchStats, progress: bool, label: str
 ) -> None:
     """One request for the rest of ``part`` (resumed from its current length)."""
     have = part.stat().st_size if part.exists() else 0
@@ -105,7 +125,7 @@ def _transfer(
                 raise _Retry(f"{_short(url)}: unexpected Content-Range; starting over")
             mode = "ab"
             stats.resumed_from = have
-            logger.info("%s: resuming at byte %d of %d", part.name.removesuffix(".part"), have, size)
+            logger.info("%s: resuming at byte %d of %d", label, have, size)
         else:  # 200: the server sends the whole file
             mode, have = "wb", 0
         response.raw.enforce_content_length = (
@@ -116,7 +136,7 @@ def _transfer(
             initial=have,
             unit="B",
             unit_scale=True,
-            desc=part.name[:-5],
+            desc=label,
             disable=None if progress else True,
         )
         try:
@@ -149,13 +169,32 @@ def fetch_file(
 ) -> FetchStats:
     """Download ``dest`` from the first of ``urls`` that serves it with the expected size and SHA-256.
 
-    ``dest.part`` holds the bytes so far and survives failures, so the next call resumes. A checksum
-    mismatch removes the file and moves on to the next URL; when no URL succeeds, one line names each
-    failure (for a mismatch: the URL, the expected and the got checksum).
+    ``part_path(dest, sha256)`` holds the bytes so far and survives failures, so the next call resumes. A
+    checksum mismatch removes the file and moves on to the next URL; when no URL succeeds, one line names each
+    failure (for a mismatch: the URL, the expected and the got checksum). The whole download holds the lock
+    of this file (waiting for another process that holds it); a ``dest`` already complete is not fetched.
     """
     dest = Path(dest)
+    sha256 = sha256.lower()
+    with output_lock(_lock_key(dest, sha256), wait=True, main_process=True):
+        if _complete(dest, size, sha256):
+            return FetchStats()
+        return _fetch_locked(urls, dest, sha256, size, retries, backoff, progress, session)
+
+
+def _fetch_locked(
+    urls: Sequence[str],
+    dest: Path,
+    sha256: str,
+    size: int,
+    retries: int,
+    backoff: float,
+    progress: bool,
+    session: requests.Session | None,
+) -> FetchStats:
+    """``fetch_file`` once its lock is held."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    part = part_path(dest, sha256)
     stats = FetchStats()
     own = session is None
     session = session or requests.Session()
@@ -167,7 +206,7 @@ def fetch_file(
                         if url.startswith("file://"):
                             stats.received += _file_url(url, part, size)
                         else:
-                            _transfer(session, url, part, size, stats, progress)
+                            _transfer(session, url, part, size, stats, progress, dest.name)
                         break
                     except _Retry as why:
                         if attempt == retries:

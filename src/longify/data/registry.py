@@ -1,24 +1,28 @@
 """The dataset registry: data, not code. ``registry.json`` ships in the package; ``--registry FILE`` (same
-schema) adds or replaces entries. Every entry is checked when loaded, so a bad file is one line, not a
-KeyError in the middle of a download."""
+schema) adds or replaces entries. Every file is checked against ``registry.schema.json`` (JSON Schema draft
+2020-12, which documents each field) when loaded, so a bad file is one line per problem, not a KeyError in
+the middle of a download."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from longify.errors import LongifyError
 
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+
 BUILTIN = Path(__file__).with_name("registry.json")
-KINDS = ("json", "txt", "raw", "zip", "tar", "tar.gz", "tgz", "tar.bz2", "tar.xz")
+SCHEMA = Path(__file__).with_name("registry.schema.json")  # the format, documented field by field
+# the file kinds (all of them: the schema's ``kind`` enum) that are unpacked rather than copied
 ARCHIVES = ("zip", "tar", "tar.gz", "tgz", "tar.bz2", "tar.xz")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -83,85 +87,128 @@ class Registry:
         return ds
 
 
-def _need(entry: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if key not in entry:
-        raise LongifyError(f"{where}: missing field {key!r}")
-    value = entry[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise LongifyError(f"{where}.{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
-    return value
+def _json_path(path: Iterable[str | int]) -> str:
+    """``datasets.squad.files[0].members`` for the path ``("datasets", "squad", "files", 0, "members")``;
+    a key that is not a plain name is quoted (``datasets["my data"]``)."""
+    out = ""
+    for key in path:
+        if isinstance(key, int):
+            out += f"[{key}]"
+        elif not re.fullmatch(r"[A-Za-z0-9_$][A-Za-z0-9._-]*", key):
+            out += f"[{json.dumps(key)}]"
+        else:
+            out += f".{key}" if out else key
+    return out
 
 
-def _file(entry: Any, where: str) -> FileEntry:
-    if not isinstance(entry, dict):
-        raise LongifyError(f"{where}: expected an object")
-    name = _need(entry, "name", str, where)
-    if not _NAME.fullmatch(name):
-        raise LongifyError(f"{where}.name: {name!r} is not a plain file name")
-    urls = _need(entry, "urls", list, where)
-    if not urls or not all(isinstance(u, str) and re.match(r"(https?|file)://", u) for u in urls):
-        raise LongifyError(f"{where}.urls: expected a non-empty list of http(s):// or file:// URLs")
-    size = _need(entry, "bytes", int, where)
-    if size < 0:
-        raise LongifyError(f"{where}.bytes: expected a size >= 0, got {size}")
-    sha = _need(entry, "sha256", str, where).lower()
-    if not _SHA256.fullmatch(sha):
-        raise LongifyError(f"{where}.sha256: expected 64 hex digits, got {sha!r}")
-    kind = _need(entry, "kind", str, where)
-    if kind not in KINDS:
-        raise LongifyError(f"{where}.kind: expected one of {list(KINDS)}, got {kind!r}")
+@functools.cache
+def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator  # (not imported by what never loads a registry)
+
+    return Draft202012Validator(json.loads(SCHEMA.read_text(encoding="utf-8")))
+
+
+def _sort_key(key: str | int) -> tuple[int, int, str]:
+    return (0, key, "") if isinstance(key, int) else (1, 0, key)
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def schema_errors(data: Any, where: str) -> list[str]:
+    """One line per violation of ``registry.schema.json``: ``WHERE: JSON.PATH: what is wrong``, sorted by
+    path (``files[2]`` before ``files[10]``). A pattern's regular expression is replaced by the field's
+    description, which says it in words."""
+    lines = []
+    errors = sorted(_validator().iter_errors(data), key=lambda e: [_sort_key(k) for k in e.absolute_path])
+    for err in errors:
+        message = err.message
+        if err.validator == "pattern" and isinstance(err.schema, dict) and err.schema.get("description"):
+            message = f"{err.instance!r} does not match: {err.schema['description']}"
+        path = _json_path(err.absolute_path)
+        lines.append(_clip(f"{where}: {path}: {message}" if path else f"{where}: {message}"))
+    return lines
+
+
+def _file(entry: dict[str, Any]) -> FileEntry:
+    """A file entry that the schema has accepted."""
     return FileEntry(
-        name,
-        tuple(urls),
-        size,
-        sha,
-        kind,
+        entry["name"],
+        tuple(entry["urls"]),
+        int(entry["bytes"]),  # the schema takes 10.0 for an integer
+        entry["sha256"].lower(),
+        entry["kind"],
         tuple(entry.get("members", ())),
-        bool(entry.get("optional", False)),
-        str(entry.get("checksum_source", "")),
+        entry.get("optional", False),
+        entry.get("checksum_source", ""),
     )
 
 
-def _dataset(name: str, entry: Any, where: str) -> Dataset:
-    if not _NAME.fullmatch(name):
-        raise LongifyError(f"{where}: {name!r} is not a plain dataset name")
-    if not isinstance(entry, dict):
-        raise LongifyError(f"{where}: expected an object")
-    files = _need(entry, "files", list, where)
-    if not files:
-        raise LongifyError(f"{where}.files: expected at least one file")
-    parsed = tuple(_file(f, f"{where}.files[{i}]") for i, f in enumerate(files))
-    names = [f.name for f in parsed]
+def _dataset(name: str, entry: dict[str, Any], where: str) -> Dataset:
+    """A dataset entry that the schema has accepted, with the checks a schema cannot make."""
+    files = tuple(_file(f) for f in entry["files"])
+    names = [f.name for f in files]
     if len(set(names)) != len(names):
         raise LongifyError(f"{where}.files: file names repeat ({names})")
-    root = str(entry.get("root", ""))
+    root = entry.get("root", "")
     if root.startswith("/") or ".." in Path(root).parts:
         raise LongifyError(f"{where}.root: expected a relative folder, got {root!r}")
     return Dataset(
         name,
-        str(entry.get("description", "")),
-        _need(entry, "license", str, where),
-        parsed,
-        str(entry.get("homepage", "")),
+        entry.get("description", ""),
+        entry["license"],
+        files,
+        entry.get("homepage", ""),
         tuple(entry.get("aliases", ())),
         root,
     )
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def check_names(added: dict[str, Dataset], where: str, existing: dict[str, Dataset] | None = None) -> None:
+    """Refuse a dataset name or alias in ``added`` that is already another dataset's name or alias, within
+    ``added`` or among ``existing`` (the registry it is added to; a dataset replaced by name does not count)."""
+    taken: dict[str, str] = {}  # name or alias -> the dataset it names
+    for ds in (existing or {}).values():
+        if ds.name not in added:
+            for n in (ds.name, *ds.aliases):
+                taken[n] = ds.name
+    for ds in added.values():
+        for field_, n in [("", ds.name), *((".aliases", a) for a in ds.aliases)]:
+            other = taken.get(n)
+            if other is not None and other != ds.name:
+                raise LongifyError(
+                    f"{where}: datasets.{ds.name}{field_}: {n!r} is already a name of dataset {other!r}"
+                )
+            taken[n] = ds.name
+
+
 def parse_registry(data: Any, where: str) -> dict[str, Dataset]:
-    """The datasets of a registry document (``{"datasets": {name: entry}}``), each checked."""
-    if not isinstance(data, dict) or not isinstance(data.get("datasets"), dict):
-        raise LongifyError(f"{where}: expected an object with a 'datasets' object")
-    return {n: _dataset(n, e, f"{where}: datasets.{n}") for n, e in data["datasets"].items()}
+    """The datasets of a registry document (``{"datasets": {name: entry}}``), checked against
+    ``registry.schema.json`` (every violation listed, one line each) and then for what a schema cannot say."""
+    if errors := schema_errors(data, where):
+        raise LongifyError("\n".join(errors))
+    datasets = {n: _dataset(n, e, f"{where}: datasets.{n}") for n, e in data["datasets"].items()}
+    check_names(datasets, where)
+    return datasets
 
 
 def read_registry_file(path: str | Path) -> dict[str, Dataset]:
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
     except FileNotFoundError:
         raise LongifyError(f"--registry {path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, ValueError) as err:
         raise LongifyError(f"--registry {path}: not a readable JSON file ({err})") from None
     return parse_registry(data, str(path))
 
@@ -176,5 +223,7 @@ def load_registry(extra: Sequence[str | Path] | str | Path | None = None) -> Reg
     elif extra:
         files.extend(extra)
     for path in files:
-        datasets.update(read_registry_file(path))
+        added = read_registry_file(path)
+        check_names(added, str(path), datasets)
+        datasets.update(added)
     return Registry(datasets)

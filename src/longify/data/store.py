@@ -1,8 +1,8 @@
 """The data dir: downloaded datasets, each in its own folder with a manifest, and name -> path resolution.
 
-``DIR/NAME/`` appears whole or not at all: files are downloaded into ``DIR/.downloads/`` (partial files
-resume there), then copied or unpacked into a temporary folder that is renamed to ``DIR/NAME``. The
-manifest ``DIR/NAME/.longify-manifest.json`` records the registry checksums it was made from and, for every
+``DIR/NAME/`` appears whole or not at all: files are downloaded into ``DIR/.downloads/NAME/`` (partial files
+resume there, one per dataset and file entry, so datasets whose files share a name never mix), then copied
+or unpacked into a temporary folder that is renamed to ``DIR/NAME``. The manifest ``DIR/NAME/.longify-manifest.json`` records the registry checksums it was made from and, for every
 file in the folder, its size, mtime and SHA-256: a dataset whose files still have the recorded size and
 mtime is present and verified without reading them (``--verify`` re-hashes).
 """
@@ -105,15 +105,12 @@ class DownloadResult:
 
 
 def _fetch_all(ds: Dataset, downloads: Path, mirror: str | None, retries: int, progress: bool) -> dict:
+    """Fetch every required file of ``ds`` into ``downloads`` (a file already there and intact is kept)."""
     fetched: dict[str, FetchStats] = {}
     for entry in ds.required():
-        dest = downloads / entry.name
-        if dest.is_file() and dest.stat().st_size == entry.bytes and sha256_of(dest) == entry.sha256:
-            fetched[entry.name] = FetchStats()
-            continue
         fetched[entry.name] = fetch_file(
             _urls(entry, mirror),
-            dest,
+            downloads / entry.name,
             sha256=entry.sha256,
             size=entry.bytes,
             retries=retries,
@@ -142,6 +139,8 @@ def _build(ds: Dataset, downloads: Path, out: Path) -> None:
     for entry in ds.required():
         with contextlib.suppress(OSError):
             (downloads / entry.name).unlink()
+    with contextlib.suppress(OSError):
+        downloads.rmdir()  # only when empty
 
 
 def download(
@@ -173,7 +172,7 @@ def download(
         if state != "absent":
             logger.warning("%s: %s in %s; downloading it again", ds.name, state, out)
         with output_lock(out):
-            downloads = root / DOWNLOADS
+            downloads = root / DOWNLOADS / ds.name
             fetched = _fetch_all(ds, downloads, mirror, retries, progress)
             _build(ds, downloads, out)
         results.append(DownloadResult(ds.name, "downloaded", out, ds.license, fetched))

@@ -16,6 +16,7 @@ from longify.errors import LongifyError
 from longify.hfargs import parse_hf_args
 
 DEFAULT_MAX_POS = 4096  # --max_pos when a short model is converted
+DEFAULT_WINDOW = "512"  # --attention_window when not given (narrowed to --max_pos when that is smaller)
 
 
 @dataclass
@@ -33,7 +34,11 @@ class ModelArguments:
         },
     )
     attention_window: str = field(
-        default="512", metadata={"help": "Window for the conversion: one even value or a per-layer list."}
+        default=DEFAULT_WINDOW,
+        metadata={
+            "help": "Window for the conversion: one even value or a per-layer list, at most --max_pos (the "
+            "default, 512, is narrowed to --max_pos when that is smaller)."
+        },
     )
     attention: str = field(
         default="fast", metadata={"help": "Attention kernel: 'fast' (longify's exact kernel) or 'hf'."}

@@ -27,23 +27,25 @@ from transformers import (
 
 from longify.attention import set_attention
 from longify.checkpoints import checkpoint_step, training_done
-from longify.convert import convert, parse_windows
+from longify.convert import convert
 from longify.convert.families import position_offset, usable_positions
+from longify.convert.plan import fit_windows
 from longify.errors import LongifyError, first_line
 from longify.hfargs import data_parallel_size, precision, route_tensorboard
 from longify.loading import LOAD_ERRORS, check_model_source, check_tokenizer, check_vocab, load_failure
 from longify.locks import locks_output
-from longify.mlm.args import DEFAULT_MAX_POS, PretrainArgs
+from longify.mlm.args import DEFAULT_MAX_POS, DEFAULT_WINDOW, PretrainArgs
 from longify.mlm.collator import EpochSetter, IndexedBlocks, SeededMLMCollator
 from longify.mlm.data import load_blocks, mask_for_eval, resolve_sources
 from longify.mlm.export import copy_global_projections, export_into
 from longify.mlm.trainer import METRICS_FILE, LongMLMTrainer, MetricsLog
 from longify.outdir import clear_previous_run, resume_checkpoint
-from longify.runargs import KEY, check_same_run, defining_args
+from longify.runargs import KEY, check_same_run, defining_args, relocated
 from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
 from longify.textfiles import read_failure
 
 logger = logging.getLogger(__name__)
+WINDOW_FLAGS = ("--attention_window", "--max_pos")  # how pretrain spells the flags fit_windows names
 
 RUN_FILE = "longify_run.json"
 
@@ -71,6 +73,7 @@ def resolve_long_model(args: PretrainArgs) -> str:
         args.model.max_pos = args.model.max_pos or usable
         return src
     args.model.max_pos = args.model.max_pos or DEFAULT_MAX_POS
+    windows = conversion_windows(args, config.num_hidden_layers)  # before anything is converted or reused
     target = Path(args.training.output_dir) / "converted"
     main = args.training.local_process_index == 0
     if (target / "conversion.json").is_file():
@@ -97,11 +100,18 @@ def resolve_long_model(args: PretrainArgs) -> str:
         src,
         target,
         max_pos=args.model.max_pos,
-        attention_window=args.model.attention_window,
+        attention_window=windows,
         tokenizer=args.model.tokenizer_name,
         overwrite=True,
     )
     return str(target)
+
+
+def conversion_windows(args: PretrainArgs, layers: int) -> list[int]:
+    """The per-layer windows a conversion to ``--max_pos`` gets: a given ``--attention_window`` wider than
+    the positions is refused; the default is narrowed to them."""
+    given = None if args.model.attention_window == DEFAULT_WINDOW else args.model.attention_window
+    return fit_windows(given, args.model.max_pos or DEFAULT_MAX_POS, layers, WINDOW_FLAGS)
 
 
 def check_conversion(target: Path, args: PretrainArgs, layers: int) -> None:
@@ -113,7 +123,7 @@ def check_conversion(target: Path, args: PretrainArgs, layers: int) -> None:
     wanted = {
         "--model_name_or_path": args.model.model_name_or_path,
         "--max_pos": args.model.max_pos,
-        "--attention_window": parse_windows(args.model.attention_window, layers),
+        "--attention_window": conversion_windows(args, layers),
     }
     found = {
         "--model_name_or_path": record.get("source"),
@@ -251,7 +261,7 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
             targs.output_dir,
             done["steps"],
         )
-        return done
+        return relocated(done, done.get("output_dir"), targs.output_dir)  # a copied folder names itself
     _resolve_names(args)
     _check_data_files(args)  # a typo in a path changes nothing (no conversion yet)
     with targs.main_process_first(desc="conversion and tokenisation"):  # rank 0 converts and caches, once

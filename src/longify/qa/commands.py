@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from longify.errors import LongifyError
+from longify.textfiles import read_utf8
 
 
 def summary_line(result: dict[str, Any], label: str) -> str:
@@ -113,18 +113,23 @@ def qa_predict_main(argv: Sequence[str]) -> int:
     return qa_predict(parser.parse_args(list(argv)))
 
 
+def read_context(path: str) -> str:
+    """The text of ``--context-file`` (newlines as ``read_text`` gives them); a byte that is not UTF-8 is
+    named by line, column and byte offset, as in every other input."""
+    try:
+        text = read_utf8(path)
+    except LongifyError as err:
+        raise LongifyError(f"--context-file {err}") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def qa_predict(ns: argparse.Namespace) -> int:
     """Print ``{"answer", "score", "probability", "start", "end"}`` as one JSON line."""
     from longify.qa.predict import predict
 
     context = ns.context
     if ns.context_file is not None:
-        try:
-            context = Path(ns.context_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise LongifyError(
-                f"--context-file {ns.context_file}: cannot read it ({type(err).__name__})"
-            ) from None
+        context = read_context(ns.context_file)
     result = predict(
         ns.model,
         ns.question,

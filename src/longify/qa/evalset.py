@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from longify.errors import LongifyError
 from longify.locks import remove_dead_leftovers
 from longify.outdir import make_temp_dir, staged_files
 from longify.runinfo import write_json_atomic
@@ -56,7 +57,14 @@ def _swap(out: Path, new: Path) -> None:
     old_files = {n for n in {*EVAL_FILES, *new_files} if (out / n).is_file()}
     old = make_temp_dir(out, OLD)
     record = {"new": new.name, "new_files": sorted(new_files), "old_files": sorted(old_files)}
-    write_json_atomic(old / SWAP_RECORD, record)
+    try:
+        write_json_atomic(old / SWAP_RECORD, record)
+    except LongifyError as err:  # a full disk, say: nothing was moved yet; the message names the folder
+        _rmtree(old)
+        raise LongifyError(str(err).replace(str(old / SWAP_RECORD), str(out))) from None
+    except BaseException:
+        _rmtree(old)
+        raise
     try:
         for name in _in_order(old_files):  # results.json first
             os.replace(out / name, old / name)

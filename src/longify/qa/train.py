@@ -46,7 +46,7 @@ from longify.qa.pipeline import (
     write_outputs,
 )
 from longify.qa.tasks.example import QAExample
-from longify.runargs import KEY, RUN_FILE, check_same_run, defining_args
+from longify.runargs import KEY, RUN_FILE, check_same_run, defining_args, relocated
 from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def train_qa(args: QAArgs) -> dict[str, Any]:
             out,
             done["train"]["global_step"],
         )
-        return done
+        return relocated(done, done.get("output_dir"), out)  # a copied folder names itself
     train_examples = load_split(data, data.train_file, train=True, flag="--train_file") if t.do_train else []
     evaluating = t.do_eval or t.eval_strategy != "no"
     eval_examples = (

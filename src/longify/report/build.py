@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
 from longify.errors import LongifyError
-from longify.outdir import check_writable, current_umask, write_failure
+from longify.locks import remove_dead_leftovers
+from longify.outdir import (
+    check_writable,
+    current_umask,
+    make_temp_dir,
+    missing_folders,
+    remove_if_empty,
+    renamed,
+    write_failure,
+)
 from longify.report import plots
 from longify.report.bootstrap import LEVEL, MIN_RESAMPLES, RESAMPLES, SEED
 from longify.report.compare import Row, compare, pairs_of
@@ -40,6 +52,46 @@ def write_text(path: Path, text: str) -> None:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise (write_failure(err, path) or err) from None
+
+
+@contextmanager
+def staged_report(out: Path) -> Iterator[Path]:
+    """A temporary folder to write the report into (inside ``out`` when it exists, else beside it, so that
+    the files are renamed, never copied, into place); on success its files replace those of ``out``, other
+    files there stay. On any error it goes, with the folders made for ``out``, and ``out`` is as it was:
+    a full disk names the file being written by its place in ``out``. What a killed run left is removed."""
+    made = missing_folders(out)
+    place, prefix = (out, ".report.tmp-") if out.is_dir() else (out.parent, f".{out.name}.tmp-")
+    try:
+        place.mkdir(parents=True, exist_ok=True)
+        remove_dead_leftovers(place, prefix, lambda p: shutil.rmtree(p, ignore_errors=True))
+        tmp = make_temp_dir(place, prefix)
+    except OSError as err:
+        remove_if_empty(made)
+        raise (write_failure(err, out) or err) from None
+    try:
+        yield tmp
+        if out.is_dir():
+            _move_files(tmp, out)
+        else:
+            tmp.rename(out)
+    except BaseException as err:
+        failure = write_failure(err, out) or err  # before the cleanup frees the space
+        shutil.rmtree(tmp, ignore_errors=True)
+        remove_if_empty(made)
+        if isinstance(failure, LongifyError):
+            raise renamed(failure, tmp, out) from None
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_files(src: Path, dest: Path) -> None:
+    """Rename every file under ``src`` to its place under ``dest`` (folders made as needed)."""
+    for path in sorted(src.rglob("*")):
+        if path.is_file():
+            target = dest / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
 
 
 def remove_stale_plots(folder: Path, written: set[Path]) -> None:
@@ -130,27 +182,30 @@ def build_report(
 
     out = Path(out) if out is not None else study / "report"
     check_writable(out)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
-    figures: dict[str, Path] = {}
-    if curves is not None and (path := plots.curves_plot(curves, out / "plots" / "pretraining.png")):
-        figures["pretraining"] = path
-    for eval_set in dict.fromkeys(table["eval_set"]):
-        path = out / "plots" / f"f1_per_language_{slug(eval_set)}.png"
-        figures[f"languages:{eval_set}"] = plots.language_plot(table, eval_set, models, path)
-        part = buckets[buckets["eval_set"] == eval_set]
-        if not part.empty:
-            path = out / "plots" / f"f1_by_bucket_{slug(eval_set)}.png"
-            figures[f"buckets:{eval_set}"] = plots.bucket_plot(part, eval_set, models, path)
+    with staged_report(out) as tmp:  # a failure (a full disk) leaves OUT as it was
+        (tmp / "plots").mkdir()
+        figures: dict[str, Path] = {}
+        if curves is not None and (path := plots.curves_plot(curves, tmp / "plots" / "pretraining.png")):
+            figures["pretraining"] = path
+        for eval_set in dict.fromkeys(table["eval_set"]):
+            path = tmp / "plots" / f"f1_per_language_{slug(eval_set)}.png"
+            figures[f"languages:{eval_set}"] = plots.language_plot(table, eval_set, models, path)
+            part = buckets[buckets["eval_set"] == eval_set]
+            if not part.empty:
+                path = tmp / "plots" / f"f1_by_bucket_{slug(eval_set)}.png"
+                figures[f"buckets:{eval_set}"] = plots.bucket_plot(part, eval_set, models, path)
 
-    write_text(out / "results.csv", table.to_csv(index=False, float_format="%.4f"))
-    write_text(out / "tables.tex", "\n".join(latex_table(table, e) for e in dict.fromkeys(table["eval_set"])))
-    comparison_table = comparisons_frame(comparisons)
-    write_text(out / "comparisons.csv", comparison_table.to_csv(index=False, float_format="%.4f"))
-    write_text(out / "buckets.csv", buckets.to_csv(index=False, float_format="%.4f"))
-    text = report_markdown(
-        study, table, comparisons, figures, out, resamples=resamples, seed=seed, level=LEVEL,
-        has_average=bool((results["language"] == AVERAGE).any()),
-    )  # fmt: skip
-    write_text(out / "report.md", text)
-    remove_stale_plots(out / "plots", set(figures.values()))
+        write_text(tmp / "results.csv", table.to_csv(index=False, float_format="%.4f"))
+        write_text(
+            tmp / "tables.tex", "\n".join(latex_table(table, e) for e in dict.fromkeys(table["eval_set"]))
+        )
+        comparison_table = comparisons_frame(comparisons)
+        write_text(tmp / "comparisons.csv", comparison_table.to_csv(index=False, float_format="%.4f"))
+        write_text(tmp / "buckets.csv", buckets.to_csv(index=False, float_format="%.4f"))
+        text = report_markdown(
+            study, table, comparisons, figures, tmp, resamples=resamples, seed=seed, level=LEVEL,
+            has_average=bool((results["language"] == AVERAGE).any()),
+        )  # fmt: skip
+        write_text(tmp / "report.md", text)
+    remove_stale_plots(out / "plots", {out / p.relative_to(tmp) for p in figures.values()})
     return out / "report.md"

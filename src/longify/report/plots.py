@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from longify.outdir import write_failure
 from longify.report.load import AVERAGE
 
 DPI = 110
@@ -32,6 +33,8 @@ def _save(fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
     try:
         fig.savefig(tmp, dpi=DPI, metadata={"Software": None})
         os.replace(tmp, path)
+    except Exception as err:  # a full disk names the plot (matplotlib's error names no file)
+        raise (write_failure(err, path) or err) from None
     finally:
         tmp.unlink(missing_ok=True)
         _pyplot().close(fig)

@@ -15,6 +15,7 @@ from longify.study.jobs import Job, plan_jobs
 from longify.study.results import collect
 from longify.study.runner import job_status, read_job, run_local, select
 from longify.study.spec import StudySpec, load_spec
+from longify.study.stopping import stop_on_signals
 
 
 def add_plan(p: argparse.ArgumentParser) -> None:
@@ -147,6 +148,10 @@ def execute_study(
     if not chosen:
         raise LongifyError(f"--only {only}: matches no job of {spec.path}")
     all_jobs = {j.id: j for j in jobs}
+    if executor == "slurm" and not submitit_local:
+        from longify.study.slurm import check_slurm
+
+        check_slurm()  # before the study folder is made
     t0 = time.perf_counter()
     with output_lock(out):
         print(f"study {spec.path}: {len(chosen)} jobs in {out}", flush=True)
@@ -156,7 +161,9 @@ def execute_study(
             engine = make_executor(out / "submitit", spec.slurm, local=submitit_local)
             status = run_submitit(chosen, out, all_jobs, engine, wait=wait)
         else:
-            status = run_local(chosen, out, all_jobs)
+            # SIGTERM / SIGINT: the running job is stopped and recorded as interrupted, Interrupted is raised
+            with stop_on_signals():
+                status = run_local(chosen, out, all_jobs)
         collected = collect(jobs, out)
     counts = Counter(status.values())
     print(

@@ -3,42 +3,100 @@ is planned (one line naming its path), not when its job runs after the jobs it d
 
 A block accepts exactly what its command's parser accepts: the option strings of its ``HfArgumentParser``
 (dataclass fields, their aliases and ``--no_X`` forms) plus the dropped flags ``longify.legacy`` translates,
-less those the command refuses. Building a parser imports transformers (and torch): done once, on demand.
+less those the command refuses. Each value is checked with the type its flag has in that parser (as the
+runner renders it: ``job_argv``), and a seed against numpy's range. Building a parser imports transformers
+(and torch): done once, on demand.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from argparse import Action, ArgumentTypeError
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from longify.legacy import BOOL_WORDS, TRUE_WORDS
+from longify.seeds import EXPECTED, seed_ok
+
 # stage -> the command its block becomes
 COMMANDS = {"pretrain": "longify pretrain", "train": "longify qa train", "evaluate": "longify qa evaluate"}
 
-# Common flags of each command (a subset of what its parser accepts, which a test checks), so that a spec
-# using only these plans without importing transformers; any other key is decided by the parser itself.
-_TRAINING = ("seed", "learning_rate", "weight_decay", "adam_epsilon", "warmup_steps",
-             "max_steps", "num_train_epochs", "logging_steps", "eval_steps", "save_steps", "eval_strategy",
-             "save_strategy", "save_total_limit", "max_grad_norm", "per_device_train_batch_size",
-             "per_device_eval_batch_size", "gradient_accumulation_steps", "fp16", "bf16", "disable_tqdm",
-             "report_to", "evaluate_during_training", "per_gpu_train_batch_size", "per_gpu_eval_batch_size",
-             "logging_dir")  # fmt: skip
-_QA = ("model_type", "do_lower_case", "tokenizer_name", "attention", "train_file", "predict_file", "languages",
-       "max_seq_length", "doc_stride", "max_query_length", "n_best_size", "max_answer_length", "concat_contexts",
-       "concat_seed", "max_train_samples", "max_eval_samples", "metric", "lang", "mlqa_pairs")  # fmt: skip
-COMMON = {
-    "pretrain": frozenset(_TRAINING) | {"model_name", "tokenizer_name", "max_pos", "attention_window",
-        "attention", "train_file_path", "val_file_path", "block_size", "mlm_probability", "max_eval_blocks"},
-    "train": frozenset(_TRAINING + _QA),
-    "evaluate": frozenset(_TRAINING + _QA),
-}  # fmt: skip
+
+@dataclass(frozen=True)
+class ValueType:
+    """What a flag takes, as the study runner renders a spec value (``--key value``, a list as several
+    values, ``true`` as the bare flag, ``false`` and null as nothing) and the command's parser converts it."""
+
+    convert: Callable[[str], Any] | None  # one value -> its parsed form; None: a switch that takes no value
+    expected: str
+    many: bool = False  # takes a list (nargs + / *)
+    choices: tuple[str, ...] = ()
+    bare: bool = True  # the flag alone means true (a bool field, nargs ?): so `key: true` works
+
+
+def to_bool(text: str) -> bool:
+    """transformers' ``string_to_bool`` (the type of its bool fields), without importing transformers."""
+    if text.lower() in TRUE_WORDS:
+        return True
+    if text.lower() in BOOL_WORDS:
+        return False
+    raise ValueError(text)
+
+
+INT = ValueType(int, "an integer")
+FLOAT = ValueType(float, "a number")
+STR = ValueType(str, "a string")
+STRS = ValueType(str, "a string", many=True)
+BOOL = ValueType(to_bool, "true or false")
+BOOL_VALUE = ValueType(to_bool, "true or false", bare=False)  # a ``bool | None`` field: needs a value
+SWITCH = ValueType(None, "true or false")
+
+
+def choice(*values: str) -> ValueType:
+    return ValueType(str, f"one of {', '.join(values)}", choices=values)
+
+
+# The types of common flags of each command (a subset of what its parser accepts, which a test checks, as
+# it checks that each type is the one the parser gives), so that a spec using only these plans without
+# importing transformers; any other key is decided by the parser itself.
+LEGACY_TYPES = {"evaluate_during_training": SWITCH, "per_gpu_train_batch_size": INT,
+                "per_gpu_eval_batch_size": INT, "logging_dir": STR, "model_type": STR,
+                "do_lower_case": SWITCH}  # fmt: skip
+_TRAINING = {"seed": INT, "learning_rate": FLOAT, "weight_decay": FLOAT, "adam_epsilon": FLOAT,
+             "warmup_steps": FLOAT, "max_steps": INT, "num_train_epochs": FLOAT, "logging_steps": FLOAT,
+             "eval_steps": FLOAT, "save_steps": FLOAT, "eval_strategy": choice("no", "steps", "epoch"),
+             "save_strategy": choice("no", "steps", "epoch", "best"), "save_total_limit": INT,
+             "max_grad_norm": FLOAT, "per_device_train_batch_size": INT, "per_device_eval_batch_size": INT,
+             "gradient_accumulation_steps": INT, "fp16": BOOL, "bf16": BOOL, "disable_tqdm": BOOL_VALUE,
+             "report_to": STR, "evaluate_during_training": SWITCH, "per_gpu_train_batch_size": INT,
+             "per_gpu_eval_batch_size": INT, "logging_dir": STR}  # fmt: skip
+_QA = {"model_type": STR, "do_lower_case": SWITCH, "tokenizer_name": STR, "attention": STR, "train_file": STR,
+       "predict_file": STR, "languages": STRS, "max_seq_length": INT, "doc_stride": INT,
+       "max_query_length": INT, "n_best_size": INT, "max_answer_length": INT, "concat_contexts": INT,
+       "concat_seed": INT, "max_train_samples": INT, "max_eval_samples": INT, "metric": STR, "lang": STR,
+       "mlqa_pairs": STR}  # fmt: skip
+_PRETRAIN = {"model_name": STR, "tokenizer_name": STR, "max_pos": INT, "attention_window": STR,
+             "attention": STR, "train_file_path": STR, "val_file_path": STR, "block_size": INT,
+             "mlm_probability": FLOAT, "max_eval_blocks": INT}  # fmt: skip
+COMMON_TYPES: dict[str, dict[str, ValueType]] = {
+    "pretrain": {**_TRAINING, **_PRETRAIN},
+    "train": {**_TRAINING, **_QA},
+    "evaluate": {**_TRAINING, **_QA},
+}
+COMMON = {stage: frozenset(types) for stage, types in COMMON_TYPES.items()}
+# a model's ``convert`` block: its keys are the flags of `longify convert` (``_`` for ``-``)
+CONVERT_TYPES = {"max_pos": INT, "attention_window": STR, "position_init": choice("copy", "interpolate", "random"),
+                 "global_init": choice("copy", "random"), "no_verify": SWITCH, "tolerance": FLOAT,
+                 "tokenizer": STR, "seed": INT}  # fmt: skip
+SEED_KEYS = ("seed",)  # values that become a run's seed: numpy's range
 
 
 @dataclass(frozen=True)
 class Flags:
     accepted: frozenset[str]  # flag names without the leading "--"
     refused: Mapping[str, str]  # flag name -> why the command refuses it
+    types: Mapping[str, ValueType]  # accepted flag name -> what it takes
 
 
 def _option_names(parser: Any) -> set[str]:
@@ -67,14 +125,88 @@ def command_flags(stage: str) -> Flags:
         parser = qa_parser()
     names = _option_names(parser) | {flag[2:] for flag in LEGACY_FLAGS}
     why = {flag[2:]: reason for flag, reason in refused.items()}
-    return Flags(frozenset(names - set(why)), why)
+    types = {**LEGACY_TYPES, **action_types(parser)}
+    return Flags(frozenset(names - set(why)), why, types)
+
+
+def action_type(action: Action) -> ValueType:
+    """What an argparse action takes, as a ``ValueType``."""
+    if action.nargs == 0:
+        return SWITCH
+    convert = action.type or str
+    many = action.nargs in ("+", "*")
+    if getattr(convert, "__name__", "") == "string_to_bool":
+        return BOOL if action.nargs == "?" else BOOL_VALUE
+    if action.choices:
+        values = tuple(map(str, action.choices))
+        return ValueType(str, choice(*values).expected, many, values)
+    expected = {int: INT, float: FLOAT, str: STR}.get(convert)  # type: ignore[call-overload]
+    text = expected.expected if expected else f"a value {action.option_strings[0]} accepts"
+    return ValueType(convert, text, many)  # type: ignore[arg-type]
+
+
+def action_types(parser: Any) -> dict[str, ValueType]:
+    """Flag name (without ``--``, each of its spellings) -> what it takes."""
+    return {
+        option[2:]: action_type(action)
+        for action in parser._actions
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+    }
+
+
+def _item_problem(item: Any, kind: ValueType) -> str | None:
+    if isinstance(item, (dict, list, bool)) or kind.convert is None:
+        return f"expected {kind.expected}"
+    try:
+        parsed = kind.convert(str(item))
+    except (ValueError, TypeError, ArgumentTypeError):
+        return f"expected {kind.expected}"
+    if kind.choices and str(parsed) not in kind.choices:
+        return f"expected {kind.expected}"
+    return None
+
+
+def value_problem(value: Any, kind: ValueType) -> str | None:
+    """Why the runner's rendering of ``value`` would not parse as ``kind`` (None: it would)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        if kind.convert is None or kind.convert is to_bool:
+            if value and not kind.bare:
+                return 'expected "true" or "false" in quotes (this flag needs a value), got True'
+            return None
+        return f"expected {kind.expected}, got {value!r}"
+    if isinstance(value, list) and not kind.many:
+        return f"expected a single value, got {value!r}"
+    for item in value if isinstance(value, list) else [value]:
+        if (why := _item_problem(item, kind)) is not None:
+            return f"{why}, got {value!r}"
+    return None
+
+
+def value_problems(block: Mapping[Any, Any], types: Mapping[str, ValueType], where: str) -> list[str]:
+    """One line per value of ``block`` (at spec path ``where``) that its flag would refuse; keys without a
+    type (unknown ones, reported elsewhere) are skipped. A seed must lie in numpy's range."""
+    problems = []
+    for key, value in block.items():
+        kind = types.get(str(key))
+        if kind is None:
+            continue
+        why = value_problem(value, kind)
+        if why is None and str(key) in SEED_KEYS and value is not None and not seed_ok(int(str(value))):
+            why = f"{EXPECTED}, got {value}"
+        if why is not None:
+            problems.append(f"{where}.{key}: {why}")
+    return problems
 
 
 def flag_problems(block: Mapping[Any, Any], stage: str, where: str) -> list[str]:
-    """One line per key of ``block`` (at spec path ``where``) that is not a flag of the stage's command."""
+    """One line per key of ``block`` (at spec path ``where``) that is not a flag of the stage's command, and
+    per value its flag would refuse."""
     keys = [str(key) for key in block if str(key) not in COMMON[stage]]
     if not keys:
-        return []
+        return value_problems(block, COMMON_TYPES[stage], where)
     flags = command_flags(stage)
     problems = []
     for key in keys:
@@ -82,4 +214,5 @@ def flag_problems(block: Mapping[Any, Any], stage: str, where: str) -> list[str]
             problems.append(f"{where}.{key}: {flags.refused[key]}; remove it")
         elif key not in flags.accepted:
             problems.append(f"{where}.{key}: not a flag of {COMMANDS[stage]}")
-    return problems
+    types = {k: v for k, v in {**flags.types, **COMMON_TYPES[stage]}.items() if k not in flags.refused}
+    return problems + value_problems(block, types, where)

@@ -12,9 +12,40 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
+from typing import Any
 
 from longify.demo.files import DATA_FILES, SOURCE_LEN, shipped_data_dir
 from longify.demo.qa_data import write_qa_files
+
+# kind -> its options, each an integer: (default, least value); a spec's prepare entry is checked against
+# these when it is planned
+OPTIONS: dict[str, dict[str, tuple[int, int]]] = {
+    "demo-data": {"n_train": (192, 1), "n_dev": (48, 1), "articles": (3, 1), "filler": (4, 0)},
+    "demo-source": {"steps": (300, 1), "hidden": (64, 1), "layers": (2, 1)},
+    "minilm": {},
+}
+HELP = {
+    "articles": "demo-data: articles per QA context",
+    "filler": "demo-data: filler paragraphs per article",
+}
+
+
+def option_problems(entry: dict[str, Any], where: str) -> list[str]:
+    """One line per option of a prepare ``entry`` (with its ``kind``) that its kind does not take or whose
+    value is not a whole number of at least its least value."""
+    kind = entry["kind"]
+    accepted = OPTIONS[kind]
+    problems = []
+    for key, value in entry.items():
+        if key == "kind":
+            continue
+        if key not in accepted:
+            expected = f"expected one of {', '.join(accepted)}" if accepted else "it takes none"
+            problems.append(f"{where}.{key}: not an option of kind {kind} ({expected})")
+        elif type(value) is not int or value < accepted[key][1]:
+            least = "a positive integer" if accepted[key][1] == 1 else f"an integer >= {accepted[key][1]}"
+            problems.append(f"{where}.{key}: expected {least}, got {value!r}")
+    return problems
 
 
 def demo_data(dest: Path, n_train: int = 192, n_dev: int = 48, articles: int = 3, filler: int = 4) -> None:
@@ -49,14 +80,10 @@ def demo_source(dest: Path, steps: int = 300, hidden: int = 64, layers: int = 2)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m longify.study.prepare")
     p.add_argument("dest")
-    p.add_argument("--kind", choices=("demo-data", "demo-source", "minilm"), required=True)
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--n_train", type=int, default=192)
-    p.add_argument("--n_dev", type=int, default=48)
-    p.add_argument("--articles", type=int, default=3, help="demo-data: articles per QA context")
-    p.add_argument("--filler", type=int, default=4, help="demo-data: filler paragraphs per article")
+    p.add_argument("--kind", choices=tuple(OPTIONS), required=True)
+    for options in OPTIONS.values():
+        for name, (default, _) in options.items():
+            p.add_argument(f"--{name}", type=int, default=default, help=HELP.get(name))
     args = p.parse_args(argv)
     dest = Path(args.dest)
     if dest.is_dir():

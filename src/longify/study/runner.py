@@ -8,16 +8,18 @@ import fnmatch
 import json
 import os
 import shlex
+import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from longify.locks import describe, lock_holder, pid_alive
 from longify.runinfo import now_iso, write_json_atomic
 from longify.study.jobs import Job, job_argv
 from longify.study.squeue import slurm_status
+from longify.study.stopping import STOP, start_guarded, wait_guarded
 
 JOB_FILE = "job.json"
 
@@ -51,6 +53,7 @@ def live_status(record: dict[str, Any]) -> str:
     else Slurm's queue for a Slurm job (as recorded where there is no ``squeue``), else as recorded."""
     status = str(record.get("status"))
     if record.get("pid") is not None and record.get("host", socket.gethostname()) == socket.gethostname():
+        # the study run's (its job's guard, ``job_pid``, ends with it: a rerun waits for it in wait_while_busy)
         return status if _alive(record["pid"]) else "interrupted"
     if record.get("slurm_job_id"):
         queued = slurm_status(str(record["slurm_job_id"]))
@@ -60,14 +63,30 @@ def live_status(record: dict[str, Any]) -> str:
     return status
 
 
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
+def _alive(pid: Any, started: Any = None) -> bool:
+    """Whether ``pid`` is a running process here (a zombie, dead but not yet reaped, is not), and the one that
+    started at ``started`` (``process_start``) when that is given: not another that got its PID since."""
+    if not isinstance(pid, int) or not pid_alive(pid):
         return False
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # no /proc: as far as kill(pid, 0) tells
+    return stat[0] not in ("Z", "X") and (started is None or stat[19] == started)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), None without them."""
     try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields if len(fields) > 19 else None
+
+
+def process_start(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks after boot, from /proc), so that a PID used again is told apart."""
+    stat = _proc_stat(pid)
+    return stat[19] if stat else None
 
 
 def last_error_line(log: Path) -> str:
@@ -96,33 +115,81 @@ def job_record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
 
 
 def execute(job: Job, out: Path, jobs: dict[str, Job]) -> dict[str, Any]:
-    """Run one job as a subprocess; its output goes to ``log.txt``; ``job.json`` is written last."""
+    """Run one job as a subprocess under its guard (no process of it outlives this one); its output goes to
+    ``log.txt``; ``job.json`` is written last. SIGTERM / SIGINT under ``stop_on_signals``: the job is stopped,
+    recorded as ``interrupted`` and :class:`Interrupted` is raised."""
     folder = job_dir(out, job)
     folder.mkdir(parents=True, exist_ok=True)
     argv = job_argv(job, out, jobs)
     (folder / "command.txt").write_text(shlex.join(argv) + "\n", encoding="utf-8")
+    STOP.check(None)  # a signal came before this job started
     started, t0 = now_iso(), time.perf_counter()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(folder / "log.txt", "a", encoding="utf-8") as log:
         log.write(f"=== {started} {shlex.join(argv)}\n")
         log.flush()
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        proc, alive = start_guarded(argv, log, env)
         where = {
             "pid": os.getpid(),
+            "job_pid": proc.pid,  # its guard: the job's processes live no longer than it
+            "job_pid_started": process_start(proc.pid),
             "host": socket.gethostname(),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         }
         write_json_atomic(folder / JOB_FILE, job_record(job, "running", **where, started=started))
-        rc = proc.wait()
+        rc = wait_guarded(proc, alive)
+        signum = STOP.signum
+        if signum is not None:
+            log.write(f"=== {now_iso()} stopped: the study run got {signal.Signals(signum).name}\n")
     seconds = round(time.perf_counter() - t0, 2)
     timing = {"started": started, "finished": now_iso(), "seconds": seconds, "returncode": rc}
     output = job.output(out)
-    if rc == 0:
+    if signum is not None:  # stopped: whatever it says, it may not have finished its work
+        record = job_record(job, "interrupted", **timing, signal=signal.Signals(signum).name)
+    elif rc == 0:
         record = job_record(job, "done", **timing, outputs=outputs_of(job, output))
     else:
         record = job_record(job, "failed", **timing, error=last_error_line(folder / "log.txt"))
     write_json_atomic(folder / JOB_FILE, record)
+    STOP.check(job.folder)
     return record
+
+
+def busy_with(out: Path, job: Job) -> tuple[str, list[int]] | None:
+    """Who else still runs ``job`` (not a child of this run): the job process its ``job.json`` names, alive on
+    this host, or the holder of its output folder's lock; with the PIDs to see end. None when nobody does."""
+    record = read_job(out, job) or {}
+    here = record.get("host", socket.gethostname()) == socket.gethostname()
+    job_pid = record.get("job_pid")
+    if record.get("status") == "running" and here and _alive(job_pid, record.get("job_pid_started")):
+        return f"pid {job_pid} (its job.json says running)", [job_pid]
+    holder = lock_holder(job.output(out))
+    if holder is None:
+        return None
+    pid = holder.get("pid")
+    pids = [pid] if isinstance(pid, int) and holder.get("host") == socket.gethostname() else []
+    return describe(holder), pids
+
+
+def wait_while_busy(out: Path, job: Job, poll: float = 1.0) -> None:
+    """Wait (one line said) until no process outside this run runs ``job`` or writes its log any more."""
+    seen: set[int] = set()
+    said = False
+    while True:
+        busy = busy_with(out, job)
+        if busy is not None:
+            seen.update(busy[1])
+            if not said:
+                print(
+                    f"study: {job.folder} is still run by {busy[0]}, not by this study run; "
+                    "waiting for it to end",
+                    flush=True,
+                )
+                said = True
+        elif not any(_alive(pid) for pid in seen):
+            return
+        STOP.check(job.folder)
+        time.sleep(poll)
 
 
 def outputs_of(job: Job, output: Path) -> dict[str, str]:
@@ -194,6 +261,8 @@ def run_local(
             report(i, len(jobs), job, earlier)
             continue
         bad = [d for d in job.deps if status.get(d, job_status(out, all_jobs[d])) != "done"]
+        if not bad:
+            wait_while_busy(out, job)
         record = skip(out, job, all_jobs[bad[0]]) if bad else run(job, out, all_jobs)
         status[job.id] = record["status"]
         report(i, len(jobs), job, record)

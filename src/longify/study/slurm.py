@@ -14,8 +14,11 @@ A submitit ``LocalExecutor`` (same API, no cluster; tests) runs the jobs one aft
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
+import shutil
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,71 @@ def _run_one_or_fail(job: Job, out: str, all_jobs: dict[str, Job]) -> dict[str, 
     if record["status"] != "done":
         raise JobFailed(f"{job.folder}: {record.get('error')}")
     return record
+
+
+# submitit parameters the runner sets for each job itself (the update would replace the spec's value)
+RUNNER_SET = {
+    "gpus_per_node": "from each job's gpus",
+    "slurm_gpus_per_node": "from each job's gpus",
+    "slurm_additional_parameters": "its dependencies and --kill-on-invalid-dep",
+}
+_EXPECTED = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _annotated(annotation: Any) -> type | None:
+    """int, float, str or bool for an annotation of one of them (optional or not); None for anything else."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    return args[0] if len(args) == 1 and args[0] in _EXPECTED else None
+
+
+def slurm_parameters() -> dict[str, type | None]:
+    """The parameters ``AutoExecutor(cluster="slurm").update_parameters`` takes -> their type (None: not
+    checked): its generic ones, the Slurm executor's own, bare or ``slurm_``-prefixed."""
+    from submitit import AutoExecutor
+    from submitit.slurm import slurm
+
+    params = inspect.signature(slurm._make_sbatch_string).parameters
+    own = {
+        name: _annotated(p.annotation)
+        for name, p in params.items()
+        if name in slurm._get_default_parameters()
+    }
+    return {**own, **{f"slurm_{k}": t for k, t in own.items()}, **AutoExecutor._typed_parameters()}
+
+
+def _type_problem(value: Any, expected: type) -> bool:
+    if expected is bool:
+        return not isinstance(value, bool)
+    if isinstance(value, bool):
+        return True
+    return not isinstance(value, {int: int, float: (int, float), str: (str, int, float)}[expected])
+
+
+def slurm_problems(params: dict[str, Any]) -> list[str]:
+    """One line per key of the spec's ``slurm`` mapping that submitit's Slurm executor does not take (or
+    that the runner sets), or whose value is not of the parameter's type."""
+    known = slurm_parameters()
+    problems = []
+    for key, value in params.items():
+        if key in RUNNER_SET:
+            problems.append(f"slurm.{key}: set by the study runner ({RUNNER_SET[key]}); remove it")
+        elif key not in known:
+            problems.append(f"slurm.{key}: not a parameter of submitit's Slurm executor")
+        elif (expected := known[key]) is not None and value is not None and _type_problem(value, expected):
+            problems.append(f"slurm.{key}: expected {_EXPECTED[expected]}, got {value!r}")
+    return problems
+
+
+def check_slurm() -> None:
+    """``--executor slurm`` needs Slurm's commands: one line, before anything is submitted, where they lack."""
+    missing = [
+        f"`{name}`" for name in ("sbatch", "srun") if shutil.which(name) is None
+    ]  # submitit needs both
+    if missing:
+        raise LongifyError(
+            f"--executor slurm: no {' or '.join(missing)} on the PATH (Slurm's commands are needed to submit "
+            "jobs); run where Slurm is installed, or use --executor local"
+        )
 
 
 def make_executor(folder: Path, params: dict[str, Any], local: bool = False) -> Any:

@@ -11,6 +11,9 @@ Shape (see configs/thesis.yaml)::
     evaluate: {SET: {task: TASK_NAME, ...qa evaluate flags}}
 
 ``${VAR}`` / ``${VAR:-default}`` come from the environment (an unset one without default is an error).
+A key given twice in one mapping is refused (both lines named), and every value is typed against the flag
+or option it feeds (``study.flags``, ``study.prepare``, ``study.slurm``), so that `study plan` finds what
+would otherwise fail a job hours later, after the jobs it depends on.
 """
 
 from __future__ import annotations
@@ -24,21 +27,15 @@ from typing import Any
 import yaml
 
 from longify.errors import LongifyError, first_line
-from longify.study.flags import flag_problems
+from longify.seeds import EXPECTED, seed_ok
+from longify.strictload import DuplicateKeys, load_yaml
+from longify.study.flags import CONVERT_TYPES, flag_problems, value_problems
+from longify.study.prepare import OPTIONS, option_problems
 
 TOP_KEYS = ("output_dir", "seeds", "prepare", "models", "finetune", "evaluate", "slurm")
 MODEL_KEYS = ("source", "from", "convert", "pretrain", "gpus")
-CONVERT_KEYS = (
-    "max_pos",
-    "attention_window",
-    "position_init",
-    "global_init",
-    "no_verify",
-    "tolerance",
-    "tokenizer",
-    "seed",
-)
-PREPARE_KINDS = ("demo-source", "demo-data", "minilm")  # minilm: longify demo --real
+CONVERT_KEYS = tuple(CONVERT_TYPES)  # the flags of `longify convert`, `_` for `-`
+PREPARE_KINDS = tuple(OPTIONS)  # minilm: longify demo --real
 # flags the runner sets itself (the job's own folder, the model of the previous stage, the study's seed)
 RUNNER_FLAGS = ("output_dir", "model_name_or_path", "overwrite_output_dir", "do_train", "do_eval")
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -147,6 +144,7 @@ def _models(raw: dict[str, Any], problems: list[str]) -> dict[str, ModelSpec]:
         convert = _mapping(m.get("convert"), f"{where}.convert", problems) if "convert" in m else None
         if convert:
             _unknown(convert, CONVERT_KEYS, f"{where}.convert.", problems)
+            problems.extend(value_problems(convert, CONVERT_TYPES, f"{where}.convert"))
         pretrain = _flags(m.get("pretrain"), f"{where}.pretrain", problems) if "pretrain" in m else None
         problems.extend(flag_problems(pretrain or {}, "pretrain", f"{where}.pretrain"))
         source = m.get("source")
@@ -212,6 +210,8 @@ def _prepare(raw: dict[str, Any], problems: list[str]) -> dict[str, dict[str, An
             problems.append(
                 f"prepare.{name}.kind: expected one of {', '.join(PREPARE_KINDS)}, got {p.get('kind')!r}"
             )
+        else:
+            problems.extend(option_problems(p, f"prepare.{name}"))
         out[name] = p
     return out
 
@@ -233,7 +233,9 @@ def load_spec(path: str | Path, output_dir: str | Path | None = None) -> StudySp
     """Read and validate a spec; every problem found is one line of the ``LongifyError``."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))  # a JSON spec is YAML too
+    except DuplicateKeys as err:
+        raise LongifyError("\n".join(f"{path}: {p}" for p in err.problems)) from None
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise LongifyError(f"{path}: cannot read the study spec: {first_line(err)}") from None
     if not isinstance(raw, dict):
@@ -244,13 +246,7 @@ def load_spec(path: str | Path, output_dir: str | Path | None = None) -> StudySp
     for key in ("models", "finetune", "evaluate"):
         if not raw.get(key):
             problems.append(f"{key}: missing (required)")
-    seeds = raw.get("seeds", [42])
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
-        problems.append(f"seeds: expected a list of integers, got {seeds!r}")
-        seeds = [42]
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        problems.append(f"seeds: {', '.join(map(str, repeated))} listed twice (each seed is one run)")
+    seeds = _seeds(raw.get("seeds", [42]), problems)
     prepare = _prepare(_mapping(raw.get("prepare"), "prepare", problems), problems)
     models = _models(_mapping(raw.get("models"), "models", problems), problems)
     finetune = _flags(raw.get("finetune"), "finetune", problems, per_seed=True)
@@ -264,6 +260,11 @@ def load_spec(path: str | Path, output_dir: str | Path | None = None) -> StudySp
     out = output_dir or raw.get("output_dir")
     if not out:
         problems.append("output_dir: missing (in the spec or --output_dir)")
+    slurm = _mapping(raw.get("slurm"), "slurm", problems)
+    if slurm:
+        from longify.study.slurm import slurm_problems  # imports submitit: only for a spec that has slurm
+
+        problems.extend(slurm_problems(slurm))
     if problems:
         raise LongifyError("\n".join(f"{path}: {p}" for p in problems))
     return StudySpec(
@@ -275,5 +276,19 @@ def load_spec(path: str | Path, output_dir: str | Path | None = None) -> StudySp
         evaluate=evaluate,
         prepare=prepare,
         finetune_gpus=finetune_gpus,
-        slurm=_mapping(raw.get("slurm"), "slurm", problems),
+        slurm=slurm,
     )
+
+
+def _seeds(seeds: Any, problems: list[str]) -> list[int]:
+    """The spec's ``seeds``: a non-empty list of distinct integers (not booleans) in numpy's seed range."""
+    if not (isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds)):
+        problems.append(f"seeds: expected a list of integers, got {seeds!r}")
+        return [42]
+    for i, seed in enumerate(seeds):
+        if not seed_ok(seed):
+            problems.append(f"seeds[{i}]: {EXPECTED}, got {seed}")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        problems.append(f"seeds: {', '.join(map(str, repeated))} listed twice (each seed is one run)")
+    return seeds
