@@ -220,3 +220,24 @@ def test_a_json_spec_with_a_key_twice_names_both_lines(tmp_path, capsys) -> None
     assert main(["study", "plan", str(spec)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"longify: error: {spec}: seeds: given twice (lines 3 and 4); each key may appear once"]
+
+
+def test_bools_reach_the_command_as_the_spec_says(tmp_path) -> None:
+    """`false` for a flag whose default is true was dropped from the job's command (the default stood), and
+    `true` for a ``bool | None`` flag became a bare flag that its parser refuses."""
+    from longify.mlm.args import pretrain_parser
+    from longify.study.jobs import job_argv, plan_jobs
+    from longify.study.spec import load_spec
+
+    spec = write_spec(
+        tmp_path,
+        **{"max_steps: 4": "max_steps: 4, copy_global_projections: false, disable_tqdm: true, fp16: false"},
+    )
+    jobs = {j.id: j for j in plan_jobs(load_spec(spec))}
+    pretrain = next(j for j in jobs.values() if j.stage == "pretrain")
+    argv = job_argv(pretrain, tmp_path / "out", jobs)
+    args = argv[argv.index("pretrain") + 1 :]
+    model, _, training = pretrain_parser().parse_args_into_dataclasses(args, look_for_args_file=False)
+    assert model.copy_global_projections is False
+    assert training.disable_tqdm is True
+    assert training.fp16 is False

@@ -26,13 +26,13 @@ COMMANDS = {"pretrain": "longify pretrain", "train": "longify qa train", "evalua
 @dataclass(frozen=True)
 class ValueType:
     """What a flag takes, as the study runner renders a spec value (``--key value``, a list as several
-    values, ``true`` as the bare flag, ``false`` and null as nothing) and the command's parser converts it."""
+    values, a bool as ``--key true|false``, or for a switch as the bare flag or nothing; null as nothing)
+    and the command's parser converts it."""
 
     convert: Callable[[str], Any] | None  # one value -> its parsed form; None: a switch that takes no value
     expected: str
     many: bool = False  # takes a list (nargs + / *)
     choices: tuple[str, ...] = ()
-    bare: bool = True  # the flag alone means true (a bool field, nargs ?): so `key: true` works
 
 
 def to_bool(text: str) -> bool:
@@ -49,7 +49,7 @@ FLOAT = ValueType(float, "a number")
 STR = ValueType(str, "a string")
 STRS = ValueType(str, "a string", many=True)
 BOOL = ValueType(to_bool, "true or false")
-BOOL_VALUE = ValueType(to_bool, "true or false", bare=False)  # a ``bool | None`` field: needs a value
+BOOL_VALUE = ValueType(to_bool, "true or false")  # a ``bool | None`` field (needs a value)
 SWITCH = ValueType(None, "true or false")
 
 
@@ -173,8 +173,6 @@ def value_problem(value: Any, kind: ValueType) -> str | None:
         return None
     if isinstance(value, bool):
         if kind.convert is None or kind.convert is to_bool:
-            if value and not kind.bare:
-                return 'expected "true" or "false" in quotes (this flag needs a value), got True'
             return None
         return f"expected {kind.expected}, got {value!r}"
     if isinstance(value, list) and not kind.many:
@@ -199,6 +197,20 @@ def value_problems(block: Mapping[Any, Any], types: Mapping[str, ValueType], whe
         if why is not None:
             problems.append(f"{where}.{key}: {why}")
     return problems
+
+
+def value_type(stage: str, key: str) -> ValueType | None:
+    """What flag ``key`` of the stage's command takes (None: not one of its flags)."""
+    return COMMON_TYPES[stage].get(key) or command_flags(stage).types.get(key)
+
+
+def bool_argv(stage: str, key: str, value: bool) -> list[str]:
+    """A spec's ``key: true|false`` as the stage's command takes it: ``--key true|false`` for a bool field
+    (``false`` dropped would leave a default of true in force), the bare flag or nothing for a switch."""
+    kind = value_type(stage, key)
+    if kind is None or kind.convert is None:
+        return [f"--{key}"] if value else []
+    return [f"--{key}", "true" if value else "false"]
 
 
 def flag_problems(block: Mapping[Any, Any], stage: str, where: str) -> list[str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longify.study.flags import bool_argv
 from longify.study.spec import ModelSpec, StudySpec, prepare_refs
 
 STAGES = ("prepare", "convert", "pretrain", "train", "evaluate")
@@ -194,13 +195,17 @@ def plan_jobs(spec: StudySpec) -> list[Job]:
     return Planner(spec).plan()
 
 
-def _flag_list(options: dict[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
+def _flag_list(options: dict[str, Any], skip: tuple[str, ...] = (), stage: str | None = None) -> list[str]:
+    """``options`` as flags; a bool of an HF-style command (``stage``) as its parser takes it (``bool_argv``),
+    else (convert's and prepare's switches) the bare flag for true and nothing for false."""
     argv: list[str] = []
     for key, value in options.items():
         if key in skip or value is None:
             continue
         if isinstance(value, bool):
-            if value:
+            if stage is not None:
+                argv += bool_argv(stage, key, value)
+            elif value:
                 argv.append(f"--{key}")
             continue
         argv.append(f"--{key}")
@@ -234,7 +239,7 @@ def job_argv(job: Job, out: Path, jobs: dict[str, Job]) -> list[str]:
             dest,
             "--do_train",
             *(["--do_eval"] if options.get("val_file_path") else []),
-            *_flag_list(options, ("source", "from")),
+            *_flag_list(options, ("source", "from"), "pretrain"),
         ]
     elif job.stage == "train":
         args = [
@@ -248,7 +253,7 @@ def job_argv(job: Job, out: Path, jobs: dict[str, Job]) -> list[str]:
             str(job.seed),
             "--do_train",
             *(["--do_eval"] if options.get("predict_file") else []),
-            *_flag_list(options, ("model", "seed")),
+            *_flag_list(options, ("model", "seed"), "train"),
         ]
     else:
         args = [
@@ -266,7 +271,7 @@ def job_argv(job: Job, out: Path, jobs: dict[str, Job]) -> list[str]:
             # the folder is this job's alone (its id hashes what defines the evaluation): a rerun of the job,
             # also from a moved study whose paths changed, replaces what an interrupted run wrote
             "--overwrite_output_dir",
-            *_flag_list(options, ("seed",)),
+            *_flag_list(options, ("seed",), "evaluate"),
         ]
     if job.gpus > 1:
         return [
