@@ -10,7 +10,7 @@ attention a pass-through (``passthrough.py``): HF / floor is the most any attent
 
 Every (batch size, precision, attention) case runs once per repeat, all interleaved in one process; the
 figure is the minimum over repeats (robust to other load on the machine). The fp32 and bf16 matmul rate
-(4096x768 @ 768x3072) is measured at the start of each repeat, on the same clock. ``--threads 1 --clock cpu``
+(4096x768 @ 768x3072; 256x64 @ 64x256 with ``--quick``) is measured at the start of each repeat, on the same clock. ``--threads 1 --clock cpu``
 times process CPU time on one thread, which other jobs on a shared machine disturb much less than the wall
 clock.
 
@@ -83,10 +83,15 @@ def windows(count: int, seq: int, question: int, seed: int = 0) -> list[dict[str
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def matmul_rate(dtype: torch.dtype, clock: str = "wall") -> float:
-    """GFLOP/s of one 4096x768 @ 768x3072 matmul in ``dtype`` (min of 10 after 3 warm-ups)."""
+MATMUL = (4096, 768, 3072)  # the base model's feed-forward matmul at 4096 tokens
+QUICK_MATMUL = (256, 64, 256)  # --quick: bf16 without native support runs about 1 GFLOP/s on one core
+
+
+def matmul_rate(dtype: torch.dtype, clock: str = "wall", shape: tuple[int, int, int] = MATMUL) -> float:
+    """GFLOP/s of one ``m x k @ k x n`` matmul (``shape``) in ``dtype`` (min of 10 after 3 warm-ups)."""
     now = CLOCKS[clock]
-    a, b = torch.randn(4096, 768, dtype=dtype), torch.randn(768, 3072, dtype=dtype)
+    m, k, n = shape
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     for _ in range(3):
         a @ b
     best = float("inf")
@@ -94,7 +99,7 @@ def matmul_rate(dtype: torch.dtype, clock: str = "wall") -> float:
         start = now()
         a @ b
         best = min(best, now() - start)
-    return 2 * 4096 * 768 * 3072 / best / 1e9
+    return 2 * m * k * n / best / 1e9
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
@@ -121,8 +126,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             timed(1, prec, impl, warm)
     for r in range(a.repeats):
         loads.append(os.getloadavg()[0])
-        rates["fp32"].append(matmul_rate(torch.float32, a.clock))
-        rates["bf16"].append(matmul_rate(torch.bfloat16, a.clock))
+        rates["fp32"].append(matmul_rate(torch.float32, a.clock, a.matmul))
+        rates["bf16"].append(matmul_rate(torch.bfloat16, a.clock, a.matmul))
         for case in cases:
             seconds = timed(*case, feats[case[0]])
             best[case] = min(best[case], seconds)
@@ -156,6 +161,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             "repeats": a.repeats,
             "threads": torch.get_num_threads(),
             "clock": a.clock,
+            "matmul": "x".join(map(str, a.matmul)),
             "torch": torch.__version__,
         },
         "matmul_gflops": {p: [round(min(v), 1), round(max(v), 1)] for p, v in rates.items()},
@@ -212,6 +218,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--verbose", action="store_true", help="print every timing as it is taken")
     a = p.parse_args(argv)
+    a.matmul = QUICK_MATMUL if a.quick else MATMUL
     if a.quick:
         a.seq, a.layers, a.hidden, a.heads, a.intermediate = 256, 2, 64, 4, 128
         a.window, a.global_tokens, a.batches, a.repeats = 32, 5, [1, 2], 1
