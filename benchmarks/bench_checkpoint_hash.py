@@ -2,8 +2,8 @@
 
 Writes a model file and an optimizer file of random bytes (base size: 500 MB of weights, 1 GB of Adam
 state) into a temporary folder with ``torch.save`` + fsync (the anchor: what a checkpoint save does), then
-hashes them with longify's own ``file_sha256`` (``hashlib.file_digest``: 256 KiB reads, never a whole file
-in memory): once right after the save (page cache warm: the cost at save time) and once after evicting the
+hashes them with longify's own ``files_sha256`` (``hashlib.file_digest``: 256 KiB reads, never a whole file
+in memory; the files side by side, one thread per core): once right after the save (page cache warm: the cost at save time) and once after evicting the
 files' pages (``posix_fadvise DONTNEED``, these files only: the cost at resume, when the disk is read again).
 
     .venv/bin/python benchmarks/bench_checkpoint_hash.py            # 500 MB + 1000 MB (needs ~3 GB RAM, 1.5 GB disk)
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from longify.checkpoints import file_sha256
+from longify.checkpoint_files import files_sha256
 
 MB = 1_000_000
 
@@ -51,8 +51,7 @@ def _evict(path: Path) -> bool:
 
 def _hash(paths: list[Path]) -> float:
     start = time.perf_counter()
-    for path in paths:
-        file_sha256(path)
+    files_sha256(paths[0].parent, [p.name for p in paths])
     return time.perf_counter() - start
 
 
