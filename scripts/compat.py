@@ -104,21 +104,10 @@ def default_versions() -> list[str]:
         if not floors:
             sys.exit(f"test-compat: {PACKAGE}{spec} has no floor and the index gave no versions")
         oldest = floors[0]
-        with tempfile.TemporaryDirectory() as tmp:
-            report = Path(tmp) / "report.json"
-            p = pip_quiet(
-                Path(sys.executable),
-                "install",
-                "--dry-run",
-                "--no-deps",
-                "--ignore-installed",
-                "--report",
-                str(report),
-                f"{PACKAGE}{spec}",
-            )
-            if p.returncode:
-                sys.exit(f"test-compat: cannot find the newest {PACKAGE}{spec}:\n{p.stderr}")
-            newest = Version(json.loads(report.read_text())["install"][0]["metadata"]["version"])
+        try:
+            newest = Version(pip_would_install(Path(sys.executable), f"{PACKAGE}{spec}")["version"])
+        except RuntimeError as err:
+            sys.exit(f"test-compat: cannot find the newest {PACKAGE}{spec}: {err}")
     log(f"{PACKAGE}{spec} in pyproject.toml: oldest release {oldest}, newest on the index {newest}")
     return [str(oldest)] if oldest == newest else [str(oldest), str(newest)]
 
@@ -140,8 +129,8 @@ def pinned_version(line: str) -> Version | None:
     return None
 
 
-def requires_dist(py: Path, version: str) -> list[Requirement]:
-    """transformers==VERSION's own requirements (no extras; markers evaluated for this interpreter)."""
+def pip_would_install(py: Path, requirement: str) -> dict:
+    """The metadata of the release pip would install for ``requirement`` (a dry run, no dependencies)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         p = pip_quiet(
@@ -152,11 +141,16 @@ def requires_dist(py: Path, version: str) -> list[Requirement]:
             "--ignore-installed",
             "--report",
             str(report),
-            f"{PACKAGE}=={version}",
+            requirement,
         )
         if p.returncode:
-            raise RuntimeError(f"{PACKAGE}=={version} is not installable here:\n{p.stderr}")
-        meta = json.loads(report.read_text())["install"][0]["metadata"]
+            raise RuntimeError(f"{requirement} is not installable here:\n{p.stderr}")
+        return json.loads(report.read_text())["install"][0]["metadata"]
+
+
+def requires_dist(py: Path, version: str) -> list[Requirement]:
+    """transformers==VERSION's own requirements (no extras; markers evaluated for this interpreter)."""
+    meta = pip_would_install(py, f"{PACKAGE}=={version}")
     reqs = [Requirement(r) for r in meta.get("requires_dist") or []]
     return [r for r in reqs if r.marker is None or r.marker.evaluate({"extra": ""})]
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from longify.demo.corpus import article, make_town, wikitext
@@ -18,6 +19,18 @@ SOURCE_LEN = 64
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_XQUAD = REPO.parent / "shared" / "data" / "xquad"
+
+
+def send_range_headers(handler: BaseHTTPRequestHandler, body: bytes, rng: str | None) -> int:
+    """A test server's status and headers for ``body`` asked with the ``Range`` header ``rng`` (``bytes=N-``,
+    or None for the whole file); returns the offset its payload starts at."""
+    start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+    handler.send_response(206 if rng else 200)
+    if rng:
+        handler.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+    handler.send_header("Content-Length", str(len(body) - start))
+    handler.end_headers()
+    return start
 
 
 def write_wikitext(folder: Path) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import send_range_headers
 from longify.cli import main
 from longify.data import download, load_registry
 from longify.data.fetch import fetch_file, part_path
@@ -48,12 +49,7 @@ class Server:
                     self.send_error(404)
                     return
                 body = server.files[name]
-                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-                self.send_response(206 if rng else 200)
-                if rng:
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                self.send_header("Content-Length", str(len(body) - start))
-                self.end_headers()
+                start = send_range_headers(self, body, rng)
                 chunk = body[start:]
                 if name in server.drop:
                     server.drop.discard(name)

@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from helpers import send_range_headers
 from longify.cli import main
 from longify.data import download, load_registry
 
@@ -240,12 +241,7 @@ class SlowServer:
                 elif rng:
                     with contextlib.suppress(threading.BrokenBarrierError):
                         server.barrier.wait()
-                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-                self.send_response(206 if rng else 200)
-                if rng:
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                self.send_header("Content-Length", str(len(body) - start))
-                self.end_headers()
+                start = send_range_headers(self, body, rng)
                 if cut and not rng:
                     self.wfile.write(body[: len(body) // 2])
                     self.close_connection = True
