@@ -115,6 +115,40 @@ def test_explicit_resume_of_a_damaged_checkpoint_is_refused(tmp_path: Path) -> N
     )
 
 
+@pytest.mark.parametrize("damage", ["renamed", "not_an_object"])
+def test_a_damaged_mark_is_a_damaged_checkpoint(damage: str, tmp_path: Path, caplog) -> None:
+    """The mark is content too: one whose hashes name a file it never listed (a changed byte in a name), or
+    that are not name -> hash, makes its checkpoint skipped or refused with one line, never a traceback."""
+    ckpt = _fake_checkpoint(tmp_path, 4)
+    mark = _json(ckpt / MARK)
+    hashes = mark["sha256"]
+    mark["sha256"] = (
+        {("optimizeq.pt" if n == "optimizer.pt" else n): h for n, h in hashes.items()}
+        if damage == "renamed"
+        else sorted(hashes)
+    )
+    (ckpt / MARK).write_text(json.dumps(mark))
+    with caplog.at_level(logging.INFO, logger="longify"):
+        assert newest_complete(tmp_path) is None
+    assert f"skipping {ckpt}: its {MARK} is damaged" in caplog.text
+    with pytest.raises(LongifyError, match=f"damaged checkpoint, its {MARK} is damaged"):
+        resume_checkpoint(tmp_path, requested=str(ckpt), overwrite=False)
+
+
+def test_export_of_a_damaged_checkpoint_is_refused(tmp_path: Path, capsys) -> None:
+    """``longify export`` of a checkpoint whose files differ from their save: refused, naming the file,
+    before anything is loaded or written (never a clean-looking model made from flipped weights)."""
+    ckpt = _fake_checkpoint(tmp_path, 4)
+    (ckpt / "model.safetensors").write_bytes(b"y" * 10)  # same size, other bytes
+    out = tmp_path / "exported"
+    assert main(["export", str(ckpt), str(out)]) == 2
+    assert _one_line(capsys) == (
+        f"longify: error: {ckpt}: damaged checkpoint, model.safetensors differs from its save (sha256); "
+        "export another checkpoint-N folder"
+    )
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------------------------- pretrain, real runs
 
 

@@ -180,3 +180,33 @@ def test_noop_rerun_of_a_copied_run_names_the_copy(long_model, tmp_path, capsys)
     out = capsys.readouterr().out
     assert str(copy) in out and str(first) not in out, out
     assert not first.exists()
+
+
+def _read_then_fail(path: Path) -> None:
+    """Reads ``path`` (an input), then a write elsewhere fails on a full disk with an error naming no file."""
+    with open(path, encoding="utf-8") as f:
+        f.read()
+        raise OSError(28, "No space left on device")
+
+
+def test_full_disk_error_never_names_a_file_being_read(tmp_path) -> None:
+    """The file found in a traceback is one being written: an input file read in an outer frame (on a disk
+    with space) is never named as the file a full disk stopped."""
+    from longify.outdir import write_failure
+
+    source = tmp_path / "input.txt"
+    source.write_text("text", encoding="utf-8")
+    with pytest.raises(OSError) as caught:
+        _read_then_fail(source)
+    failure = write_failure(caught.value)
+    assert failure is not None and str(source) not in str(failure), failure
+
+
+@pytest.mark.parametrize("max_pos", ["-4", "1"])
+def test_window_check_never_advises_an_impossible_window(max_pos, tiny_sources, tmp_path, capsys) -> None:
+    """With positions too few for any window, the error is about --max-pos, not "give at most 0"."""
+    argv = ["convert", str(tiny_sources["roberta"]), str(tmp_path / "long"), "--max-pos", max_pos,
+            "--attention-window", "8"]  # fmt: skip
+    assert main(argv) == 2
+    line = _one_line(capsys)
+    assert "--max-pos: must be larger than the source's" in line and "give at most" not in line, line

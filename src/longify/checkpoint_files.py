@@ -112,13 +112,19 @@ def _step_mismatch(ckpt: Path, mark: dict[str, Any] | None) -> str | None:
 
 def damage_reason(ckpt: str | Path) -> str | None:
     """Why the content of ``ckpt`` is not what was saved (None when it verifies, or has nothing to verify by):
-    a step that disagrees (see ``_step_mismatch``), else the first file whose SHA-256 differs from its mark's
-    (smallest files first; all are hashed, side by side). Call after ``incomplete_reason``: every file listed is there, at its size."""
+    a step that disagrees (see ``_step_mismatch``), a mark whose hashes are not those of its file list, else
+    the first file whose SHA-256 differs from its mark's (smallest files first; all are hashed, side by
+    side). Call after ``incomplete_reason``: every file listed is there, at its size."""
     ckpt = Path(ckpt)
     mark = read_mark(ckpt)
     if reason := _step_mismatch(ckpt, mark):
         return reason
     hashes: dict[str, str] = (mark or {}).get("sha256") or {}
+    listed = (mark or {}).get("files") or {}
+    if not isinstance(hashes, dict) or (
+        hashes and (set(hashes) != set(listed) or not all(isinstance(h, str) for h in hashes.values()))
+    ):
+        return f"its {MARK} is damaged (its sha256 entries do not match its file list)"
     now = files_sha256(ckpt, sorted(hashes, key=lambda n: (ckpt / n).stat().st_size))
     return next((f"{name} differs from its save (sha256)" for name in now if now[name] != hashes[name]), None)
 

@@ -126,22 +126,31 @@ def _free_bytes(path: Path) -> int | None:
 _PATH_LOCALS = ("filename", "fname", "file_name", "file", "path", "fp", "f")
 
 
-def _path_in(value: object) -> str | None:
-    """``value`` as an absolute path: a str / bytes / PathLike one, or the name of an open file."""
+def _path_in(value: object) -> tuple[str, bool] | None:
+    """``value`` as an absolute path and whether it is a file open for writing: a str / bytes / PathLike
+    one, or the name of an open file (one open for reading only is never the file being written)."""
+    writing = False
     if isinstance(value, io.IOBase):
+        try:
+            writing = value.writable()
+        except ValueError:  # closed: its mode says
+            writing = any(c in str(getattr(value, "mode", "")) for c in "wax+")
+        if not writing:
+            return None
         value = getattr(value, "name", None)
     if isinstance(value, (str, bytes, os.PathLike)):
         text = os.fsdecode(value)
         if os.path.isabs(text):
-            return text
+            return text, writing
     return None
 
 
 def written_file(err: BaseException) -> str | None:
     """The file a failed write was writing, found in its traceback where the error names none (a write to
     an open file, TensorBoard's writer thread, a C++ or Rust writer): the innermost frame's path-like local
-    on a disk with no space left, else the innermost one at all."""
-    found: list[str] = []
+    on a disk with no space left, else the innermost file open for writing, else none (a bare path could be
+    an input being read: naming it would send the user to the wrong disk)."""
+    found: list[tuple[str, bool]] = []
     tb = err.__traceback__
     while tb is not None:
         try:
@@ -151,7 +160,8 @@ def written_file(err: BaseException) -> str | None:
             pass
         tb = tb.tb_next
     found.reverse()  # innermost first
-    return next((p for p in found if _free_bytes(Path(p)) == 0), found[0] if found else None)
+    full = next((p for p, _ in found if _free_bytes(Path(p)) == 0), None)
+    return full or next((p for p, writing in found if writing), None)
 
 
 def write_failure(err: BaseException, where: str | Path | None = None) -> LongifyError | None:

@@ -192,6 +192,17 @@ def _extras(checkpoint: Path, step: int | None, target: Path) -> None:
         write_json_atomic(target / METRICS_FILE, pretrain_metrics_at(run_file, step))
 
 
+def check_saved_content(checkpoint: Path) -> None:
+    """A checkpoint with a completion mark is exported only as it was saved: a file missing, of another size
+    or with other bytes (sha256) is one line naming it. Run folders and plain HF checkpoints have no mark."""
+    from longify.checkpoint_files import damage_reason, incomplete_reason, read_mark
+
+    if read_mark(checkpoint) is None:
+        return
+    if why := incomplete_reason(checkpoint, need_state=False) or damage_reason(checkpoint):
+        raise LongifyError(f"{checkpoint}: damaged checkpoint, {why}; export another checkpoint-N folder")
+
+
 def export_checkpoint(
     checkpoint: str | Path, out: str | Path, *, copy_global: bool = True, overwrite: bool = False
 ) -> Path:
@@ -204,6 +215,7 @@ def export_checkpoint(
     checkpoint = Path(checkpoint)
     if not (checkpoint / "config.json").is_file():
         raise LongifyError(f"{checkpoint}: not a model checkpoint (no config.json)")
+    check_saved_content(checkpoint)
     task = model_task(checkpoint)
     with output_lock(out):
         check_output_dir(out, overwrite)
