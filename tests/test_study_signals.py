@@ -268,3 +268,38 @@ def test_a_job_recorded_as_running_by_a_live_process_is_busy(tmp_path, tiny_sour
     record = job_record(job, "running", pid=other.pid, job_pid=other.pid, job_pid_started=None)
     (out / "jobs" / job.folder / JOB_FILE).write_text(json.dumps(record))
     assert busy_with(out, job) is None
+
+
+def test_a_signal_the_run_was_started_ignoring_stays_ignored() -> None:
+    """A `study run` started with SIGINT ignored (`cmd &` in a script, whose Ctrl-C must not reach it) kept
+    running its jobs through a Ctrl-C before; it must not be interrupted by one now."""
+    from longify.study import stopping
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stopping.stop_on_signals():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == stopping.STOP.handle
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert stopping.STOP.signum is None
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_without_proc_the_guard_finds_no_processes_rather_than_failing(monkeypatch) -> None:
+    """Where there is no /proc (not Linux) the guard still runs the job (its docstring): looking for what the
+    job left behind raised FileNotFoundError there, so every job, also one that succeeded, failed."""
+    from longify.study import guard
+
+    listdir = os.listdir
+
+    def no_proc(path):
+        if str(path) == "/proc":
+            raise FileNotFoundError(path)
+        return listdir(path)
+
+    monkeypatch.setattr(guard.os, "listdir", no_proc)
+    assert guard.descendants(os.getpid()) == []
+    guard.kill_tree()

@@ -84,6 +84,7 @@ def test_a_nested_duplicate_is_refused_but_a_merge_key_override_is_not(tmp_path,
         ("max_pos: 1024", "max_pos: 1024, tolerance: tiny", "models.long.convert.tolerance: expected a number, got 'tiny'"),
         ("max_pos: 1024", "max_pos: 1024, position_init: spline", "models.long.convert.position_init: expected one of copy, interpolate, random, got 'spline'"),
         ("max_pos: 1024", "max_pos: 1024, no_verify: maybe", "models.long.convert.no_verify: expected true or false, got 'maybe'"),
+        ("num_train_epochs: 1", "num_train_epochs: 1, do_lower_case: 'true'", "finetune.do_lower_case: expected true or false, not a string (quoted, or made by ${VAR}: the flag takes no value), got 'true'"),
         ("max_pos: 1024", "max_pos: 1024, attention_window: [256, 512]", "models.long.convert.attention_window: expected a single value, got [256, 512]"),
         ("max_steps: 4", "max_steps: four", "models.long.pretrain.max_steps: expected an integer, got 'four'"),
         ("max_steps: 4", "max_steps: true", "models.long.pretrain.max_steps: expected an integer, got True"),
@@ -92,6 +93,7 @@ def test_a_nested_duplicate_is_refused_but_a_merge_key_override_is_not(tmp_path,
         ("num_train_epochs: 1", "num_train_epochs: one", "finetune.num_train_epochs: expected a number, got 'one'"),
         ("num_train_epochs: 1", "num_train_epochs: 1, per_gpu_train_batch_size: 1.5", "finetune.per_gpu_train_batch_size: expected an integer, got 1.5"),
         ("predict_file: dev.json", "predict_file: dev.json, max_seq_length: {a: 1}", "evaluate.dev.max_seq_length: expected an integer, got {'a': 1}"),
+        ("predict_file: dev.json", "predict_file: dev.json, languages: []", "evaluate.dev.languages: expected at least one value, got []"),
         ("predict_file: dev.json", "predict_file: [a.json, b.json]", "evaluate.dev.predict_file: expected a single value, got ['a.json', 'b.json']"),
         ("seeds: [1, 2]", "seeds: [true]", "seeds: expected a list of integers, got [True]"),
         ("seeds: [1, 2]", "seeds: [1, -1]", "seeds[1]: expected an integer from 0 to 4294967295 (numpy's seed range), got -1"),
@@ -241,3 +243,42 @@ def test_bools_reach_the_command_as_the_spec_says(tmp_path) -> None:
     assert model.copy_global_projections is False
     assert training.disable_tqdm is True
     assert training.fp16 is False
+
+
+def test_a_number_from_an_environment_variable_plans(tmp_path, capsys, monkeypatch) -> None:
+    """``${VAR}`` expands to a string: ``n_train: ${N_TRAIN}`` is ``--n_train 8`` to the prepare command, which
+    takes it, as the flag blocks take ``max_steps: ${STEPS}``."""
+    monkeypatch.setenv("N_TRAIN", "8")
+    spec = write_spec(
+        tmp_path,
+        **{
+            "data: {kind: demo-data, n_train: 8}": "data:\n    kind: demo-data\n    n_train: ${N_TRAIN}\n    n_dev: ${N_DEV:-4}"
+        },
+    )
+    assert main(["study", "plan", str(spec)]) == 0, capsys.readouterr().err
+    monkeypatch.setenv("N_TRAIN", "0")
+    assert plan_errors(spec, capsys) == ["prepare.data.n_train: expected a positive integer, got '0'"]
+
+
+def test_a_strategy_of_unquoted_no_reaches_the_command_as_no(tmp_path, capsys) -> None:
+    """YAML reads an unquoted ``no`` as false: ``save_strategy: no`` was refused ("expected one of no, steps,
+    ..., got False"); it is the choice ``no``."""
+    from longify.qa.args import qa_parser
+    from longify.study.jobs import job_argv, plan_jobs
+    from longify.study.spec import load_spec
+
+    spec = write_spec(
+        tmp_path, **{"num_train_epochs: 1,": "num_train_epochs: 1, save_strategy: no, eval_strategy: off,"}
+    )
+    assert main(["study", "plan", str(spec)]) == 0, capsys.readouterr().err
+    jobs = {j.id: j for j in plan_jobs(load_spec(spec))}
+    train = next(j for j in jobs.values() if j.stage == "train")
+    argv = job_argv(train, tmp_path / "out", jobs)
+    assert argv[argv.index("--save_strategy") + 1] == "no" and argv[argv.index("--eval_strategy") + 1] == "no"
+    args = argv[argv.index("train") + 1 :]
+    training = qa_parser().parse_args_into_dataclasses(args, look_for_args_file=False)[-1]
+    assert str(training.save_strategy.value) == "no"
+    spec = write_spec(tmp_path, **{"num_train_epochs: 1,": "num_train_epochs: 1, save_strategy: yes,"})
+    assert plan_errors(spec, capsys) == [
+        "finetune.save_strategy: expected one of no, steps, epoch, best, got True"
+    ]

@@ -155,7 +155,19 @@ def action_types(parser: Any) -> dict[str, ValueType]:
     }
 
 
+# YAML 1.1 reads an unquoted no / off / n as false: a choice flag that has the choice ``no`` gets ``no``
+FALSE_CHOICE = "no"
+
+
+def _choice_of_false(value: Any, kind: ValueType) -> bool:
+    return value is False and FALSE_CHOICE in kind.choices
+
+
 def _item_problem(item: Any, kind: ValueType) -> str | None:
+    if kind.convert is None and isinstance(item, str) and item.lower() in BOOL_WORDS:  # `x: "true"`
+        return (
+            f"expected {kind.expected}, not a string (quoted, or made by ${{VAR}}: the flag takes no value)"
+        )
     if isinstance(item, (dict, list, bool)) or kind.convert is None:
         return f"expected {kind.expected}"
     try:
@@ -172,11 +184,13 @@ def value_problem(value: Any, kind: ValueType) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        if kind.convert is None or kind.convert is to_bool:
+        if kind.convert is None or kind.convert is to_bool or _choice_of_false(value, kind):
             return None
         return f"expected {kind.expected}, got {value!r}"
     if isinstance(value, list) and not kind.many:
         return f"expected a single value, got {value!r}"
+    if value == [] and kind.convert is not None:  # `--key` with no value: its parser (nargs +) refuses it
+        return "expected at least one value, got []"
     for item in value if isinstance(value, list) else [value]:
         if (why := _item_problem(item, kind)) is not None:
             return f"{why}, got {value!r}"
@@ -206,10 +220,13 @@ def value_type(stage: str, key: str) -> ValueType | None:
 
 def bool_argv(stage: str, key: str, value: bool) -> list[str]:
     """A spec's ``key: true|false`` as the stage's command takes it: ``--key true|false`` for a bool field
-    (``false`` dropped would leave a default of true in force), the bare flag or nothing for a switch."""
+    (``false`` dropped would leave a default of true in force), the bare flag or nothing for a switch,
+    ``--key no`` for false of a choice flag that has the choice ``no``."""
     kind = value_type(stage, key)
     if kind is None or kind.convert is None:
         return [f"--{key}"] if value else []
+    if _choice_of_false(value, kind):  # `save_strategy: no`, which YAML reads as false
+        return [f"--{key}", FALSE_CHOICE]
     return [f"--{key}", "true" if value else "false"]
 
 

@@ -47,9 +47,13 @@ def _job_preexec(guard: int) -> None:
 
 
 def descendants(root: int) -> list[int]:
-    """The PIDs of the live (not zombie) processes below ``root``, from ``/proc``."""
+    """The PIDs of the live (not zombie) processes below ``root``, from ``/proc`` (none found without it)."""
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
         if not entry.isdigit():
             continue
         try:

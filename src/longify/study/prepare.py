@@ -30,6 +30,19 @@ HELP = {
 }
 
 
+def _whole(value: Any) -> int | None:
+    """An integer option's value as the command parses it: an int, or a string of one (``${VAR}`` expands
+    to a string); None for anything else."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
 def option_problems(entry: dict[str, Any], where: str) -> list[str]:
     """One line per option of a prepare ``entry`` (with its ``kind``) that its kind does not take or whose
     value is not a whole number of at least its least value."""
@@ -42,7 +55,7 @@ def option_problems(entry: dict[str, Any], where: str) -> list[str]:
         if key not in accepted:
             expected = f"expected one of {', '.join(accepted)}" if accepted else "it takes none"
             problems.append(f"{where}.{key}: not an option of kind {kind} ({expected})")
-        elif type(value) is not int or value < accepted[key][1]:
+        elif (number := _whole(value)) is None or number < accepted[key][1]:
             least = "a positive integer" if accepted[key][1] == 1 else f"an integer >= {accepted[key][1]}"
             problems.append(f"{where}.{key}: expected {least}, got {value!r}")
     return problems

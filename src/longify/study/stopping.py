@@ -108,11 +108,15 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
     """For the block: SIGTERM and SIGINT are passed on to the running job, which is then recorded as
-    ``interrupted``, and :class:`Interrupted` ends the run (in the main thread only)."""
+    ``interrupted``, and :class:`Interrupted` ends the run (in the main thread only; one that was ignored
+    when the block began stays ignored)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = {s: signal.signal(s, STOP.handle) for s in STOP_SIGNALS}
+    # a signal ignored from the start stays ignored (`study run &` in a script: the script's Ctrl-C is not ours)
+    before = {
+        s: signal.signal(s, STOP.handle) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN
+    }
     STOP.signum = STOP.since = None
     try:
         yield
