@@ -4,7 +4,6 @@ training time), the files resuming needs, and the checks of size, step and conte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ from typing import Any
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from longify.runinfo import write_json_atomic
+from longify.runinfo import file_sha256, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +68,6 @@ def _resume_files_missing(ckpt: Path, world_size: int) -> list[str]:
     if not any(ckpt.glob("rng_state*.pth")):
         missing.append("rng_state.pth" if world_size <= 1 else "rng_state_0.pth")
     return missing
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of ``path``, read in chunks (a checkpoint's files are never read whole into memory)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def files_sha256(folder: Path, names: list[str]) -> dict[str, str]:

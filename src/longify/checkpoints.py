@@ -30,14 +30,13 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
-from longify.checkpoint_files import (  # noqa: F401  (re-exported: the checkpoint API)
+from longify.checkpoint_files import (
     MARK,
     STATE,
     being_written,
     checkpoint_step,
     checkpoints_in,
     damage_reason,
-    file_sha256,
     incomplete_reason,
     mark_complete,
     note_unhashed,

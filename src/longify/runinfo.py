@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -39,6 +40,12 @@ def git_hash() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of the file at ``path``, read in chunks (never whole into memory; hashlib releases the GIL)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def now_iso() -> str:

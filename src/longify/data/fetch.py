@@ -14,7 +14,6 @@ and SHA-256 match the registry.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from longify.errors import LongifyError
 from longify.locks import output_lock
+from longify.runinfo import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +57,6 @@ class _NextURL(Exception):
     """This URL cannot serve the file: try the next one."""
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def part_path(dest: str | Path, sha256: str) -> Path:
     """Where the partial download of ``dest`` with this SHA-256 lives: ``NAME.<sha256[:12]>.part`` beside it."""
     dest = Path(dest)
@@ -78,7 +70,7 @@ def _lock_key(dest: Path, sha256: str) -> Path:
 
 def _complete(dest: Path, size: int, sha256: str) -> bool:
     """Whether ``dest`` is already there with the expected size and SHA-256."""
-    return dest.is_file() and dest.stat().st_size == size and sha256_of(dest) == sha256
+    return dest.is_file() and dest.stat().st_size == size and file_sha256(dest) == sha256
 
 
 def _short(url: str) -> str:
@@ -218,7 +210,7 @@ def _fetch_locked(
                 if got_size != size:
                     part.unlink()
                     raise _NextURL(f"{_short(url)}: size {got_size}, expected {size} (file removed)")
-                got = sha256_of(part)
+                got = file_sha256(part)
                 if got != sha256:
                     part.unlink()
                     raise _NextURL(

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longify.data.fetch import FetchStats, fetch_file, sha256_of
+from longify.data.fetch import FetchStats, fetch_file
 from longify.data.registry import Dataset, FileEntry, Registry, load_registry
 from longify.data.unpack import unpack
 from longify.errors import LongifyError
 from longify.locks import output_lock
 from longify.outdir import atomic_output_dir
+from longify.runinfo import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def status(ds: Dataset, root: Path, *, rehash: bool = False) -> str:
         if st.st_size != info.get("bytes"):
             return "changed"
         if rehash:
-            if sha256_of(path) != info.get("sha256"):
+            if file_sha256(path) != info.get("sha256"):
                 return "changed"
         elif st.st_mtime_ns != info.get("mtime_ns"):
             return "changed"
@@ -84,7 +85,7 @@ def _contents(folder: Path) -> dict[str, dict[str, Any]]:
         if path.is_file() and not path.is_symlink() and path.name != MANIFEST:
             st = path.stat()
             rel = path.relative_to(folder).as_posix()
-            out[rel] = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_of(path)}
+            out[rel] = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(path)}
     return out
 
 

@@ -37,7 +37,7 @@ from longify.errors import LongifyError, first_line
 from longify.locks import output_lock, remove_dead_leftovers
 from longify.mlm.masking import mask_for_eval
 from longify.outdir import check_writable, honour_umask_tree, make_temp_dir, write_failure
-from longify.runinfo import write_json_atomic
+from longify.runinfo import file_sha256, write_json_atomic
 from longify.textfiles import path_kind, read_failure, utf8_lines
 
 if TYPE_CHECKING:
@@ -97,10 +97,10 @@ def resolve_sources(files: list[str] | str) -> list[_Source]:
     return out
 
 
-def file_sha256(path: str) -> str:
+def checked_sha256(path: str) -> str:
+    """``file_sha256``, an unreadable file a one-line error."""
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        return file_sha256(path)
     except OSError as err:
         raise read_failure(path, err) from None
 
@@ -425,7 +425,7 @@ def load_blocks(
     if hub is not None:
         content = [f"hub:{name}:{dataset_config}:{split}:{text_field}:{hub._fingerprint}"]
     else:
-        content = [f"{k}:{text_field if k == 'jsonl' else ''}:{file_sha256(p)}" for k, p in sources]
+        content = [f"{k}:{text_field if k == 'jsonl' else ''}:{checked_sha256(p)}" for k, p in sources]
     parts = [f"v{FORMAT_VERSION}", *content, f"tokenizer:{tok_hash}:{cls}:{sep}", f"block_size:{block_size}"]
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
     root = Path(cache_dir or os.environ.get("LONGIFY_CACHE") or Path.home() / ".cache" / "longify" / "mlm")
