@@ -14,15 +14,7 @@ import pandas as pd
 
 from longify.errors import LongifyError
 from longify.locks import remove_dead_leftovers
-from longify.outdir import (
-    check_writable,
-    current_umask,
-    make_temp_dir,
-    missing_folders,
-    remove_if_empty,
-    renamed,
-    write_failure,
-)
+from longify.outdir import check_writable, current_umask, staged_files, write_failure
 from longify.report import plots
 from longify.report.bootstrap import LEVEL, MIN_RESAMPLES, RESAMPLES, SEED
 from longify.report.compare import Row, compare, pairs_of
@@ -56,33 +48,17 @@ def write_text(path: Path, text: str) -> None:
 
 @contextmanager
 def staged_report(out: Path) -> Iterator[Path]:
-    """A temporary folder to write the report into (inside ``out`` when it exists, else beside it, so that
-    the files are renamed, never copied, into place); on success its files replace those of ``out``, other
-    files there stay. On any error it goes, with the folders made for ``out``, and ``out`` is as it was:
-    a full disk names the file being written by its place in ``out``. What a killed run left is removed."""
-    made = missing_folders(out)
-    place, prefix = (out, ".report.tmp-") if out.is_dir() else (out.parent, f".{out.name}.tmp-")
-    try:
-        place.mkdir(parents=True, exist_ok=True)
-        remove_dead_leftovers(place, prefix, lambda p: shutil.rmtree(p, ignore_errors=True))
-        tmp = make_temp_dir(place, prefix)
-    except OSError as err:
-        remove_if_empty(made)
-        raise (write_failure(err, out) or err) from None
-    try:
+    """A temporary folder inside ``out`` to write the report into (``outdir.staged_files``): on success its
+    files replace those of ``out`` (other files there stay); on any error it goes, with the folders made for
+    ``out``, and a full disk names the file by its place in ``out``. What a killed run left is removed."""
+    prefix = ".report.tmp-"
+    with staged_files(
+        out,
+        prefix,
+        lambda folder: remove_dead_leftovers(folder, prefix, lambda p: shutil.rmtree(p, ignore_errors=True)),
+        lambda folder, tmp: _move_files(tmp, folder),
+    ) as tmp:
         yield tmp
-        if out.is_dir():
-            _move_files(tmp, out)
-        else:
-            tmp.rename(out)
-    except BaseException as err:
-        failure = write_failure(err, out) or err  # before the cleanup frees the space
-        shutil.rmtree(tmp, ignore_errors=True)
-        remove_if_empty(made)
-        if isinstance(failure, LongifyError):
-            raise renamed(failure, tmp, out) from None
-        raise
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _move_files(src: Path, dest: Path) -> None:
