@@ -12,6 +12,9 @@ peak memory of each (fresh process: peak RSS (VmHWM, reset just before) minus RS
 
 With ``--bf16`` both HF and the fast path run under ``torch.autocast("cpu", dtype=torch.bfloat16)``, and
 the model fwd+bwd row also times the fast path in fp32 (same run, interleaved): "fp32 fast / bf16 fast".
+On a CPU without native bf16 (AVX2 only: bf16 7-9x slower than fp32) the bf16 cases and the bf16 matmul rate
+are skipped with a line, ``--quick``'s too (``--bf16-on-emulated-cpu`` times them anyway); the header names
+the CPU (``cpu_kind.py``).
 
 Times are the minimum over repeats, implementations interleaved (robust to other load on the machine).
 ``--window`` is HF's ``attention_window`` (both sides): 512 means w = 256 keys on each side.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import subprocess
 import sys
@@ -34,8 +38,10 @@ from transformers import LongformerConfig, LongformerModel, RobertaConfig, Rober
 from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
 
 from longify.attention import FastLongformerSelfAttention, use_fast_attention
+from longify.cpu import cpu_info
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_kind import FORCE_FLAG, FORCE_HELP, bf16_skipped, header
 from passthrough import use_passthrough_attention
 
 VOCAB = 1000  # the embedding matrix is not what is measured; keep it small
@@ -206,14 +212,20 @@ def extra_memory(s: Setup, impl: str, scope: str, backward: bool) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["extra_mib"]
 
 
-def rates() -> dict[str, float]:
-    """This machine's matmul rate now, fp32 and bf16 (GFLOP/s)."""
-    return {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+def rates(bf16: bool = True) -> dict[str, float]:
+    """This machine's matmul rate now, fp32 and bf16 (GFLOP/s); bf16 NaN (not measured) unless ``bf16``: on a
+    CPU without native bf16 its 13 matmuls alone took minutes (about 1 GFLOP/s on a loaded AVX2 machine)."""
+    return {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16) if bf16 else math.nan}
+
+
+def gflops(rate: float) -> str:
+    return "not measured" if math.isnan(rate) else f"{rate:.0f} GFLOP/s"
 
 
 def best_rates(peak: dict[str, float]) -> dict[str, float]:
     """The best of ``peak`` and a new measurement: other jobs may share the machine."""
-    return {k: max(v, r) for (k, v), r in zip(peak.items(), rates().values(), strict=True)}
+    again = rates(bf16=not math.isnan(peak["bf16"]))
+    return {k: max(v, again[k]) for k, v in peak.items()}
 
 
 def report(s: Setup, repeats: int, memory: bool, peak: dict[str, float]) -> None:
@@ -253,7 +265,7 @@ def report(s: Setup, repeats: int, memory: bool, peak: dict[str, float]) -> None
     key = "bf16" if s.bf16 else "fp32"
     print(
         f"achieved GFLOP/s on exact FLOPs (fwd+bwd = 3 x fwd), matmul rate {peak[key]:.0f} GFLOP/s {key} "
-        f"({peak['fp32']:.0f} fp32, {peak['bf16']:.0f} bf16):"
+        f"({peak['fp32']:.0f} fp32, bf16 {gflops(peak['bf16'])}):"
     )
     for scope in ("layer", "model"):
         t = results[(scope, True)]
@@ -273,9 +285,9 @@ def floor_line(t: dict[str, float], bf16: bool) -> str:
     return line
 
 
-def base(repeats: int, memory: bool, peak: dict[str, float], quick: bool) -> None:
+def base(repeats: int, memory: bool, peak: dict[str, float], quick: bool, bf16: bool = True) -> None:
     """The base size (roberta-base: 12 layers, hidden 768, 12 heads, 3072; 4096 tokens, batch 1), model
-    fwd+bwd, fast vs HF, fp32 and bf16 autocast, without and with gradient checkpointing."""
+    fwd+bwd, fast vs HF, fp32 and (``bf16``) bf16 autocast, without and with gradient checkpointing."""
     shape = (256, 2, 4, 1024) if quick else (768, 12, 12, 4096)
     hidden, layers, heads, seq = shape
     print(
@@ -287,22 +299,22 @@ def base(repeats: int, memory: bool, peak: dict[str, float], quick: bool) -> Non
         f"{'precision':<10}{'checkpt':>8}{'HF s':>9}{'fast s':>9}{'HF/fast':>9}{'floor s':>9}{'HF/floor':>9}"
         f"{'HF tok/s':>10}{'fast tok/s':>11}{mem_head}"
     )
-    for bf16 in (False, True):
+    for low in (False, True) if bf16 else (False,):
         for checkpointing in (False, True):
-            s = Setup(hidden, layers, heads, seq, 512, 2, 1, None, 0.0, bf16, checkpointing)
+            s = Setup(hidden, layers, heads, seq, 512, 2, 1, None, 0.0, low, checkpointing)
             t = time_all(s, ["hf", "fast", "floor"], "model", True, repeats)
             mem = ""
             if memory:
                 m_hf, m_fast = (extra_memory(s, i, "model", True) for i in ("hf", "fast"))
                 mem = f"{m_hf:>9.0f}{m_fast:>10.0f}{m_fast / max(m_hf, 1e-9):>10.2f}"
             print(
-                f"{'bf16' if bf16 else 'fp32':<10}{'yes' if checkpointing else 'no':>8}{t['hf']:>9.3f}"
+                f"{'bf16' if low else 'fp32':<10}{'yes' if checkpointing else 'no':>8}{t['hf']:>9.3f}"
                 f"{t['fast']:>9.3f}{t['hf'] / t['fast']:>9.2f}{t['floor']:>9.3f}{t['hf'] / t['floor']:>9.2f}"
                 f"{seq / t['hf']:>10.0f}{seq / t['fast']:>11.0f}{mem}",
                 flush=True,
             )
     peak = best_rates(peak)
-    print(f"matmul rate: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+    print(f"matmul rate: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {gflops(peak['bf16'])}")
 
 
 def main() -> None:
@@ -334,6 +346,7 @@ def main() -> None:
         default="wall",
         help="cpu = process CPU time: with --threads 1, robust to other jobs sharing the machine",
     )
+    p.add_argument(FORCE_FLAG, action="store_true", help=FORCE_HELP)
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
@@ -346,14 +359,23 @@ def main() -> None:
     if args.quick:
         args.hidden, args.layers, args.repeats, args.no_memory = [256], 1, 1, True
         precisions = [False, True]
-    peak = rates()
+    wants_bf16 = args.bf16 or args.base or args.quick
+    skipped = bf16_skipped(cpu_info(), forced=args.bf16_on_emulated_cpu) if wants_bf16 else None
+    if skipped:
+        precisions = [False]  # --quick: its fp32 case alone
+    peak = rates(bf16=not skipped)
+    print(header())
     print(
         f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; "
         f"load average {os.getloadavg()[0]:.1f}; matmul fp32 {peak['fp32']:.0f} GFLOP/s, "
-        f"bf16 {peak['bf16']:.0f} GFLOP/s"
+        f"bf16 {gflops(peak['bf16'])}"
     )
+    if skipped:
+        print(skipped)
+        if args.bf16 and not args.base:
+            return  # --bf16 asked for the bf16 case alone
     if args.base:
-        base(args.repeats, not args.no_memory, peak, args.quick)
+        base(args.repeats, not args.no_memory, peak, args.quick, bf16=not skipped)
     else:
         for bf16 in precisions:
             for hidden in args.hidden:

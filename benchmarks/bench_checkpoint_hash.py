@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from longify.checkpoint_files import files_sha256
+from longify.cpu import cpu_info
 
 MB = 1_000_000
 
@@ -89,9 +90,7 @@ def main() -> None:
     if args.quick:
         args.mb_model, args.mb_optimizer = 20, 40
     r = run(args.mb_model, args.mb_optimizer, args.repeat, args.dir)
-    print(
-        f"cpu: {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores; torch {torch.__version__}"
-    )
+    print(f"{cpu_info().describe()}, {os.cpu_count()} cores; torch {torch.__version__}")
     print(f"files: {args.mb_model} MB model + {args.mb_optimizer} MB optimizer = {r['mb']:.0f} MB")
     print(f"save (torch.save + fsync), the anchor: {r['save']:7.2f} s  ({r['mb'] / r['save']:6.0f} MB/s)")
     print(f"sha256, page cache warm (at save):     {r['hash_warm']:7.2f} s  ({r['mb'] / r['hash_warm']:6.0f} MB/s)"

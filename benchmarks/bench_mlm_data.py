@@ -27,6 +27,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from longify.cpu import cpu_info
 from longify.demo.corpus import wikitext
 from longify.mlm.data import load_blocks, read_text_units
 from longify.tiny import train_tokenizer
@@ -80,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     tok = train_tokenizer("roberta", texts=units[:20000], vocab_size=args.vocab)
     print(f"tokenizer   byte-level BPE, {len(tok)} ids, trained in {time.perf_counter() - t0:.1f} s")
     backend = tok.backend_tokenizer
-    print(f"cpus        {os.cpu_count()}; {len(units)} text units; block size {args.block_size}")
+    print(
+        f"cpus        {os.cpu_count()} ({cpu_info().describe()}); {len(units)} text units; block size {args.block_size}"
+    )
 
     rows: list[dict[str, float]] = []
     for r in range(args.repeat):

@@ -14,6 +14,10 @@ figure is the minimum over repeats (robust to other load on the machine). The fp
 times process CPU time on one thread, which other jobs on a shared machine disturb much less than the wall
 clock.
 
+The header, the table and the JSON (``cpu``) name the CPU. On a CPU without native bf16 (AVX2 only: bf16 7-9x
+slower than fp32) the bf16 cases and their matmul rate are left out, with a line, except at ``--quick``'s tiny
+sizes; ``--bf16-on-emulated-cpu`` times them anyway.
+
     .venv/bin/python benchmarks/bench_qa_eval.py --threads 1 --clock cpu   # docs/performance.md (long)
     .venv/bin/python benchmarks/bench_qa_eval.py                 # wall clock, torch's threads
     .venv/bin/python benchmarks/bench_qa_eval.py --quick         # smoke run (seconds)
@@ -34,10 +38,12 @@ import torch
 from transformers import LongformerConfig, LongformerForQuestionAnswering
 
 from longify.attention import use_hf_attention
+from longify.cpu import cpu_info
 from longify.qa.features import QACollator
 from longify.qa.pipeline import window_logits
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_kind import FORCE_FLAG, FORCE_HELP, bf16_skipped, header
 from passthrough import use_passthrough_attention, use_real_fast
 
 VOCAB = 1000  # the embedding matrix is not what is measured
@@ -110,7 +116,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     feats = {b: windows(b, a.seq, a.global_tokens) for b in a.batches}
     cases = [(b, p, i) for b in a.batches for p in a.precisions for i in a.impls]
     best = dict.fromkeys(cases, float("inf"))
-    rates: dict[str, list[float]] = {p: [] for p in ("fp32", "bf16")}
+    # bf16's rate only where bf16 is timed: on a CPU without native bf16 it alone can take minutes
+    rates: dict[str, list[float]] = {p: [] for p in ("fp32", "bf16") if p == "fp32" or p in a.precisions}
     loads: list[float] = []
 
     def timed(batch: int, prec: str, impl: str, fs: list[dict[str, Any]]) -> float:
@@ -126,8 +133,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             timed(1, prec, impl, warm)
     for r in range(a.repeats):
         loads.append(os.getloadavg()[0])
-        rates["fp32"].append(matmul_rate(torch.float32, a.clock, a.matmul))
-        rates["bf16"].append(matmul_rate(torch.bfloat16, a.clock, a.matmul))
+        for prec, values in rates.items():
+            values.append(matmul_rate(DTYPES[prec] or torch.float32, a.clock, a.matmul))
         for case in cases:
             seconds = timed(*case, feats[case[0]])
             best[case] = min(best[case], seconds)
@@ -164,6 +171,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             "matmul": "x".join(map(str, a.matmul)),
             "torch": torch.__version__,
         },
+        "cpu": cpu_info().record(),
         "matmul_gflops": {p: [round(min(v), 1), round(max(v), 1)] for p, v in rates.items()},
         "load_average": [round(min(loads), 2), round(max(loads), 2)],
         "results": results,
@@ -173,10 +181,12 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
 def table(out: dict[str, Any]) -> str:
     s, m = out["setup"], out["matmul_gflops"]
     lines = [
+        f"CPU {out['cpu']['capability']}, native bf16 {'yes' if out['cpu']['native_bf16'] else 'no'}",
         f"{s['layers']} layers, hidden {s['hidden']}, {s['heads']} heads, {s['intermediate']}, {s['seq']} tokens, "
         f"window {s['window']}, {s['global_tokens']} global tokens, {s['threads']} threads, {s['clock']} clock, min of "
         f"{s['repeats']} interleaved repeats; load average {out['load_average'][0]}-{out['load_average'][1]}; "
-        f"matmul fp32 {m['fp32'][0]:.0f}-{m['fp32'][1]:.0f} GFLOP/s, bf16 {m['bf16'][0]:.0f}-{m['bf16'][1]:.0f} GFLOP/s",
+        f"matmul fp32 {m['fp32'][0]:.0f}-{m['fp32'][1]:.0f} GFLOP/s, bf16 "
+        + (f"{m['bf16'][0]:.0f}-{m['bf16'][1]:.0f} GFLOP/s" if "bf16" in m else "not measured"),
         "",
         "| batch | precision | HF s | fast s | HF features/s | fast features/s | fast / HF | floor s | HF / floor "
         "| bf16 / fp32 (fast, HF) |",
@@ -217,6 +227,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--verbose", action="store_true", help="print every timing as it is taken")
+    p.add_argument(FORCE_FLAG, action="store_true", help=FORCE_HELP)
     a = p.parse_args(argv)
     a.matmul = QUICK_MATMUL if a.quick else MATMUL
     if a.quick:
@@ -225,12 +236,24 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     for name, chosen, known in (("precisions", a.precisions, DTYPES), ("impls", a.impls, IMPLS)):
         if not chosen or set(chosen) - set(known):
             p.error(f"--{name}: expected a comma-separated subset of {','.join(known)}")
+    a.skipped = (
+        bf16_skipped(cpu_info(), small=a.quick, forced=a.bf16_on_emulated_cpu)
+        if "bf16" in a.precisions
+        else None
+    )
+    if a.skipped:
+        a.precisions = [p for p in a.precisions if p != "bf16"]
+        if not a.precisions:
+            p.error(f"--precisions: {a.skipped.removeprefix('# ')}")
     return a
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run, print the table and the JSON object (last line), write ``--json``; return the results."""
     args = parse(argv)
+    print(header())
+    if args.skipped:
+        print(args.skipped)
     out = run(args)
     print(table(out))
     print(json.dumps(out))

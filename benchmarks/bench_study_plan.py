@@ -39,6 +39,9 @@ def main() -> None:
         jobs = plan_jobs(load_spec(spec))
         done = sum(job_status(out, j) == "done" for j in jobs)
         seconds = time.perf_counter() - t0
+    from longify.cpu import cpu_info  # imports torch: after the timing, which must not include it
+
+    print(f"# {cpu_info().describe()}")
     print(
         f"{len(jobs)} jobs planned, {done} found done: {seconds:.3f} s ({1000 * seconds / len(jobs):.2f} ms/job)"
     )

@@ -31,6 +31,7 @@ from transformers import LongformerConfig, LongformerModel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from longify.attention import use_fast_attention
+from longify.cpu import cpu_info
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -180,6 +181,7 @@ def main() -> int:
     result: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if ns.device.startswith("cuda") else "cpu",
         "torch": torch.__version__,
+        "cpu": cpu_info().record(),
         "quick": ns.quick,
     }
     t0 = time.perf_counter()

@@ -53,7 +53,10 @@ def main() -> None:
             capture_output=True, text=True, check=True,
         ).stdout.split()  # fmt: skip
         results[case] = {"peak_rss_mb": int(out[-3]), "tokens": int(out[-2]), "seconds": float(out[-1])}
-    print(json.dumps({"mb": args.mb, "family": args.family, **results}, indent=2))
+    from longify.cpu import cpu_info
+
+    record = {"mb": args.mb, "family": args.family, "cpu": cpu_info().record(), **results}
+    print(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

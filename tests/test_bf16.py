@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import AutoConfig, TrainerCallback
 
+import longify.cpu
 from helpers import AttentionCalls, tiny_qa_setup, write_wikitext
 from longify.convert import convert
 from longify.hfargs import flag_is_true, machine_defaults, precision
@@ -22,6 +23,13 @@ from longify.qa.args import parse_qa_args
 from longify.qa.commands import qa_evaluate_main, qa_train_main
 from longify.qa.pipeline import autocast_for
 from longify.tiny import save_tiny
+
+
+@pytest.fixture(autouse=True)
+def native_bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bf16 path itself is tested here, as on a CPU with native bf16: without it (AVX2 only) ``--bf16`` is
+    refused unless forced (``test_cpu_kind.py``)."""
+    monkeypatch.setattr(longify.cpu, "probe", lambda: ("AVX512", True))
 
 
 @pytest.fixture

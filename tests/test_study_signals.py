@@ -143,6 +143,8 @@ def test_a_signal_to_study_run_stops_its_job_and_a_rerun_gives_the_same_results(
         if runner.poll() is None:
             runner.kill()
     assert not _gone_within(job_processes), "a process of the job outlived the study run"
+    # an orphan that trained on would have finished within that wait (16 tiny steps): it must not have
+    assert not (pretrain.output(out) / "model.safetensors").exists(), "the job trained on to its end"
     assert job_status(out, pretrain) == "interrupted"
     if sig != signal.SIGKILL:
         assert runner.returncode == 128 + sig

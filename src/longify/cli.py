@@ -362,7 +362,12 @@ def group_parser(words: tuple[str, ...], group: Table) -> argparse.ArgumentParse
     if not words:
         parser.add_argument("--version", action="store_true", help="print the version and exit")
         parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-        parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+        parser.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            help="only warnings, errors and the closing summary (no progress bars, no metric dicts)",
+        )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name, node in group.items():
         sub.add_parser(name, help=node.help if isinstance(node, Command) else GROUP_HELP[(*words, name)])
@@ -426,6 +431,9 @@ def setup_logging(debug: bool = False, quiet: bool = False) -> None:
 
     hf_logging.set_verbosity_warning() if not debug else hf_logging.set_verbosity_info()
     hf_logging.disable_progress_bar()
+    from longify.console import set_quiet
+
+    set_quiet(quiet and not debug)  # -q: no progress bars, no Trainer log dicts (--debug wins over it)
     # longify pads to the attention window itself where it matters; HF's notice about it is noise
     longformer_log = logging.getLogger("transformers.models.longformer.modeling_longformer")
     if _padding_notice not in longformer_log.filters:
@@ -492,6 +500,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"longify: error: {failure}", file=sys.stderr)
         return failure.exit_code
+    finally:
+        from longify.console import set_quiet
+
+        set_quiet(False)  # -q lasts for this command only (main may run again in the same process)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.training_args import ParallelMode
 
+from longify.cpu import EMULATED_BF16, FORCE_FLAG, cpu_info, emulated_bf16_refusal
 from longify.distributed import release_at_exit
 from longify.errors import LongifyError, first_line
 from longify.legacy import BOOL_WORDS, TRUE_WORDS, Translated, config_to_argv, translate_legacy_args
@@ -166,6 +167,7 @@ def parse_hf_args(
     )
     final = list(translated.argv)
     check_full_eval(final)
+    check_cpu_bf16(final)
     final += machine_defaults(final)
     for i in range(0, len(defaults), 2):
         if not has_flag(final, defaults[i]):
@@ -225,6 +227,24 @@ def check_full_eval(argv: Sequence[str]) -> None:
                 f"{flag}: longify does not cast the model for evaluation; evaluation runs in the training's "
                 "precision (--bf16: under bf16 autocast); remove it"
             )
+
+
+def check_cpu_bf16(argv: Sequence[str]) -> None:
+    """``--bf16`` on a CPU without native bf16 (AVX2 only): refused in one line unless ``--bf16_on_emulated_cpu``
+    is given too. There PyTorch's fallback GEMM makes bf16 several times slower than fp32 (``longify.cpu``),
+    so a run would take many times longer for nothing. A run on CUDA (without ``--use_cpu``) is not checked."""
+    if not flag_is_true(argv, "--bf16"):
+        return
+    if torch.cuda.is_available() and not flag_is_true(argv, "--use_cpu"):
+        return
+    info = cpu_info()
+    if info.native_bf16:
+        return
+    if not flag_is_true(argv, FORCE_FLAG):
+        raise LongifyError(emulated_bf16_refusal(info))
+    logger.warning(
+        "%s: bf16 on a CPU without native bf16 (%s): %s", FORCE_FLAG, info.capability, EMULATED_BF16
+    )
 
 
 def check_training_args(t: TrainingArguments) -> None:

@@ -75,6 +75,16 @@ LEGACY_FLAGS: dict[str, tuple[bool, Rewrite]] = {
 }
 
 
+def _bf16_hint() -> str:
+    """What ``--fp16`` without CUDA suggests: ``--bf16`` only where this CPU runs bf16 natively."""
+    from longify.cpu import cpu_info  # lazily: this module is imported where torch is not (study planning)
+
+    info = cpu_info()
+    if info.native_bf16:
+        return "--bf16 runs bf16 autocast on the CPU"
+    return f"this CPU, {info.capability}, has no native bf16: fp32 is its fastest precision"
+
+
 def translate_legacy_args(
     argv: Sequence[str], *, cuda_available: bool, refused: Mapping[str, str] | None = None
 ) -> Translated:
@@ -96,9 +106,7 @@ def translate_legacy_args(
             )
             i += 2 if value is not None and not eq else 1
             if (value or "true").lower() in TRUE_WORDS:
-                out.notes.append(
-                    "--fp16: no CUDA device here; running in fp32 (--bf16 runs bf16 autocast on the CPU)"
-                )
+                out.notes.append(f"--fp16: no CUDA device here; running in fp32 ({_bf16_hint()})")
             continue
         if name not in LEGACY_FLAGS:
             out.argv.append(arg)

@@ -6,6 +6,13 @@ command) for the refusal message. The kernel drops the lock when its holder dies
 a killed process is simply taken over; the holder removes the file when it is done. Within one process the
 lock is re-entrant (a command may lock a folder that one of its callers already holds). Under a
 distributed launch only rank 0 locks: the other ranks of the same launch work on the same folders.
+
+Locks nest: a folder inside one that another process holds is refused too (a running ``pretrain`` owns
+``OUT/converted``, a ``study run`` its jobs' folders), except for the processes started to work inside it:
+``$LONGIFY_LOCKS_ABOVE`` lists the lock files of the folders a process's parents held when they started it
+(every holder adds its own for its children: the demo's study, the study's jobs; ``admitting`` gives the
+entry to a job started otherwise, as a Slurm job is). The other way round, a folder is replaced
+(``--overwrite``) only while no other process holds a lock inside it (see ``held_inside``).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from longify.errors import LongifyError
 logger = logging.getLogger(__name__)
 
 INSIDE_NAME = ".longify.lock"  # the lock file's name inside a folder whose parent is read-only
+ABOVE_ENV = "LONGIFY_LOCKS_ABOVE"  # JSON list: lock files of folders this process may lock inside (see _key)
 _HELD: dict[str, tuple[int, int]] = {}  # lock path -> (fd, depth) of the locks this process holds
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -73,7 +81,12 @@ def holder_of(path: str | Path) -> dict[str, Any]:
 def lock_holder(folder: str | Path) -> dict[str, Any] | None:
     """Who holds ``folder``'s lock now (``holder_of``'s answer), or None when nobody does. Only looks: it
     creates no file and holds nothing past the call."""
-    path = lock_path(folder)
+    return _probe(lock_path(folder))
+
+
+def _probe(path: Path) -> dict[str, Any] | None:
+    """Who holds the lock file ``path`` now (``holder_of``), or None when nobody does or there is no such
+    file. Only looks: it creates nothing and holds nothing past the call."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -89,12 +102,113 @@ def lock_holder(folder: str | Path) -> dict[str, Any] | None:
     return None
 
 
+def _key(path: Path) -> str:
+    """One name for a lock file however it is reached: its folder's links resolved."""
+    return os.path.join(os.path.realpath(path.parent), path.name)
+
+
+def _above() -> list[str]:
+    """The lock files (``_key``) of the folders this process was started to work inside (``ABOVE_ENV``)."""
+    try:
+        value = json.loads(os.environ.get(ABOVE_ENV) or "[]")
+    except json.JSONDecodeError:
+        return []
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def admitting(folder: str | Path) -> dict[str, str]:
+    """Environment entries for a process started to work inside ``folder`` (a study's job): it may lock
+    folders inside ``folder`` whoever holds ``folder``'s lock then (a later ``study run`` of the study)."""
+    folder = Path(os.path.abspath(folder))
+    return {ABOVE_ENV: json.dumps(list(dict.fromkeys([*_above(), *map(_key, _candidates(folder))])))}
+
+
+def _pass_down(key: str, holding: bool) -> None:
+    """Add ``key`` to (or take it out of) ``ABOVE_ENV``, for the children started while it is held."""
+    keys = [k for k in _above() if k != key] + ([key] if holding else [])
+    if keys:
+        os.environ[ABOVE_ENV] = json.dumps(keys)
+    else:
+        os.environ.pop(ABOVE_ENV, None)
+
+
+def _mine(holder: dict[str, Any]) -> bool:
+    return holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+
+
+def _other_holder(path: Path) -> dict[str, Any] | None:
+    """Who holds the lock file ``path``, unless nobody does, this process does, or this process was
+    started to work inside its folder."""
+    above = _above()
+    if str(path) in _HELD or (above and _key(path) in above):
+        return None
+    holder = _probe(path)
+    return None if holder is None or _mine(holder) else holder
+
+
+def _candidates(folder: Path) -> tuple[Path, Path]:
+    """The two places ``folder``'s lock file may be: beside it, or inside it (a read-only parent)."""
+    return folder.parent / f".{folder.name}.lock", folder / INSIDE_NAME
+
+
+def enclosing_holder(folder: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """A folder that ``folder`` lies in (by its path as given or with its links resolved) whose lock
+    another process holds (see ``_other_holder``), with its holder; else None."""
+    given = Path(os.path.abspath(folder))
+    real = Path(os.path.realpath(given))
+    for above in dict.fromkeys([*given.parents, *real.parents]):
+        if above == above.parent:
+            continue  # the root: nothing locks it
+        for path in _candidates(above):
+            if (holder := _other_holder(path)) is not None:
+                return above, holder
+    return None
+
+
+def held_inside(folder: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """A lock file inside ``folder`` that another process holds (see ``_other_holder``), with its holder;
+    else None. Walks the whole tree (links not followed): for a folder about to be replaced, whose
+    tree is about to be walked to be deleted anyway."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = Path(root, name)
+            if (
+                name.startswith(".")
+                and name.endswith(".lock")
+                and (holder := _other_holder(path)) is not None
+            ):
+                return path, holder
+    return None
+
+
+def _refuse_enclosed(folder: Path) -> None:
+    if found := enclosing_holder(folder):
+        above, holder = found
+        raise LongifyError(
+            f"{folder}: inside {above}, which another longify process uses ({describe(holder)}); "
+            "wait for it to finish or choose a folder outside it"
+        )
+
+
 def describe(holder: dict[str, Any]) -> str:
     """``pid 123 on host: longify convert ...`` (one line)."""
     if not holder:
         return "pid unknown"
     command = " ".join(str(holder.get("command", "")).split())[:200]
     return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}" + (f": {command}" if command else "")
+
+
+def _flock_nb(fd: int, tries: int = 4) -> None:
+    """``flock(LOCK_EX | LOCK_NB)``, tried again a few times over 0.1 s: another process's look at the
+    lock (``_probe``, a shared lock held for microseconds) is no holder."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.025)
 
 
 def _open_locked(path: Path, folder: Path, wait: bool) -> int:
@@ -106,7 +220,7 @@ def _open_locked(path: Path, folder: Path, wait: bool) -> int:
             raise LongifyError(f"{folder}: cannot create the lock file {path} ({err.strerror})") from None
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock_nb(fd)
             except BlockingIOError:
                 holder = holder_of(path)
                 if not wait:
@@ -159,7 +273,7 @@ def output_lock(
         yield
         return
     folder = Path(folder)
-    from longify.outdir import check_writable  # (outdir imports this module)
+    from longify.outdir import check_writable, missing_folders, remove_if_empty  # (outdir imports this)
 
     check_writable(folder)  # one line for a read-only folder or a file on the way, before anything is made
     path = lock_path(folder)
@@ -172,20 +286,34 @@ def output_lock(
         finally:
             _HELD[key] = (fd, _HELD[key][1] - 1)
         return
+    _refuse_enclosed(folder)  # before anything is made
+    made = missing_folders(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _open_locked(path, folder, wait)
+    try:
+        fd = _open_locked(path, folder, wait)
+    except BaseException:
+        remove_if_empty(made)
+        raise
     if fd < 0:
         yield
         return
     _HELD[key] = (fd, 1)
+    above = _key(path)
+    passed = above not in _above()  # (else a parent passed it down already: it stays)
+    if passed:
+        _pass_down(above, holding=True)
     try:
         _write_holder(fd)
+        _refuse_enclosed(folder)  # again, ours held: of two racing (see held_inside), one sees the other
         yield
     finally:
         del _HELD[key]
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)  # while still locked: see _open_locked
         os.close(fd)
+        if passed:
+            _pass_down(above, holding=False)
+        remove_if_empty(made)  # the folders made for the lock file alone (a command refused or failed early)
 
 
 def locks_output(where: Callable[..., str | Path]) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:

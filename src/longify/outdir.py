@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from longify.errors import LongifyError
-from longify.locks import INSIDE_NAME, output_lock, remove_dead_leftovers
+from longify.locks import INSIDE_NAME, describe, held_inside, output_lock, remove_dead_leftovers
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +65,36 @@ _FULL_TEXT = ("No space left on device", "os error 28", "Disk quota exceeded", "
 
 
 def _exists(path: Path, name: str) -> bool:
-    """``path.exists()``, but a folder on the way that may not be searched is one line, not False."""
+    """``path.exists()``, but a folder on the way that may not be searched, or a symbolic link loop, is one
+    line, not False (nor a traceback)."""
     try:
         path.stat()
     except (FileNotFoundError, NotADirectoryError):
         return False
     except PermissionError:
         raise LongifyError(f"{name}: permission denied on {path} (cannot look into {path.parent})") from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            loop = _loop_in(path)
+            where = (
+                "a symbolic link loop" if str(loop) == name else f"{loop} on the way is a symbolic link loop"
+            )
+            raise LongifyError(
+                f"{name}: {where} (too many levels of symbolic links); choose another folder"
+            ) from None
+        raise LongifyError(f"{name}: cannot look at {path} ({err.strerror or err})") from None
     return True
+
+
+def _loop_in(path: Path) -> Path:
+    """The first of ``path`` and its parents, from the root down, that cannot be resolved for a link loop."""
+    for place in (*reversed(path.parents), path):
+        try:
+            place.stat()
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return place
+    return path
 
 
 def _why_not_writable(folder: Path) -> str | None:
@@ -92,15 +114,23 @@ def _why_not_writable(folder: Path) -> str | None:
     return "permission denied"
 
 
+def nearest_existing(folder: str | Path) -> Path:
+    """``folder`` (made absolute) if it exists, else its nearest existing parent; a folder on the way that
+    may not be searched or a symbolic link loop is one line naming ``folder``."""
+    folder = Path(os.path.abspath(folder))
+    existing = folder
+    while not _exists(existing, str(folder)):
+        existing = existing.parent
+    return existing
+
+
 def check_writable(folder: str | Path, *, replace: bool = False) -> None:
     """Before any long work, refuse in one line a folder that cannot be written: one on the way is a file,
     or the folder (when it exists; else its nearest existing parent, where it will be made) is read-only or
     not ours. ``replace``: the folder is renamed into place, so its parent must be writable too."""
     folder = Path(os.path.abspath(folder))
     name = str(folder)
-    existing = folder
-    while not _exists(existing, name):
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         what = (
             "exists and is not a directory" if existing == folder else f"{existing} is a file, not a folder"
@@ -199,8 +229,15 @@ def check_output_dir(out: str | Path, overwrite: bool, flag: str = "--overwrite"
     check_writable(out, replace=overwrite or not out.is_dir())
     if out.exists() and not out.is_dir():
         raise LongifyError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(p.name != INSIDE_NAME for p in out.iterdir()) and not overwrite:
-        raise LongifyError(f"{out}: output directory exists and is not empty; pass {flag} to replace it")
+    if out.is_dir() and any(p.name != INSIDE_NAME for p in out.iterdir()):
+        if not overwrite:
+            raise LongifyError(f"{out}: output directory exists and is not empty; pass {flag} to replace it")
+        if found := held_inside(out):  # replacing OUT would pull the folder away from under its writer
+            lock, holder = found
+            raise LongifyError(
+                f"{out}: {flag} would replace it, but another longify process writes inside it "
+                f"({lock} is held by {describe(holder)}); wait for it to finish or choose another folder"
+            )
     return out
 
 

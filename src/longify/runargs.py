@@ -45,7 +45,16 @@ TRAINING = (
     "full_determinism",
     "average_tokens_across_devices",
 )
-_NOT_DEFINING = {"data_cache_dir", "preprocessing_num_workers", "model_name", "attention", "bucket_width"}
+# caches, worker counts, names, kernels and the permission to run bf16 on an emulating CPU (bf16_on_emulated_cpu)
+# change how a run goes, not what it computes
+_NOT_DEFINING = {
+    "data_cache_dir",
+    "preprocessing_num_workers",
+    "model_name",
+    "attention",
+    "bucket_width",
+    "bf16_on_emulated_cpu",
+}
 
 
 def _normal(value: Any) -> Any:

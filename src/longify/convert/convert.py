@@ -21,6 +21,7 @@ from longify.convert.build import build, final_positions, materialize
 from longify.convert.plan import ConvertOptions, Plan, make_plan
 from longify.convert.sentence import copy_sentence_transformers
 from longify.convert.verify import Verification, verify_conversion
+from longify.cpu import cpu_info
 from longify.errors import LongifyError
 from longify.locks import output_lock
 from longify.outdir import atomic_output_dir, check_output_dir, clean_leftovers
@@ -83,6 +84,7 @@ def record_of(plan: Plan, out: Path, verification: Verification | None) -> dict[
         "global_init": o.global_init,
         "seed": o.seed,
         "verification": verification.to_dict() if verification else None,
+        "cpu": cpu_info().record(),  # the verification's differences depend on the CPU's floating-point paths
         "new_weights": plan.new_weights,
         # "new": the source had no MLM head (a bare encoder); the converted one is random, never verified
         "mlm_head": "new" if plan.head_is_new else "source",

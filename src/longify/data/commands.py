@@ -6,6 +6,8 @@ import argparse
 
 from longify.data.registry import load_registry
 from longify.data.store import data_dir, download, status
+from longify.locks import output_lock
+from longify.outdir import nearest_existing
 
 
 def _size(n: int) -> str:
@@ -74,6 +76,9 @@ def run_download(args: argparse.Namespace) -> int:
                     print(f"    {url}")
                 print(f"    checksum from: {f.checksum_source}")
         return 0
+    nearest_existing(
+        root
+    )  # a link loop as --dir: one line naming it (a read-only one may hold all asked for)
     for result in download(
         args.names, args.dir, registry=registry, mirror=args.mirror, verify=args.verify, retries=args.retries
     ):
@@ -104,8 +109,11 @@ def run_stats(args: argparse.Namespace) -> int:
     from longify.data.stats import _markdown, dataset_stats, write_stats
 
     languages = [x.strip() for x in args.languages.split(",") if x.strip()] if args.languages else None
-    rows = dataset_stats(args.dataset, args.tokenizer, path=args.path, languages=languages, split=args.split)
-    written = write_stats(rows, args.out)
+    with output_lock(args.out):  # before the tokenizing: a second `data stats` into --out is refused
+        rows = dataset_stats(
+            args.dataset, args.tokenizer, path=args.path, languages=languages, split=args.split
+        )
+        written = write_stats(rows, args.out)
     print(_markdown(rows), end="")
     print(f"written: {', '.join(str(p) for p in written)}")
     return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 import requests
 from tqdm.auto import tqdm
 
+from longify.console import is_quiet
 from longify.errors import LongifyError
 from longify.locks import output_lock
 from longify.runinfo import file_sha256
@@ -129,7 +130,7 @@ def _transfer(
             unit="B",
             unit_scale=True,
             desc=label,
-            disable=None if progress else True,
+            disable=None if progress and not is_quiet() else True,  # quiet: `longify -q`
         )
         try:
             with open(part, mode) as f:

@@ -15,6 +15,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorForLanguageModeling, PreTrainedModel, PreTrainedTokenizerBase
 
+from longify.console import is_quiet
+
 logger = logging.getLogger(__name__)
 
 
@@ -76,7 +78,7 @@ def pretrain_source(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.0, 1 - s / steps))
     model.train()
-    bar = tqdm(range(steps), desc="pre-training the short source model", unit="step")
+    bar = tqdm(range(steps), desc="pre-training the short source model", unit="step", disable=is_quiet())
     for step in bar:
         idx = torch.randint(len(train), (batch_size,))
         loss = model(**collator([{"input_ids": r} for r in train[idx]])).loss

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser, TrainingArguments
 
 from longify.attention import check_attention_flag
+from longify.cpu import BF16_ON_EMULATED_CPU_HELP
 from longify.errors import LongifyError
 from longify.hfargs import parse_hf_args
 
@@ -47,6 +48,7 @@ class ModelArguments:
         default=True,
         metadata={"help": "After training, copy the trained local q/k/v into the global ones (allenai)."},
     )
+    bf16_on_emulated_cpu: bool = field(default=False, metadata={"help": BF16_ON_EMULATED_CPU_HELP})
 
     def __post_init__(self) -> None:
         if self.max_pos is not None and self.max_pos <= 0:

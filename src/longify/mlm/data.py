@@ -307,13 +307,32 @@ def _file_sizes(folder: Path) -> dict[str, int]:
     return {f.name: f.stat().st_size for f in sorted(folder.iterdir()) if f.name != "stats.json"}
 
 
-def _open_entry(path: Path) -> tuple[datasets.Dataset, BlockStats]:
-    """A cache entry, checked: its files as large as when written, the table readable, the rows and their
-    length what stats.json says. Anything else raises."""
+def _file_hashes(folder: Path, names: Iterable[str]) -> dict[str, str]:
+    """SHA-256 of each of ``names`` in ``folder`` (``files_sha256``: side by side, one thread per core)."""
+    from longify.checkpoint_files import files_sha256  # imports transformers: only where a hash is taken
+
+    return files_sha256(folder, sorted(names))
+
+
+def _open_entry(path: Path, *, verify: bool = True) -> tuple[datasets.Dataset, BlockStats]:
+    """A cache entry, checked: its files as large as when written and (``verify``) with the SHA-256 they
+    were written with, the table readable, the rows and their length what stats.json says. Anything else
+    raises. An entry of a longify before content hashes (no ``files_sha256``) is checked by size only."""
     saved = json.loads((path / "stats.json").read_text(encoding="utf-8"))
     stats = BlockStats(**{f.name: saved[f.name] for f in fields(BlockStats)})
     if "files" in saved and _file_sizes(path) != saved["files"]:
         raise ValueError("its files are not the size they were written with (truncated?)")
+    hashes = saved.get("files_sha256")
+    if verify and hashes is not None:
+        if not isinstance(hashes, dict) or sorted(hashes) != sorted(_file_sizes(path)):
+            raise ValueError("stats.json's files_sha256 does not list the entry's files")
+        actual = _file_hashes(path, hashes)
+        if changed := [name for name in sorted(hashes) if actual[name] != hashes[name]]:
+            raise ValueError(f"{changed[0]} differs from its build (sha256)")
+    elif verify:
+        logger.info(
+            "%s: data-cache entry of an earlier longify (no content hashes): checked by size only", path
+        )
     ds = datasets.load_from_disk(str(path))
     if ds.column_names != ["input_ids"] or len(ds) != stats.n_blocks:
         raise ValueError(f"{len(ds)} rows of {ds.column_names}, stats.json says {stats.n_blocks} blocks")
@@ -378,7 +397,13 @@ def _build_entry(
         stats = BlockStats(
             len(sources), n_chars, len(ids), len(blocks), block_size, str(final), False, 0, dropped
         )
-        record = {**asdict(stats), "format_version": FORMAT_VERSION, "files": _file_sizes(work / "blocks")}
+        sizes = _file_sizes(work / "blocks")
+        record = {
+            **asdict(stats),
+            "format_version": FORMAT_VERSION,
+            "files": sizes,
+            "files_sha256": _file_hashes(work / "blocks", sizes),
+        }
         write_json_atomic(work / "blocks" / "stats.json", record)  # last: an entry without it is no entry
         honour_umask_tree(work / "blocks")
         try:
@@ -412,7 +437,8 @@ def load_blocks(
 
     What is read and dropped: see the module docstring. Cached under ``cache_dir`` (default
     ``$LONGIFY_CACHE`` or ``~/.cache/longify/mlm``) in a directory named by a hash of the file contents
-    (or hub name/config/split), the tokenizer, block_size and FORMAT_VERSION; a second call loads it.
+    (or hub name/config/split), the tokenizer, block_size and FORMAT_VERSION; a second call loads it once
+    its files have the sizes and SHA-256 recorded in its stats.json when it was built (else it is rebuilt).
     """
     t0 = time.time()
     if block_size < 3:
@@ -449,4 +475,4 @@ def load_blocks(
         "mlm data: %d chars, %d tokens -> %d blocks of %d (%d tail tokens dropped), cached at %s (%.1f s)",
         stats.n_chars, stats.n_tokens, stats.n_blocks, block_size, stats.n_dropped_tokens, final, stats.seconds,
     )  # fmt: skip
-    return _open_entry(final)[0], stats
+    return _open_entry(final, verify=False)[0], stats  # hashed as it was written, just now

@@ -30,6 +30,7 @@ from longify.checkpoints import checkpoint_step, training_done
 from longify.convert import convert
 from longify.convert.families import position_offset, usable_positions
 from longify.convert.plan import fit_windows
+from longify.cpu import cpu_info
 from longify.errors import LongifyError, first_line
 from longify.hfargs import data_parallel_size, precision, route_tensorboard
 from longify.loading import LOAD_ERRORS, check_model_source, check_tokenizer, check_vocab, load_failure
@@ -288,6 +289,7 @@ def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None)
         "attention": type(model.longformer.encoder.layer[0].attention.self).__name__,
         "seed": targs.seed,
         "precision": precision(targs),
+        "cpu": cpu_info().record(),  # the kind of CPU: its floating-point paths move the last digits
         "versions": library_versions(),
         "git": git_hash(),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 from transformers import Trainer
 
 from longify.checkpoints import CrashSafeCheckpoints, newest_complete
+from longify.console import quiet_trainer
 from longify.errors import LongifyError
 from longify.mlm.metrics import MLMSums, masked_nats, mlm_metrics
 from longify.runinfo import write_json_atomic
@@ -58,6 +60,30 @@ class MetricsLog:
         return old if done else None
 
 
+def really_missing(model: torch.nn.Module, missing: Sequence[str]) -> list[str]:
+    """The keys of ``missing`` (a checkpoint's load into ``model``) whose weights the load did not set.
+
+    A tied parameter is saved once, under its source: in transformers 5 ``lm_head.decoder.weight`` is the word
+    embedding matrix and ``lm_head.decoder.bias`` is ``lm_head.bias`` (``model.all_tied_weights_keys``), so a
+    checkpoint has neither decoder key, and loading the source sets them. Such a key is excused only while
+    it still is the very same tensor as its source and the source was loaded."""
+    tied: dict[str, str] = getattr(model, "all_tied_weights_keys", None) or {}
+    params = dict(model.named_parameters(remove_duplicate=False))
+    absent = set(missing)
+
+    def loaded_through_source(key: str) -> bool:
+        source = tied.get(key)
+        return (
+            source is not None
+            and source not in absent
+            and key in params
+            and source in params
+            and params[key] is params[source]
+        )
+
+    return [key for key in missing if not loaded_through_source(key)]
+
+
 class LongMLMTrainer(CrashSafeCheckpoints, Trainer):
     """HF Trainer with longify's evaluation (loss, perplexity, bits per token / character), a NaN guard and
     a training loss weighted by masked tokens across accumulation steps and processes (``compute_loss``)."""
@@ -75,6 +101,7 @@ class LongMLMTrainer(CrashSafeCheckpoints, Trainer):
         self.text_stats = text_stats or {}
         self.metrics_log = metrics_log
         self.model_accepts_loss_kwargs = True  # the Trainer counts num_items_in_batch for compute_loss
+        quiet_trainer(self)  # `longify -q`: no progress bar, no printed log dicts
 
     def evaluate(
         self, eval_dataset: Any = None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval"
@@ -141,6 +168,12 @@ class LongMLMTrainer(CrashSafeCheckpoints, Trainer):
         if not math.isfinite(float(loss)):
             self._stop(f"training loss is {float(loss)} at step {self.state.global_step + 1}")
         return loss
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        """HF's warning about a resumed checkpoint's missing keys, without the tied decoder keys that every
+        masked-LM checkpoint leaves out by design (``really_missing``); a key really missing is still named."""
+        missing = really_missing(self.model, load_result.missing_keys)
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         # an update can make the weights NaN before any loss shows it: never save such a checkpoint

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser, TrainingArguments
 
 from longify.attention import check_attention_flag
+from longify.cpu import BF16_ON_EMULATED_CPU_HELP
 from longify.errors import LongifyError
 from longify.hfargs import parse_hf_args
 
@@ -30,6 +31,7 @@ class QAModelArguments:
         default="fast",
         metadata={"help": "Longformer attention kernel: 'fast' (longify's exact kernel) or 'hf'."},
     )
+    bf16_on_emulated_cpu: bool = field(default=False, metadata={"help": BF16_ON_EMULATED_CPU_HELP})
 
     def __post_init__(self) -> None:
         check_attention_flag(self.attention)

@@ -20,6 +20,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from longify.cpu import cpu_info
 from longify.distributed import from_main, gather_on_main, rank_and_world
 from longify.errors import LongifyError
 from longify.hfargs import data_parallel_size, precision
@@ -282,6 +283,7 @@ def run_record(args: QAArgs) -> dict[str, Any]:
         },
         "seed": args.training.seed,
         "precision": precision(args.training),
+        "cpu": cpu_info().record(),  # the kind of CPU: its floating-point paths move the last digits
         "world_size": data_parallel_size(args.training),
         "versions": library_versions(),
         "git": git_hash(),

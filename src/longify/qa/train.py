@@ -20,6 +20,7 @@ import torch
 from transformers import Trainer, set_seed
 
 from longify.checkpoints import CrashSafeCheckpoints, checkpoint_step, training_done
+from longify.console import quiet_trainer
 from longify.errors import LongifyError
 from longify.hfargs import route_tensorboard
 from longify.loading import check_vocab
@@ -73,6 +74,7 @@ class QATrainer(CrashSafeCheckpoints, Trainer):
         self.lower = lower
         self.autocast_dtype = autocast_dtype
         self.last_output: EvalOutput | None = None
+        quiet_trainer(self)  # `longify -q`: no progress bar, no printed log dicts
 
     def compute_loss(
         self,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from longify.errors import LongifyError
-from longify.locks import remove_dead_leftovers
-from longify.outdir import check_writable, current_umask, staged_files, write_failure
+from longify.locks import output_lock, remove_dead_leftovers
+from longify.outdir import current_umask, staged_files, write_failure
 from longify.report import plots
 from longify.report.bootstrap import LEVEL, MIN_RESAMPLES, RESAMPLES, SEED
 from longify.report.compare import Row, compare, pairs_of
@@ -136,7 +136,8 @@ def build_report(
 ) -> Path:
     """Read STUDY_DIR's result files and write ``report.md``, ``results.csv``, ``tables.tex``,
     ``comparisons.csv``, ``buckets.csv`` and ``plots/*.png`` into ``out`` (default STUDY_DIR/report), and
-    removes the report's own plots an earlier run wrote that this one does not; returns report.md."""
+    removes the report's own plots an earlier run wrote that this one does not; returns report.md. Holds
+    ``out``'s lock (``longify.locks``): a report into a folder another process holds, or lies in, is refused."""
     study = Path(study_dir)
     kind = path_kind(study)
     if kind != "dir":
@@ -148,6 +149,13 @@ def build_report(
             f"--resamples {resamples}: must be at least {MIN_RESAMPLES} (a 95% percentile interval needs "
             "enough resamples in its tails)"
         )
+    out = Path(out) if out is not None else study / "report"
+    with output_lock(out):  # before any long work: a second report into OUT is refused, not raced
+        return _write_report(study, out, resamples, seed)
+
+
+def _write_report(study: Path, out: Path, resamples: int, seed: int) -> Path:
+    """``build_report`` once ``out`` is locked."""
     results = load_results(study)
     table = summarize(results)
     pairs = pairs_of(results)
@@ -156,8 +164,6 @@ def build_report(
     models = plots.model_order(results, pairs)
     buckets = bucket_summary(bucket_rows(study, results), models)
 
-    out = Path(out) if out is not None else study / "report"
-    check_writable(out)
     with staged_report(out) as tmp:  # a failure (a full disk) leaves OUT as it was
         (tmp / "plots").mkdir()
         figures: dict[str, Path] = {}

@@ -70,7 +70,7 @@ _TRAINING = {"seed": INT, "learning_rate": FLOAT, "weight_decay": FLOAT, "adam_e
              "max_grad_norm": FLOAT, "per_device_train_batch_size": INT, "per_device_eval_batch_size": INT,
              "gradient_accumulation_steps": INT, "fp16": BOOL, "bf16": BOOL, "disable_tqdm": BOOL_VALUE,
              "report_to": STR, "evaluate_during_training": SWITCH, "per_gpu_train_batch_size": INT,
-             "per_gpu_eval_batch_size": INT, "logging_dir": STR}  # fmt: skip
+             "per_gpu_eval_batch_size": INT, "logging_dir": STR, "bf16_on_emulated_cpu": BOOL}  # fmt: skip
 _QA = {"model_type": STR, "do_lower_case": SWITCH, "tokenizer_name": STR, "attention": STR, "train_file": STR,
        "predict_file": STR, "languages": STRS, "max_seq_length": INT, "doc_stride": INT,
        "max_query_length": INT, "n_best_size": INT, "max_answer_length": INT, "concat_contexts": INT,

@@ -1,6 +1,7 @@
 """Collect done jobs into ``OUT/results.jsonl`` (one row per model x eval set x language x seed, plus the
 benchmark's headline ``average``) and ``OUT/pretrain_curves.jsonl`` (one row per evaluation of each
-pretraining run). Rows are sorted, so an interrupted-and-resumed study writes the same files."""
+pretraining run). Rows are sorted, so an interrupted-and-resumed study writes the same files, and a file whose
+rows are already there is left as it is: a rerun of a finished study changes nothing."""
 
 from __future__ import annotations
 
@@ -90,8 +91,15 @@ def curve_rows(job: Job, run: Path) -> list[dict[str, Any]]:
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``rows`` into ``path`` (written aside and renamed into place), unless it holds exactly them already."""
+    text = "".join(json.dumps(r, sort_keys=False) + "\n" for r in rows).encode("utf-8")
+    try:
+        if path.read_bytes() == text:
+            return
+    except OSError:  # not there yet (or unreadable): written anew
+        pass
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.write_bytes(text)
     tmp.replace(path)
 
 

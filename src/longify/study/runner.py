@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from longify.locks import describe, lock_holder, pid_alive
+from longify.locks import admitting, describe, lock_holder, pid_alive
 from longify.runinfo import now_iso, write_json_atomic
 from longify.study.jobs import Job, job_argv
 from longify.study.squeue import slurm_status
@@ -124,7 +124,7 @@ def execute(job: Job, out: Path, jobs: dict[str, Job]) -> dict[str, Any]:
     (folder / "command.txt").write_text(shlex.join(argv) + "\n", encoding="utf-8")
     STOP.check(None)  # a signal came before this job started
     started, t0 = now_iso(), time.perf_counter()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **admitting(out)}  # (a Slurm job: whoever holds OUT then)
     with open(folder / "log.txt", "a", encoding="utf-8") as log:
         log.write(f"=== {started} {shlex.join(argv)}\n")
         log.flush()
