@@ -36,35 +36,18 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-import torch
 
-from longify.demo.corpus import wikitext
+from bench_checkpoint_hash import evict as evict_file
+from bench_mlm_data import write_corpus
+from cpu_kind import header, record
 from longify.mlm import data
 from longify.mlm.data import load_blocks, read_text_units
 from longify.tiny import train_tokenizer
 
 
-def write_corpus(path: Path, mb: float) -> int:
-    """A WikiText-layout file of about ``mb`` MB; returns its size in bytes."""
-    target, seed = int(mb * 1e6), 0
-    with open(path, "w", encoding="utf-8") as f:
-        while f.tell() < target:
-            f.write(wikitext(200, seed=seed))
-            seed += 1
-    return path.stat().st_size
-
-
 def evict(folder: Path) -> bool:
     """Drop the pages of ``folder``'s files from the page cache (these files only); False where impossible."""
-    if not hasattr(os, "posix_fadvise"):
-        return False
-    for path in folder.iterdir():
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-    return True
+    return all([evict_file(path) for path in folder.iterdir()])
 
 
 open_entry = data._open_entry
@@ -88,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the results to this file")
     args = ap.parse_args(argv)
 
-    cpu = torch.backends.cpu.get_cpu_capability()
-    print(f"cpu         {cpu}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
+    print(header())
+    print(f"cpus        {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-cache-verify-"))
     work.mkdir(parents=True, exist_ok=True)
     corpus, cache = work / "wiki.train.raw", work / "cache"
@@ -136,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cache hit   load_blocks, warm: sizes only {hits['hit_size']:.3f} s, verified {hits['hit_verify']:.3f} s "
           f"(both hash the corpus for the key)")  # fmt: skip
     out = {
-        "cpu_capability": cpu,
+        "cpu": record(),
         "cpus": os.cpu_count(),
         "corpus_mb": round(size / 1e6, 1),
         "entry_mb": round(entry_mb, 1),

@@ -38,7 +38,7 @@ def _save(tensor: torch.Tensor, path: Path) -> float:
     return time.perf_counter() - start
 
 
-def _evict(path: Path) -> bool:
+def evict(path: Path) -> bool:
     """Drop ``path``'s pages from the page cache (this file only); False where the OS cannot."""
     if not hasattr(os, "posix_fadvise"):
         return False
@@ -73,7 +73,7 @@ def run(mb_model: int, mb_optimizer: int, repeat: int, folder: str | None) -> di
                 best["save"], sum(_save(t, p) for p, t in zip(paths, tensors.values(), strict=True))
             )
             best["hash_warm"] = min(best["hash_warm"], _hash(paths))
-            if all(_evict(p) for p in paths):
+            if all(evict(p) for p in paths):
                 best["hash_cold"] = min(best["hash_cold"], _hash(paths))
         size = sum(p.stat().st_size for p in paths) / MB
     return {**best, "mb": size}

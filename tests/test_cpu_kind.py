@@ -174,6 +174,19 @@ def test_conversion_record_names_the_cpu(
     assert record["cpu"] == {"capability": "AVX512", "native_bf16": True, "threads": 1}
 
 
+FORCED_CPU = {"capability": "AVX2", "native_bf16": False, "threads": 1}
+
+
+def _runs_forced_bf16(argv: list[str], seen, out: Path, records: tuple[str, ...]) -> None:
+    """The command runs, trains and evaluates under bf16 autocast, and each record names the faked CPU."""
+    seen.calls.clear()
+    assert main(argv) == 0
+    assert {TRAIN_BF16, EVAL_BF16} <= seen.states()
+    for name in records:
+        record = json.loads((out / name).read_text())
+        assert record["precision"] == "bf16-autocast" and record["cpu"] == FORCED_CPU, name
+
+
 @pytest.mark.integration
 def test_forced_bf16_pretraining_runs_and_records_the_cpu(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_sources: dict[str, Path], one_thread, seen
@@ -191,13 +204,7 @@ def test_forced_bf16_pretraining_runs_and_records_the_cpu(
         "--report_to", "none", "--disable_tqdm", "true", "--data_cache_dir", str(tmp_path / "cache"),
         "--bf16", FORCE_FLAG,
     ]  # fmt: skip
-    seen.calls.clear()
-    assert main(argv) == 0
-    assert {TRAIN_BF16, EVAL_BF16} <= seen.states()  # trained and evaluated under bf16 autocast
-    expected = {"capability": "AVX2", "native_bf16": False, "threads": 1}
-    for name in ("pretrain_metrics.json", "longify_run.json"):
-        record = json.loads((out / name).read_text())
-        assert record["precision"] == "bf16-autocast" and record["cpu"] == expected, name
+    _runs_forced_bf16(argv, seen, out, ("pretrain_metrics.json", "longify_run.json"))
 
 
 @pytest.mark.integration
@@ -213,14 +220,8 @@ def test_forced_bf16_qa_train_runs_and_records_the_cpu(
         "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--max_seq_length", "64",
         "--doc_stride", "16", "--output_dir", str(out), "--report_to", "none", "--bf16", FORCE_FLAG,
     ]  # fmt: skip
-    seen.calls.clear()
-    assert main(argv) == 0
-    assert {TRAIN_BF16, EVAL_BF16} <= seen.states()  # trained and evaluated under bf16 autocast
-    expected = {"capability": "AVX2", "native_bf16": False, "threads": 1}
-    for name in ("results.json", "longify_run.json"):
-        record = json.loads((out / name).read_text())
-        assert record["precision"] == "bf16-autocast" and record["cpu"] == expected, name
-    assert json.loads((s["model"] / "conversion.json").read_text())["cpu"] == expected
+    _runs_forced_bf16(argv, seen, out, ("results.json", "longify_run.json"))
+    assert json.loads((s["model"] / "conversion.json").read_text())["cpu"] == FORCED_CPU
 
 
 def _bench(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
