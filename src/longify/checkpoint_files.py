@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from longify.runinfo import file_sha256, write_json_atomic
+from longify.fileio import files_sha256, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -70,16 +68,6 @@ def _resume_files_missing(ckpt: Path, world_size: int) -> list[str]:
     return missing
 
 
-def files_sha256(folder: Path, names: list[str]) -> dict[str, str]:
-    """SHA-256 of each of ``names`` in ``folder``, the files hashed side by side on the machine's cores
-    (hashlib releases the GIL), largest first: the time is about that of the largest file alone."""
-    ordered = sorted(names, key=lambda n: -(folder / n).stat().st_size)
-    workers = max(1, min(len(ordered), os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers, thread_name_prefix="sha256") as pool:
-        digests = dict(zip(ordered, pool.map(lambda n: file_sha256(folder / n), ordered), strict=True))
-    return {name: digests[name] for name in names}
-
-
 def _saved_step(mark: dict[str, Any] | None) -> int | None:
     """The step the mark says its checkpoint was saved at (older marks: in the loss accumulators)."""
     mark = mark or {}
@@ -129,6 +117,20 @@ def note_unhashed(ckpt: Path) -> None:
         logger.warning(
             "%s: its %s has no sha256 (saved by an earlier longify): checked by size only", ckpt, MARK
         )
+
+
+def newest_complete(folder: str | Path, world_size: int = 1, *, quiet: bool = False) -> Path | None:
+    """The newest checkpoint in ``folder`` that a run can resume from, complete and with the content of its save;
+    logs each newer one it skips, and why."""
+    for _, ckpt in reversed(checkpoints_in(folder)):
+        reason = incomplete_reason(ckpt, world_size) or damage_reason(ckpt)
+        if reason is None:
+            if not quiet:
+                note_unhashed(ckpt)
+            return ckpt
+        if not quiet:
+            logger.warning("skipping %s: %s", ckpt, reason)
+    return None
 
 
 def incomplete_reason(

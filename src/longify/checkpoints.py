@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -36,47 +35,15 @@ from longify.checkpoint_files import (
     being_written,
     checkpoint_step,
     checkpoints_in,
-    damage_reason,
     incomplete_reason,
     mark_complete,
-    note_unhashed,
+    newest_complete,
     read_mark,
 )
 from longify.errors import LongifyError
-from longify.outdir import honour_umask_tree, write_failure
+from longify.fileio import honour_umask_tree, write_failure
 
 logger = logging.getLogger(__name__)
-
-
-def newest_complete(folder: str | Path, world_size: int = 1, *, quiet: bool = False) -> Path | None:
-    """The newest checkpoint in ``folder`` that a run can resume from, complete and with the content of its save;
-    logs each newer one it skips, and why."""
-    for _, ckpt in reversed(checkpoints_in(folder)):
-        reason = incomplete_reason(ckpt, world_size) or damage_reason(ckpt)
-        if reason is None:
-            if not quiet:
-                note_unhashed(ckpt)
-            return ckpt
-        if not quiet:
-            logger.warning("skipping %s: %s", ckpt, reason)
-    return None
-
-
-def check_requested(path: str | Path, world_size: int = 1) -> Path:
-    """``--resume_from_checkpoint PATH``, checked: a one-line error naming it and what it lacks."""
-    ckpt = Path(path)
-    flag = f"--resume_from_checkpoint {ckpt}"
-    if not ckpt.is_dir():
-        raise LongifyError(f"{flag}: no such checkpoint folder")
-    reason = incomplete_reason(ckpt, world_size, need_mark=False)
-    if reason is not None:
-        raise LongifyError(f"{flag}: incomplete checkpoint, {reason} (give a complete checkpoint-N folder)")
-    if (damage := damage_reason(ckpt)) is not None:
-        raise LongifyError(f"{flag}: damaged checkpoint, {damage}; give another checkpoint-N folder")
-    if read_mark(ckpt) is None:
-        logger.warning("%s has no %s (not saved by longify?): resuming from it as asked", ckpt, MARK)
-    note_unhashed(ckpt)
-    return ckpt
 
 
 def rotate(
@@ -294,19 +261,3 @@ class CrashSafeCheckpoints:
             "train_steps_per_second": round(steps / seconds, 3),
             **done,
         }
-
-
-def training_done(ckpt: str | Path | None, max_steps: int, num_train_epochs: float) -> bool:
-    """Whether ``ckpt`` is at (or past) the last step of a run with these flags, from its trainer state
-    alone (no data needed): ``--max_steps``, or the same epochs as the run that saved it."""
-    if not ckpt:
-        return False
-    try:
-        state = json.loads((Path(ckpt) / STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    step = int(state.get("global_step", 0))
-    if max_steps > 0:
-        return step >= max_steps
-    planned = state.get("max_steps")
-    return state.get("num_train_epochs") == num_train_epochs and planned is not None and step >= planned

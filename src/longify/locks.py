@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from longify.errors import LongifyError
+from longify.fileio import check_writable, missing_folders, remove_if_empty
 
 logger = logging.getLogger(__name__)
 
@@ -273,8 +274,6 @@ def output_lock(
         yield
         return
     folder = Path(folder)
-    from longify.outdir import check_writable, missing_folders, remove_if_empty  # (outdir imports this)
-
     check_writable(folder)  # one line for a read-only folder or a file on the way, before anything is made
     path = lock_path(folder)
     key = str(path)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
+import functools
 import platform
 import subprocess
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import longify
 
@@ -30,8 +26,9 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+@functools.cache
 def git_hash() -> str | None:
-    """The git commit of the longify checkout in use, or None outside a git checkout."""
+    """The git commit of the longify checkout in use, or None outside a git checkout (asked once per process)."""
     here = Path(__file__).resolve().parent
     try:
         res = subprocess.run(
@@ -42,36 +39,5 @@ def git_hash() -> str | None:
     return res.stdout.strip() or None if res.returncode == 0 else None
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of the file at ``path``, read in chunks (never whole into memory; hashlib releases the GIL)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place (mode from the umask,
-    as a plain ``open`` would give, not mkstemp's 0600)."""
-    from longify.outdir import current_umask, write_failure
-
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise (write_failure(err, path) or err) from None
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException as err:
-        failure = write_failure(err, path)  # the old file at ``path``, if any, is left as it was
-        Path(tmp).unlink(missing_ok=True)
-        if failure is not None:
-            raise failure from None
-        raise

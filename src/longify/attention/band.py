@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from longify.attention.windows import (
+from longify.attention.band_blocks import (
     add_at_globals,
     block_dims,
     fold_windows,

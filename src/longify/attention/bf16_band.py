@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from longify.attention.band_blocks import block_dims
 from longify.attention.dropout_band import draw_keep, keep_threshold
-from longify.attention.windows import block_dims
 
 _softmax_out = torch.ops.aten._softmax.out
 # query blocks per step: the fp32 buffers of one chunk (~2.6 MiB each at w = 256) stay in cache

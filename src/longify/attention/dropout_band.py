@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from longify.attention.windows import add_at_globals, block_dims, fold_windows, kv_windows, padded_kv
+from longify.attention.band_blocks import add_at_globals, block_dims, fold_windows, kv_windows, padded_kv
 
 _softmax_out = torch.ops.aten._softmax.out
 

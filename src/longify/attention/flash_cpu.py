@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from longify.attention.windows import (
+from longify.attention.band_blocks import (
     add_at_globals,
     block_dims,
     fold_windows,

@@ -115,9 +115,3 @@ def release_row_mask(needs: Callable[[nn.Module], bool]) -> None:
         if model is None or not needs(model):
             _USERS.pop(key, None)
     _restore_if_unused()
-
-
-def registered(model: nn.Module) -> bool:
-    """True when ``model`` is served the row mask."""
-    entry = _USERS.get(id(model))
-    return entry is not None and entry[0]() is model

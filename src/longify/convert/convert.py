@@ -23,9 +23,10 @@ from longify.convert.sentence import copy_sentence_transformers
 from longify.convert.verify import Verification, verify_conversion
 from longify.cpu import cpu_info
 from longify.errors import LongifyError
+from longify.fileio import write_json_atomic
 from longify.locks import output_lock
 from longify.outdir import atomic_output_dir, check_output_dir, clean_leftovers
-from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
+from longify.runinfo import git_hash, library_versions, now_iso
 
 logger = logging.getLogger(__name__)
 

@@ -1,16 +1,6 @@
-"""Datasets by name: a registry (data), verified resumable downloads, safe unpacking, name -> path, stats."""
+"""``longify data``: verified resumable downloads of the registered datasets, safe unpacking, stats.
+The registry and name -> path are ``longify.catalog`` (the stages resolve names there, below this layer)."""
 
-from longify.data.registry import Dataset, FileEntry, Registry, load_registry
-from longify.data.store import DownloadResult, data_dir, dataset_path, download, status
+from longify.data.store import DownloadResult, download, status
 
-__all__ = [
-    "Dataset",
-    "DownloadResult",
-    "FileEntry",
-    "Registry",
-    "data_dir",
-    "dataset_path",
-    "download",
-    "load_registry",
-    "status",
-]
+__all__ = ["DownloadResult", "download", "status"]

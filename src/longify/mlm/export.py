@@ -24,13 +24,14 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from longify.checkpoint_files import damage_reason, incomplete_reason, read_mark
 from longify.convert.families import LONGFORMER
 from longify.errors import LongifyError
+from longify.fileio import write_json_atomic
 from longify.loading import LOAD_ERRORS, check_tokenizer, load_failure
 from longify.locks import output_lock
 from longify.mlm.trainer import METRICS_FILE
 from longify.outdir import atomic_output_dir, check_output_dir, files_into
-from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +196,6 @@ def _extras(checkpoint: Path, step: int | None, target: Path) -> None:
 def check_saved_content(checkpoint: Path) -> None:
     """A checkpoint with a completion mark is exported only as it was saved: a file missing, of another size
     or with other bytes (sha256) is one line naming it. Run folders and plain HF checkpoints have no mark."""
-    from longify.checkpoint_files import damage_reason, incomplete_reason, read_mark
-
     if read_mark(checkpoint) is None:
         return
     if why := incomplete_reason(checkpoint, need_state=False) or damage_reason(checkpoint):

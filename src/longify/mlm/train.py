@@ -26,12 +26,14 @@ from transformers import (
 )
 
 from longify.attention import set_attention
-from longify.checkpoints import checkpoint_step, training_done
+from longify.catalog.names import resolve_text_files
+from longify.checkpoint_files import checkpoint_step
 from longify.convert import convert
 from longify.convert.families import position_offset, usable_positions
 from longify.convert.plan import fit_windows
 from longify.cpu import cpu_info
 from longify.errors import LongifyError, first_line
+from longify.fileio import write_json_atomic
 from longify.hfargs import data_parallel_size, precision, route_tensorboard
 from longify.loading import LOAD_ERRORS, check_model_source, check_tokenizer, check_vocab, load_failure
 from longify.locks import locks_output
@@ -40,10 +42,10 @@ from longify.mlm.collator import EpochSetter, IndexedBlocks, SeededMLMCollator
 from longify.mlm.data import load_blocks, mask_for_eval, resolve_sources
 from longify.mlm.export import copy_global_projections, export_into
 from longify.mlm.trainer import METRICS_FILE, LongMLMTrainer, MetricsLog
-from longify.outdir import clear_previous_run, resume_checkpoint
 from longify.runargs import KEY, check_same_run, defining_args, relocated
-from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
+from longify.runinfo import git_hash, library_versions, now_iso
 from longify.textfiles import read_failure
+from longify.training_run import clear_previous_run, resume_checkpoint, training_done
 
 logger = logging.getLogger(__name__)
 WINDOW_FLAGS = ("--attention_window", "--max_pos")  # how pretrain spells the flags fit_windows names
@@ -188,8 +190,6 @@ def _files(spec: str | None) -> list[str]:
 def _resolve_names(args: PretrainArgs) -> None:
     """Registered corpus names where paths go (``--train_file_path wikitext-103``): their split's file in the
     data dir (``longify data download``); a missing one is one line with the command that downloads it."""
-    from longify.data.store import resolve_text_files
-
     dargs = args.data
     dargs.train_file_path = resolve_text_files(dargs.train_file_path, "train")
     dargs.val_file_path = resolve_text_files(dargs.val_file_path, "validation")

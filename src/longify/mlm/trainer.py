@@ -12,11 +12,12 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from longify.checkpoints import CrashSafeCheckpoints, newest_complete
+from longify.checkpoint_files import newest_complete
+from longify.checkpoints import CrashSafeCheckpoints
 from longify.console import quiet_trainer
 from longify.errors import LongifyError
+from longify.fileio import write_json_atomic
 from longify.mlm.metrics import MLMSums, masked_nats, mlm_metrics
-from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from longify.errors import LongifyError
+from longify.fileio import write_json_atomic
 from longify.locks import remove_dead_leftovers
 from longify.outdir import make_temp_dir, staged_files
-from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

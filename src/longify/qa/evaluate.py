@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from longify.errors import LongifyError
+from longify.fileio import write_json_atomic
 from longify.hfargs import expanded_argv, has_flag
 from longify.loading import check_vocab, has_qa_head
 from longify.locks import launch_rank, output_lock
@@ -43,9 +44,8 @@ from longify.qa.pipeline import (
 )
 from longify.qa.score import evaluate_predictions_file
 from longify.qa.tasks import TASKS, data_flag_options, file_languages
-from longify.qa.windows import log_taken, trained_windows
+from longify.qa.trained_windows import log_windows_taken, trained_windows
 from longify.runargs import KEY, check_same_run, defining_args
-from longify.runinfo import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def take_trained_windows(args: QAArgs, model_dir: str) -> None:
         if not given and getattr(args.data, name) != value:
             setattr(args.data, name, value)
             taken[name] = value
-    log_taken(taken, model_dir)
+    log_windows_taken(taken, model_dir)
 
 
 # what defines an evaluation (a rerun into its folder with other values is refused): the data flags

@@ -23,7 +23,6 @@ from longify.qa.tasks.example import QAExample
 
 logger = logging.getLogger(__name__)
 
-Offsets = list[tuple[int, int] | None]
 PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "global_attention_mask": 0}
 
 

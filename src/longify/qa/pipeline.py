@@ -20,9 +20,11 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from longify.catalog.names import resolve_named
 from longify.cpu import cpu_info
 from longify.distributed import from_main, gather_on_main, rank_and_world
 from longify.errors import LongifyError
+from longify.fileio import write_json_atomic
 from longify.hfargs import data_parallel_size, precision
 from longify.qa.analysis import bucket_scores
 from longify.qa.args import QAArgs, QADataArguments
@@ -45,7 +47,7 @@ from longify.qa.score import (
 from longify.qa.tasks import data_flag_options, file_languages, get_task, load_examples
 from longify.qa.tasks.concat import concat_contexts
 from longify.qa.tasks.example import QAExample
-from longify.runinfo import git_hash, library_versions, now_iso, write_json_atomic
+from longify.runinfo import git_hash, library_versions, now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +63,6 @@ def load_split(data: QADataArguments, path: str | None, *, train: bool, flag: st
     """The examples of ``--train_file`` / ``--predict_file``, with --concat_contexts and sample limits.
     A dataset name (``--dataset xquad`` without a path, or ``--predict_file xquad``) means its folder in the
     data dir (``longify data download``)."""
-    from longify.data.store import resolve_named
-
     path = resolve_named(path, data.dataset)
     if path is None:
         what = "training" if train else "evaluation"

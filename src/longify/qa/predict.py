@@ -19,7 +19,7 @@ from longify.qa.features import build_features, collator_for, uses_global_attent
 from longify.qa.models import effective_max_seq_length, load_qa_model, load_tokenizer, model_max_length
 from longify.qa.pipeline import window_logits
 from longify.qa.tasks.example import QAExample
-from longify.qa.windows import log_taken, trained_windows
+from longify.qa.trained_windows import log_windows_taken, trained_windows
 
 DEFAULT_DOC_STRIDE: int = QADataArguments.doc_stride  # the defaults of qa train / evaluate
 DEFAULT_MAX_QUERY_LENGTH: int = QADataArguments.max_query_length
@@ -101,7 +101,7 @@ def predict(
     check_vocab(tokenizer, model_dir, model.config, model_dir, pairs=True)
     given = {"max_seq_length": max_seq_length, "doc_stride": doc_stride, "max_query_length": max_query_length}
     taken = {k: v for k, v in trained_windows(model_dir).items() if given[k] is None}
-    log_taken(taken, model_dir)
+    log_windows_taken(taken, model_dir)
     windows = {**given, **taken}
     return answer_question(
         model,

@@ -19,13 +19,15 @@ from typing import Any
 import torch
 from transformers import Trainer, set_seed
 
-from longify.checkpoints import CrashSafeCheckpoints, checkpoint_step, training_done
+from longify.checkpoint_files import checkpoint_step
+from longify.checkpoints import CrashSafeCheckpoints
 from longify.console import quiet_trainer
 from longify.errors import LongifyError
+from longify.fileio import write_json_atomic
 from longify.hfargs import route_tensorboard
 from longify.loading import check_vocab
 from longify.locks import locks_output
-from longify.outdir import clear_previous_run, files_into, resume_checkpoint
+from longify.outdir import files_into
 from longify.qa.args import QAArgs, QADataArguments
 from longify.qa.features import build_features, collator_for, uses_global_attention
 from longify.qa.models import (
@@ -48,7 +50,7 @@ from longify.qa.pipeline import (
 )
 from longify.qa.tasks.example import QAExample
 from longify.runargs import KEY, RUN_FILE, check_same_run, defining_args, relocated
-from longify.runinfo import write_json_atomic
+from longify.training_run import clear_previous_run, resume_checkpoint, training_done
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from longify.errors import LongifyError
+from longify.fileio import current_umask, write_failure
 from longify.locks import output_lock, remove_dead_leftovers
-from longify.outdir import current_umask, staged_files, write_failure
+from longify.outdir import staged_files
 from longify.report import plots
 from longify.report.bootstrap import LEVEL, MIN_RESAMPLES, RESAMPLES, SEED
 from longify.report.compare import Row, compare, pairs_of

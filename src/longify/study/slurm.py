@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from longify.errors import LongifyError, first_line
-from longify.runinfo import now_iso, write_json_atomic
+from longify.fileio import write_json_atomic
+from longify.runinfo import now_iso
 from longify.study.jobs import Job
 from longify.study.runner import (
     JOB_FILE,

@@ -4,7 +4,7 @@ Shape (see configs/thesis.yaml)::
 
     output_dir: ${STUDY_DIR:-study-output}
     seeds: [42, 43, 44]
-    prepare: {NAME: {kind: demo-source | demo-data | minilm, ...options}}   # optional; "{prepare:NAME}" is its folder
+    prepare: {NAME: {kind: KIND, ...options}}   # optional; "{prepare:NAME}" is its folder; kinds: study.prepare
     models:
       NAME: {source: HUB_ID_OR_DIR | from: OTHER_MODEL, convert: {...}, pretrain: {...flags}, gpus: N}
     finetune: {...qa train flags, gpus: N}
@@ -30,12 +30,11 @@ from longify.errors import LongifyError, first_line
 from longify.seeds import EXPECTED, seed_ok
 from longify.strictload import DuplicateKeys, load_yaml
 from longify.study.flags import CONVERT_TYPES, flag_problems, value_problems
-from longify.study.prepare import OPTIONS, option_problems
+from longify.study.prepare import kind_names, option_problems
 
 TOP_KEYS = ("output_dir", "seeds", "prepare", "models", "finetune", "evaluate", "slurm")
 MODEL_KEYS = ("source", "from", "convert", "pretrain", "gpus")
 CONVERT_KEYS = tuple(CONVERT_TYPES)  # the flags of `longify convert`, `_` for `-`
-PREPARE_KINDS = tuple(OPTIONS)  # minilm: longify demo --real
 # flags the runner sets itself (the job's own folder, the model of the previous stage, the study's seed)
 RUNNER_FLAGS = ("output_dir", "model_name_or_path", "overwrite_output_dir", "do_train", "do_eval")
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -206,9 +205,9 @@ def _prepare(raw: dict[str, Any], problems: list[str]) -> dict[str, dict[str, An
     out = {}
     for name, p in raw.items():
         p = dict(_mapping(p, f"prepare.{name}", problems))
-        if p.get("kind") not in PREPARE_KINDS:
+        if p.get("kind") not in kind_names():  # the registered kinds (study.prepare)
             problems.append(
-                f"prepare.{name}.kind: expected one of {', '.join(PREPARE_KINDS)}, got {p.get('kind')!r}"
+                f"prepare.{name}.kind: expected one of {', '.join(kind_names())}, got {p.get('kind')!r}"
             )
         else:
             problems.extend(option_problems(p, f"prepare.{name}"))
