@@ -614,3 +614,55 @@ def every_command(model: Path, long: Path, out: Path) -> dict[str, list[str]]:
         "qa evaluate": ["qa", "evaluate", "--model_name_or_path", str(long), "--output_dir", str(out),
                         "--predict_file", str(SQUAD), "--doc_stride", "32", "--report_to", "none"],
     }  # fmt: skip
+
+
+def long_squad(path: Path, n: int, seed: int) -> Path:
+    """SQuAD questions over whole articles (a hundred tokens or more: several 64-token windows)."""
+    rng = random.Random(seed)
+    articles = []
+    for i in range(n):
+        town = make_town(rng)
+        context = " ".join(article(town, rng, filler=4))
+        qa = {"id": f"long{i}", "question": f"Who founded {town.name}?",
+              "answers": [{"text": town.founder, "answer_start": context.index(f"by {town.founder}") + 3}]}  # fmt: skip
+        articles.append({"title": town.name, "paragraphs": [{"context": context, "qas": [qa]}]})
+    path.write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
+    return path
+
+
+def eval_argv(model: Path, predict_file: Path, out: Path, *more: str) -> list[str]:
+    return ["--model_name_or_path", str(model), "--predict_file", str(predict_file), "--output_dir", str(out),
+            *more]  # fmt: skip
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line a refused command wrote to stderr."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def small_convert_argv(src: Path, out: Path, *extra: str) -> list[str]:
+    """`longify convert` of a tiny model to 128 positions, unverified."""
+    return ["convert", str(src), str(out), "--max-pos", "128", "--attention-window", "32", "--no-verify",
+            *extra]  # fmt: skip
+
+
+def small_lock_pretrain_argv(src: Path, out: Path, wiki: Path, *extra: str) -> list[str]:
+    """`longify pretrain` of one step at 128 positions, its data cache beside ``out``."""
+    return [
+        "pretrain", "--model_name_or_path", str(src), "--output_dir", str(out), "--max_pos", "128",
+        "--attention_window", "32", "--train_file_path", str(wiki / "wiki.train.raw"), "--do_train",
+        "--max_steps", "1", "--per_device_train_batch_size", "2", "--report_to", "none",
+        "--data_cache_dir", str(out.parent / "cache"), "--disable_tqdm", "true", *extra,
+    ]  # fmt: skip
+
+
+def fake_cpu(monkeypatch: pytest.MonkeyPatch, kind: tuple[str, bool]) -> None:
+    """This process takes the CPU for ``kind`` (capability, native bf16), and sees no CUDA device."""
+    import torch
+
+    import longify.cpu
+
+    monkeypatch.setattr(longify.cpu, "probe", lambda: kind)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

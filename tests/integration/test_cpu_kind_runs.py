@@ -9,28 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import longify.cpu
-from helpers import tiny_qa_setup, write_wikitext
+from helpers import fake_cpu, tiny_qa_setup, write_wikitext
 from longify.cli import main
 from longify.cpu import FORCE_FLAG
 
 TRAIN_BF16 = (True, True, False, torch.bfloat16)  # training, autocast, not inference mode, bf16 output
 EVAL_BF16 = (False, True, True, torch.bfloat16)  # evaluation: autocast under inference mode
 AVX2 = ("AVX2", False)
-
-
-def fake_cpu(monkeypatch: pytest.MonkeyPatch, kind: tuple[str, bool]) -> None:
-    """This process takes the CPU for ``kind`` (capability, native bf16), and sees no CUDA device."""
-    monkeypatch.setattr(longify.cpu, "probe", lambda: kind)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 FORCED_CPU = {"capability": "AVX2", "native_bf16": False, "threads": 1}

@@ -12,31 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from helpers import OTHER_HOLDER, held_by_other, tree_digests, write_wikitext
+from helpers import (
+    OTHER_HOLDER,
+    held_by_other,
+    one_error_line,
+    small_convert_argv,
+    small_lock_pretrain_argv,
+    tree_digests,
+    write_wikitext,
+)
 from longify.cli import main
 from longify.locks import output_lock
 
 ABOVE_ENV = "LONGIFY_LOCKS_ABOVE"  # (longify.locks.ABOVE_ENV, spelled out: the test also runs on old code)
-
-
-def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
-
-
-def _convert(src: Path, out: Path, *extra: str) -> list[str]:
-    return ["convert", str(src), str(out), "--max-pos", "128", "--attention-window", "32", "--no-verify",
-            *extra]  # fmt: skip
-
-
-def _pretrain(src: Path, out: Path, wiki: Path, *extra: str) -> list[str]:
-    return [
-        "pretrain", "--model_name_or_path", str(src), "--output_dir", str(out), "--max_pos", "128",
-        "--attention_window", "32", "--train_file_path", str(wiki / "wiki.train.raw"), "--do_train",
-        "--max_steps", "1", "--per_device_train_batch_size", "2", "--report_to", "none",
-        "--data_cache_dir", str(out.parent / "cache"), "--disable_tqdm", "true", *extra,
-    ]  # fmt: skip
 
 
 # --- real processes -----------------------------------------------------------------------------------------
@@ -96,7 +84,7 @@ def test_a_running_pretrains_conversion_is_not_replaced(
     --output_dir OUT/converted`` are refused in one line naming its PID, and it then finishes."""
     out = tmp_path / "run"
     wiki = write_wikitext(tmp_path / "wiki")
-    argv = _pretrain(tiny_sources["roberta"], out, wiki)[1:]
+    argv = small_lock_pretrain_argv(tiny_sources["roberta"], out, wiki)[1:]
     proc = subprocess.Popen(
         [sys.executable, "-c", PAUSED_PRETRAIN, *argv],
         stdin=subprocess.PIPE,
@@ -111,10 +99,13 @@ def test_a_running_pretrains_conversion_is_not_replaced(
         converted = out / "converted"
         before = tree_digests(converted)
         assert (converted / "conversion.json").is_file()
-        assert main(_convert(tiny_sources["bert"], converted, "--overwrite")) == 2
+        assert main(small_convert_argv(tiny_sources["bert"], converted, "--overwrite")) == 2
         line = one_error_line(capsys)
         assert f"{converted}: inside {out}" in line and f"pid {proc.pid} " in line, line
-        assert main(_pretrain(tiny_sources["roberta"], converted, wiki, "--overwrite_output_dir")) == 2
+        assert (
+            main(small_lock_pretrain_argv(tiny_sources["roberta"], converted, wiki, "--overwrite_output_dir"))
+            == 2
+        )
         assert f"pid {proc.pid} " in one_error_line(capsys)
         assert tree_digests(converted) == before
         proc.stdin.write("\n")

@@ -10,47 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import tiny_qa_setup
+from helpers import eval_argv
 from longify.cli import main
 from longify.errors import LongifyError
-from longify.qa.commands import qa_evaluate_main, qa_predict_main, qa_train_main
-
-
-@pytest.fixture(scope="module")
-def qa(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A 256-position tiny Longformer, EASY SQuAD files, and that model fine-tuned for 2 steps in
-    64-token windows with stride 16 and questions cut to 20 tokens (not the defaults 384 / 128 / 64)."""
-    s = tiny_qa_setup(tmp_path_factory.mktemp("trial"), 16, 10)
-    trained = s["root"] / "trained"
-    argv = ["--model_name_or_path", str(s["model"]), "--do_train", "--train_file", str(s["train"]),
-            "--max_steps", "2", "--per_device_train_batch_size", "4", "--learning_rate", "1e-2",
-            "--max_seq_length", "64", "--doc_stride", "16", "--max_query_length", "20", "--seed", "3",
-            "--save_strategy", "no", "--report_to", "none", "--output_dir", str(trained)]  # fmt: skip
-    assert qa_train_main(argv) == 0
-    return {**s, "trained": trained, "long": long_squad(s["root"] / "long.json", 10, seed=7)}
-
-
-def long_squad(path: Path, n: int, seed: int) -> Path:
-    """SQuAD questions over whole articles (a hundred tokens or more: several 64-token windows)."""
-    import random
-
-    from longify.demo.corpus import article, make_town
-
-    rng = random.Random(seed)
-    articles = []
-    for i in range(n):
-        town = make_town(rng)
-        context = " ".join(article(town, rng, filler=4))
-        qa = {"id": f"long{i}", "question": f"Who founded {town.name}?",
-              "answers": [{"text": town.founder, "answer_start": context.index(f"by {town.founder}") + 3}]}  # fmt: skip
-        articles.append({"title": town.name, "paragraphs": [{"context": context, "qas": [qa]}]})
-    path.write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
-    return path
-
-
-def eval_argv(model: Path, predict_file: Path, out: Path, *more: str) -> list[str]:
-    return ["--model_name_or_path", str(model), "--predict_file", str(predict_file), "--output_dir", str(out),
-            *more]  # fmt: skip
+from longify.qa.commands import qa_evaluate_main, qa_predict_main
 
 
 def one_question_file(s: dict[str, Path], path: Path) -> tuple[Path, str, str]:

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import longify.cpu
-from helpers import REPO
+from helpers import REPO, fake_cpu
 from longify.cli import main
 from longify.cpu import FORCE_FLAG, CpuInfo, cpu_info
 from longify.errors import LongifyError
@@ -36,20 +36,6 @@ PRETRAIN = ["pretrain", "--model_name_or_path", "m", "--output_dir", "o", "--tra
             "--do_train", "--report_to", "none"]  # fmt: skip
 QA = ["qa", "train", "--model_name_or_path", "m", "--output_dir", "o", "--train_file", "t.json", "--do_train",
       "--report_to", "none"]  # fmt: skip
-
-
-def fake_cpu(monkeypatch: pytest.MonkeyPatch, kind: tuple[str, bool]) -> None:
-    """This process takes the CPU for ``kind`` (capability, native bf16), and sees no CUDA device."""
-    monkeypatch.setattr(longify.cpu, "probe", lambda: kind)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_cpu_info_is_what_torch_says() -> None:

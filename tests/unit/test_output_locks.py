@@ -15,30 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers import OTHER_HOLDER, held_by_other, make_study, tree_digests, write_wikitext
+from helpers import (
+    OTHER_HOLDER,
+    held_by_other,
+    make_study,
+    one_error_line,
+    small_convert_argv,
+    small_lock_pretrain_argv,
+    tree_digests,
+    write_wikitext,
+)
 from longify.cli import main
 from longify.locks import output_lock
-
-
-def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
-
-
-def _convert(src: Path, out: Path, *extra: str) -> list[str]:
-    return ["convert", str(src), str(out), "--max-pos", "128", "--attention-window", "32", "--no-verify",
-            *extra]  # fmt: skip
-
-
-def _pretrain(src: Path, out: Path, wiki: Path, *extra: str) -> list[str]:
-    return [
-        "pretrain", "--model_name_or_path", str(src), "--output_dir", str(out), "--max_pos", "128",
-        "--attention_window", "32", "--train_file_path", str(wiki / "wiki.train.raw"), "--do_train",
-        "--max_steps", "1", "--per_device_train_batch_size", "2", "--report_to", "none",
-        "--data_cache_dir", str(out.parent / "cache"), "--disable_tqdm", "true", *extra,
-    ]  # fmt: skip
-
 
 # --- report and data stats take a lock --------------------------------------------------------------------
 
@@ -98,23 +86,28 @@ def test_a_folder_inside_a_held_one_is_refused(
     a held one is held too (never locked by a lock file of its own)."""
     out = tmp_path / "run"
     converted = out / "converted"
-    assert main(_convert(tiny_sources["roberta"], converted)) == 0
+    assert main(small_convert_argv(tiny_sources["roberta"], converted)) == 0
     before = tree_digests(out)
     wiki = write_wikitext(tmp_path / "wiki")
     with held_by_other(out):
-        assert main(_convert(tiny_sources["bert"], converted, "--overwrite")) == 2
+        assert main(small_convert_argv(tiny_sources["bert"], converted, "--overwrite")) == 2
         line = one_error_line(capsys)
         assert (
             f"{converted}: inside {out}, which another longify process uses (pid {OTHER_HOLDER['pid']}"
             in line
         )
-        assert main(_pretrain(tiny_sources["roberta"], converted, wiki, "--overwrite_output_dir")) == 2
+        assert (
+            main(small_lock_pretrain_argv(tiny_sources["roberta"], converted, wiki, "--overwrite_output_dir"))
+            == 2
+        )
         assert f"{converted}: inside {out}" in one_error_line(capsys)
-        assert main(_convert(tiny_sources["roberta"], out / "a" / "b")) == 2  # deeper, and a new folder
+        assert (
+            main(small_convert_argv(tiny_sources["roberta"], out / "a" / "b")) == 2
+        )  # deeper, and a new folder
         assert f"{out / 'a' / 'b'}: inside {out}" in one_error_line(capsys)
     assert tree_digests(out) == before  # nothing written, not even the folders on the way
     with output_lock(out):  # this process holds OUT: its own commands write inside it (pretrain does)
-        assert main(_convert(tiny_sources["bert"], converted, "--overwrite")) == 0
+        assert main(small_convert_argv(tiny_sources["bert"], converted, "--overwrite")) == 0
 
 
 def test_a_folder_with_a_held_one_inside_is_not_replaced(
@@ -123,10 +116,10 @@ def test_a_folder_with_a_held_one_inside_is_not_replaced(
     """The other way round: ``--overwrite`` of OUT is refused in one line while another process writes
     OUT/converted (naming its lock and PID); OUT stays as it was."""
     out = tmp_path / "model"
-    assert main(_convert(tiny_sources["roberta"], out)) == 0
+    assert main(small_convert_argv(tiny_sources["roberta"], out)) == 0
     before = tree_digests(out)
     with held_by_other(out / "converted"):
-        assert main(_convert(tiny_sources["bert"], out, "--overwrite")) == 2
+        assert main(small_convert_argv(tiny_sources["bert"], out, "--overwrite")) == 2
         line = one_error_line(capsys)
         assert f"{out}: --overwrite would replace it, but another longify process writes inside it" in line
         assert f"{out / '.converted.lock'} is held by pid {OTHER_HOLDER['pid']}" in line
@@ -136,7 +129,7 @@ def test_a_folder_with_a_held_one_inside_is_not_replaced(
 
 def test_folders_made_for_a_lock_go_with_it(tiny_sources: dict[str, Path], tmp_path: Path) -> None:
     """A command that fails after taking its lock leaves none of the folders made to hold the lock file."""
-    assert main(_convert(tmp_path / "no-such-model", tmp_path / "new" / "deep" / "out")) == 2
+    assert main(small_convert_argv(tmp_path / "no-such-model", tmp_path / "new" / "deep" / "out")) == 2
     assert not (tmp_path / "new").exists()
 
 
@@ -167,8 +160,8 @@ def test_a_symlink_loop_as_output_is_one_line(
     loop.symlink_to("lB")
     (tmp_path / "lB").symlink_to("lA")
     argv = {
-        "convert": _convert(tiny_sources["roberta"], loop),
-        "pretrain": _pretrain(tiny_sources["roberta"], loop, wiki),
+        "convert": small_convert_argv(tiny_sources["roberta"], loop),
+        "pretrain": small_lock_pretrain_argv(tiny_sources["roberta"], loop, wiki),
         "report": ["report", str(inputs / "study"), "--out", str(loop), "--resamples", "1000"],
         "data download": ["data", "download", "d", "--dir", str(loop), "--registry", str(registry)],
     }[command]
