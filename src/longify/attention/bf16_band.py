@@ -1,7 +1,8 @@
 """CPU band attention in bf16 (autocast or bf16 weights): bf16 matmuls, fp32 softmax, no window copies.
 
 PyTorch's CPU flash kernel gains nothing from bf16 on a CPU without AMX (it runs at its fp32 speed), while
-``bmm`` in bf16 runs at 2-3x the fp32 rate. So this path computes explicit probabilities, as
+``bmm`` in bf16 runs at 2-3x the fp32 rate where the CPU has native bf16 (AVX-512 BF16; without it, AVX2 only,
+bf16 is several times slower than fp32 and ``--bf16`` is refused: ``longify.cpu``). So this path computes explicit probabilities, as
 ``dropout_band`` does, one (sequence, head, chunk of query blocks) at a time: the scores of a chunk come
 from one bf16 ``bmm`` of its query blocks against an overlapping strided *view* of the keys (no window
 copies), the global key columns sit in front of the band columns, and the band mask, the softmax (max,
