@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import CONVERT, FAMILIES, REPO, SOURCE_LEN, AttentionCalls, require_mount
+from helpers import CONVERT, FAMILIES, REPO, SOURCE_LEN, AttentionCalls, require_mount, tiny_qa_setup
 from longify.runinfo import git_hash
 from longify.tiny import save_tiny
 
@@ -202,3 +202,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def qa_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny QA model with 12 training and 6 dev questions (one per test module)."""
+    return tiny_qa_setup(tmp_path_factory.mktemp("qa-setup"), 12, 6)

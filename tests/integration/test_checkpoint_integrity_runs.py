@@ -23,7 +23,6 @@ from helpers import (
     qa_train_argv,
     read_json,
     same_weights,
-    tiny_qa_setup,
     trainer_step,
     write_wikitext,
 )
@@ -195,11 +194,6 @@ def test_full_disk_during_a_checkpoint_save_is_one_line_and_resume_skips_it(
 
 
 # ----------------------------------------------------------------------------------------- qa train
-
-
-@pytest.fixture(scope="module")
-def qa_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return tiny_qa_setup(tmp_path_factory.mktemp("qa-integrity"), 12, 6)
 
 
 class _Stopped(Exception):

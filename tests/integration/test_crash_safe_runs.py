@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, qa_train_argv, read_json, same_weights, tiny_qa_setup, trainer_step, write_wikitext
+from helpers import REPO, qa_train_argv, read_json, same_weights, trainer_step, write_wikitext
 from longify.errors import LongifyError
 from longify.mlm.args import parse_pretrain_args
 from longify.mlm.train import pretrain
@@ -188,11 +188,6 @@ def test_overwrite_output_dir_deletes_nothing_before_the_inputs_load(
 
 
 # ----------------------------------------------------------------------------------------- qa train
-
-
-@pytest.fixture(scope="module")
-def qa_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return tiny_qa_setup(tmp_path_factory.mktemp("qa-ckpt"), 12, 6)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """The unit tier's guard (tests/conftest.py) stops at tests/unit: in tests/integration a test starts
-subprocesses, processes and a Trainer freely (tests/unit/test_tier_guard.py checks the guard itself)."""
+subprocesses, processes and a Trainer freely (tests/integration/test_tier_guard.py checks the guard itself)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """What a data-parallel run checks before it trains (no process started): a stale ``OUTPUT/converted`` and a
-``--max_pos`` beyond a Longformer's positions are refused in one line; on CPU under torchrun the Trainer gets
+``--max_pos`` beyond a Longformer's positions are refused in one line; on CPU under torchrun the training arguments get
 real DDP flags (``use_cpu``, gloo), and processes that would each train alone are refused."""
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def test_cpu_torchrun_gets_real_ddp_flags(monkeypatch: pytest.MonkeyPatch) -> No
 def test_processes_that_would_train_alone_are_refused(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """torchrun with N processes but no process group of N behind the Trainer: one line, no silent run."""
+    """torchrun with N processes but no process group of N behind the training run: one line, no silent run."""
     targs = TrainingArguments(output_dir=str(tmp_path), report_to="none")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(hfargs, "data_parallel_size", lambda t: 1)

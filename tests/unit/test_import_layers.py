@@ -59,7 +59,7 @@ def test_the_run_folder_modules_import_each_other_in_no_circle(graph) -> None:
 @pytest.mark.parametrize("name", GROUND)
 def test_no_longify_import_inside_a_function_of_the_run_folder_modules(name: str) -> None:
     """Each imports what it needs at the top: none needs a function-local import to dodge a circle (nor
-    for start-up time: none imports torch or transformers' Trainer for another of them)."""
+    for start-up time: none imports torch or transformers' training loop for another of them)."""
     tree = ast.parse((REPO / "src" / "longify" / f"{name}.py").read_text(encoding="utf-8"))
     local = [
         node.lineno

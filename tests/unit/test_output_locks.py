@@ -3,7 +3,7 @@ pretrain's ``OUT/converted``), and a symbolic link loop as an output path is one
 
 Another process's lock is simulated in this process (``held_by_other``: ``flock`` locks belong to an open
 file, so a second ``open`` of the lock file here is refused as another process would be), which keeps these
-tests deterministic and free of subprocesses; tests/integration/test_output_locks_processes.py holds it from
+tests deterministic and free of child processes; tests/integration/test_output_locks_processes.py holds it from
 real processes.
 """
 
