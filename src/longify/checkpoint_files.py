@@ -13,12 +13,12 @@ from typing import Any
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from longify.artifacts import TRAINER_STATE_FILE
 from longify.fileio import files_sha256, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 MARK = "longify_checkpoint.json"
-STATE = "trainer_state.json"
 _NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 _WEIGHTS = (
     "model.safetensors",
@@ -38,14 +38,15 @@ def checkpoints_in(folder: str | Path) -> list[tuple[int, Path]]:
 
 
 def checkpoint_step(ckpt: str | Path | None) -> int | None:
-    """The global step a checkpoint was saved at (its trainer state, else its ``checkpoint-N`` name)."""
+    """The global step a Trainer checkpoint was saved at, from its ``trainer_state.json``; None for a folder
+    without a readable one (a run folder, a converted or exported model), whatever its name: its files
+    hold no step to go by. Every checkpoint a run resumes from has one (``incomplete_reason``)."""
     if not ckpt:
         return None
     try:
-        return int(json.loads((Path(ckpt) / STATE).read_text(encoding="utf-8"))["global_step"])
+        return int(json.loads((Path(ckpt) / TRAINER_STATE_FILE).read_text(encoding="utf-8"))["global_step"])
     except (OSError, ValueError, KeyError, TypeError):
-        m = _NAME.match(Path(ckpt).name)
-        return int(m.group(1)) if m else None
+        return None
 
 
 def read_mark(ckpt: str | Path) -> dict[str, Any] | None:
@@ -60,7 +61,11 @@ def read_mark(ckpt: str | Path) -> dict[str, Any] | None:
 def _resume_files_missing(ckpt: Path, world_size: int) -> list[str]:
     """The files resuming training needs that ``ckpt`` lacks: state, weights, optimizer, scheduler, RNG.
     RNG state saved under another number of processes counts (HF resumes from it, and says so)."""
-    missing = [n for n in (STATE, "config.json", "optimizer.pt", "scheduler.pt") if not (ckpt / n).is_file()]
+    missing = [
+        n
+        for n in (TRAINER_STATE_FILE, "config.json", "optimizer.pt", "scheduler.pt")
+        if not (ckpt / n).is_file()
+    ]
     if not any((ckpt / w).is_file() for w in _WEIGHTS):
         missing.insert(1, _WEIGHTS[0])
     if not any(ckpt.glob("rng_state*.pth")):
@@ -77,17 +82,17 @@ def _saved_step(mark: dict[str, Any] | None) -> int | None:
 
 def _step_mismatch(ckpt: Path, mark: dict[str, Any] | None) -> str | None:
     """Why ``trainer_state.json``'s global_step cannot be right: not the step of the mark or the folder name."""
-    if not (ckpt / STATE).is_file():
+    if not (ckpt / TRAINER_STATE_FILE).is_file():
         return None  # a missing one is reported as such
     try:
-        step = int(json.loads((ckpt / STATE).read_text(encoding="utf-8"))["global_step"])
+        step = int(json.loads((ckpt / TRAINER_STATE_FILE).read_text(encoding="utf-8"))["global_step"])
     except (OSError, ValueError, KeyError, TypeError):
-        return f"{STATE} has no readable global_step"
+        return f"{TRAINER_STATE_FILE} has no readable global_step"
     saved, named = _saved_step(mark), _NAME.match(ckpt.name)
     if saved is not None and step != saved:
-        return f"{STATE} says global_step {step}, but it was saved at step {saved}"
+        return f"{TRAINER_STATE_FILE} says global_step {step}, but it was saved at step {saved}"
     if named and step != int(named.group(1)):
-        return f"{STATE} says global_step {step}, but the folder is {ckpt.name}"
+        return f"{TRAINER_STATE_FILE} says global_step {step}, but the folder is {ckpt.name}"
     return None
 
 

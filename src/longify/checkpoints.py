@@ -29,9 +29,9 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
+from longify.artifacts import TRAINER_STATE_FILE
 from longify.checkpoint_files import (
     MARK,
-    STATE,
     being_written,
     checkpoint_step,
     checkpoints_in,
@@ -233,7 +233,7 @@ class CrashSafeCheckpoints:
         state instead of training (HF would train a step more), with the whole run's training loss, time and
         throughput (recorded in the mark at the save), and ``finished_from_checkpoint`` naming ``ckpt``."""
         self._load_from_checkpoint(str(ckpt))  # type: ignore[attr-defined]
-        self.state = TrainerState.load_from_json(str(Path(ckpt) / STATE))
+        self.state = TrainerState.load_from_json(str(Path(ckpt) / TRAINER_STATE_FILE))
         best = self.state.best_model_checkpoint
         if self.args.load_best_model_at_end and best and Path(best).is_dir():
             self._load_from_checkpoint(best)  # type: ignore[attr-defined]  # as HF ends such a run

@@ -39,12 +39,15 @@ def _convert(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         tokenizer=args.tokenizer,
         seed=args.seed,
+        target=args.target,
+        block_size=args.block_size,
+        num_random_blocks=args.num_random_blocks,
     )
     from longify.convert.convert import describe_check
 
     check = describe_check(record)
     print(
-        f"{record['output']}: longformer, {record['max_pos']} positions, {check}, {record['seconds']:.1f} s"
+        f"{record['output']}: {record['target']}, {record['max_pos']} positions, {check}, {record['seconds']:.1f} s"
     )
     return 0
 
@@ -53,9 +56,15 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     from longify.convert.families import CONVERTIBLE
     from longify.convert.plan import GLOBAL_INITS
     from longify.convert.positions import POSITION_INITS
+    from longify.targets import DEFAULT_TARGET, TARGETS
 
     p.add_argument("src", help=f"source model directory or hub id ({', '.join(CONVERTIBLE)})")
     p.add_argument("out", help="output directory (written atomically)")
+    p.add_argument(
+        "--target",
+        default=DEFAULT_TARGET,
+        help="the long model: " + "; ".join(f"{name}: {t.summary}" for name, t in TARGETS.items()),
+    )
     p.add_argument(
         "--max-pos", "--max_pos", type=int, default=4096, help="usable positions of the long model"
     )
@@ -70,7 +79,24 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
         "--position-init", choices=sorted(POSITION_INITS), default="copy", help="how new positions start"
     )
     p.add_argument(
-        "--global-init", choices=GLOBAL_INITS, default="copy", help="global q/k/v: copy local or random"
+        "--global-init",
+        choices=GLOBAL_INITS,
+        default="copy",
+        help="longformer: global q/k/v copy the local ones or start random",
+    )
+    p.add_argument(
+        "--block-size",
+        "--block_size",
+        type=int,
+        default=None,
+        help="bigbird: tokens per attention block (64)",
+    )
+    p.add_argument(
+        "--num-random-blocks",
+        "--num_random_blocks",
+        type=int,
+        default=None,
+        help="bigbird: random blocks each block attends to (3)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the comparison against the source model")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference allowed by verification")
@@ -214,6 +240,26 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from longify.targets.inspection import inspect_model
+
+    found = inspect_model(args.model)
+    if args.json:
+        import json
+
+        print(json.dumps(found.to_dict(), indent=2))
+    else:
+        print("\n".join(found.lines()))
+    return 0
+
+
+def _add_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "model", help="a model directory (a conversion, a pretrained export, any supported encoder)"
+    )
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+
 def _report(args: argparse.Namespace) -> int:
     from longify.report import build_report
 
@@ -320,7 +366,7 @@ Table = dict[str, "Command | Table"]
 
 COMMANDS: Table = {
     "convert": Command(
-        "convert a short encoder into a Longformer (verified against its source)",
+        "convert a short encoder into a long one (--target longformer, full or bigbird), verified against its source",
         arguments=_add_convert,
         run=_convert,
     ),
@@ -331,6 +377,11 @@ COMMANDS: Table = {
     ),
     "export": Command(
         "a clean, loadable model directory from a training checkpoint", arguments=_add_export, run=_export
+    ),
+    "inspect": Command(
+        "what a model folder will run: attention and lengths, positions, target, provenance, weights vs config",
+        arguments=_add_inspect,
+        run=_inspect,
     ),
     "qa": {
         "train": Command(

@@ -10,9 +10,10 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from longify.errors import LongifyError
 
@@ -50,7 +51,35 @@ def honour_umask_tree(root: Path) -> None:
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it into place (mode from the umask,
     as a plain ``open`` would give, not mkstemp's 0600)."""
+
+    def dump(f: IO[str]) -> None:
+        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
+        f.write("\n")
+
+    _replace_atomically(Path(path), dump)
+
+
+def write_jsonl_atomic(
+    path: str | os.PathLike[str], rows: Iterable[dict[str, Any]], *, ensure_ascii: bool = False
+) -> bool:
+    """One JSON object a line (``json.dumps`` of each row, keys in their order), written as
+    ``write_json_atomic`` writes, unless ``path`` holds exactly these bytes already: then it is left as it
+    is (a rerun changes nothing, not even its time). True when the file was written."""
     path = Path(path)
+    text = "".join(json.dumps(row, ensure_ascii=ensure_ascii) + "\n" for row in rows)
+    try:
+        if path.read_bytes() == text.encode("utf-8"):
+            return False
+    except OSError:  # not there yet (or unreadable): written anew
+        pass
+    _replace_atomically(path, lambda f: f.write(text))
+    return True
+
+
+def _replace_atomically(path: Path, fill: Callable[[IO[str]], object]) -> None:
+    """``fill`` a temporary UTF-8 file beside ``path`` (mode from the umask) and rename it into place; a
+    full disk, a read-only file system or a denied permission is one line naming ``path``, and the old
+    file at ``path``, if any, is left as it was."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -59,11 +88,10 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False, default=str)
-            f.write("\n")
+            fill(f)
         os.replace(tmp, path)
     except BaseException as err:
-        failure = write_failure(err, path)  # the old file at ``path``, if any, is left as it was
+        failure = write_failure(err, path)
         Path(tmp).unlink(missing_ok=True)
         if failure is not None:
             raise failure from None

@@ -40,15 +40,26 @@ def check_model_source(source: str, flag: str) -> None:
         raise LongifyError(f"{flag} {source}: no config.json in this directory")
 
 
+def check_weight_files(source: str) -> None:
+    """Refuse, in one line naming it, a safetensors file of a local model folder whose header is corrupt or
+    that is shorter than its header says (read from the headers only: cheap, before any long work)."""
+    for weights in sorted(Path(source).glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt"):
+                pass
+        except SafetensorError as bad:
+            raise LongifyError(
+                f"{weights}: corrupt or truncated safetensors file ({first_line(bad)})"
+            ) from None
+
+
 def load_failure(source: str, err: BaseException, what: str) -> LongifyError:
     """The one-line error for a failed ``from_pretrained``: a broken safetensors file is named itself."""
     if isinstance(err, SafetensorError):
-        for weights in sorted(Path(source).glob("*.safetensors")):
-            try:
-                with safe_open(str(weights), framework="pt"):
-                    pass
-            except SafetensorError as bad:
-                return LongifyError(f"{weights}: corrupt or truncated safetensors file ({first_line(bad)})")
+        try:
+            check_weight_files(source)
+        except LongifyError as named:
+            return named
     return LongifyError(f"{source}: cannot load {what}: {first_line(err)}")
 
 

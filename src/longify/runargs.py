@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from longify.artifacts import RUN_FILE
 from longify.errors import LongifyError
 
-RUN_FILE = "longify_run.json"
 KEY = "defining_args"
 
 TRAINING = (

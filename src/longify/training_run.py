@@ -1,21 +1,46 @@
-"""Training runs: the policy of a run folder (``--output_dir`` of ``pretrain`` and ``qa train``) that
-resumes, refuses, finishes or replaces the run in it. Which checkpoint a run resumes from (the newest complete
-one, or ``--resume_from_checkpoint`` checked), whether the run is already finished, and what
+"""Training runs: the one recipe that every training command (``pretrain``, ``qa train``) runs through, and
+the policy of its run folder (``--output_dir``): which checkpoint a run resumes from (the newest complete one,
+or ``--resume_from_checkpoint`` checked), whether the run is already finished, and what
 ``--overwrite_output_dir`` clears.
 
+The recipe (``run_training``) owns the crash-safety sequence; a command (a ``TrainingCommand``) supplies its
+flags, inputs, model, data and metrics:
+
+1. lock ``--output_dir`` and check the command's flags;
+2. find the checkpoint to resume from; refuse to continue a run made with other defining arguments;
+3. a finished run's rerun returns its results and changes nothing;
+4. check every input (data files, tokenizer, windows, sizes) before anything is written or long work starts;
+5. load the model and data (``pretrain`` converts a short source here, after step 4) and make the Trainer;
+6. under ``--overwrite_output_dir``, remove the earlier run's outputs (only now: a bad input deletes nothing);
+7. record the run (``longify_run.json``, with the arguments that define it);
+8. train, or finish from a checkpoint at the last step (killed before its export);
+9. evaluate, save the model (rank 0), write the results.
+
+Killed anywhere, the same command again gives the result of an uninterrupted run.
+
 Layer 4 of the import layers (see ``[tool.importlinter]`` in pyproject.toml): below the crash-safe Trainer
-checkpoints and the stages, above the output folders; the shared training-run recipe grows here."""
+checkpoints and the stages, above the output folders; the Trainer is the one the command makes, used through
+``RunTrainer`` (``longify.checkpoints.CrashSafeCheckpoints`` provides it)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shutil
+from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
+from longify.artifacts import (
+    MODEL_METRICS_FILE,
+    NULL_ODDS_FILE,
+    PRETRAIN_METRICS_FILE,
+    QA_EVAL_FILES,
+    RUN_FILE,
+    TRAINER_STATE_FILE,
+)
 from longify.checkpoint_files import (
     MARK,
-    STATE,
     checkpoint_step,
     checkpoints_in,
     damage_reason,
@@ -25,7 +50,9 @@ from longify.checkpoint_files import (
     read_mark,
 )
 from longify.errors import LongifyError
-from longify.fileio import check_writable
+from longify.fileio import check_writable, write_json_atomic
+from longify.locks import output_lock
+from longify.runargs import KEY, check_same_run, relocated
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +123,11 @@ def _check_nothing_newer(output_dir: Path, ckpt: Path, overwrite: bool) -> None:
 # predictions, the saved model and tokenizer; lock files and TensorBoard's runs/ stay (HF never deletes logs)
 RUN_RECORDS = (
     "checkpoint-*",
-    "longify_run.json",
-    "pretrain_metrics.json",
-    "results.json",
-    "predictions.json",
-    "nbest_predictions.json",
-    "question_scores.jsonl",
-    "null_odds.json",
-    "metrics.json",
+    RUN_FILE,
+    PRETRAIN_METRICS_FILE,
+    *QA_EVAL_FILES,
+    NULL_ODDS_FILE,
+    MODEL_METRICS_FILE,
 )
 MODEL_FILES = (
     "README.md",
@@ -157,7 +181,7 @@ def training_done(ckpt: str | Path | None, max_steps: int, num_train_epochs: flo
     if not ckpt:
         return False
     try:
-        state = json.loads((Path(ckpt) / STATE).read_text(encoding="utf-8"))
+        state = json.loads((Path(ckpt) / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     step = int(state.get("global_step", 0))
@@ -165,3 +189,154 @@ def training_done(ckpt: str | Path | None, max_steps: int, num_train_epochs: flo
         return step >= max_steps
     planned = state.get("max_steps")
     return state.get("num_train_epochs") == num_train_epochs and planned is not None and step >= planned
+
+
+# ------------------------------------------------------------------------------------------------ the recipe
+
+# the points of a run at which the recipe calls ``TrainingCommand.reached`` (a kill right after any of them
+# resumes to the uninterrupted result: tests/integration/test_training_recipe.py)
+STEPS = (
+    "locked",
+    "inputs checked",
+    "ready",
+    "cleared",
+    "recorded",
+    "trained",
+    "evaluated",
+    "saved",
+    "finished",
+)
+
+
+class RunTrainer(Protocol):
+    """What the recipe needs of the command's Trainer (a ``CrashSafeCheckpoints`` HF Trainer)."""
+
+    def is_world_process_zero(self) -> bool: ...
+
+    def planned_steps(self) -> int: ...
+
+    def finish_from(self, ckpt: str | Path) -> Any: ...
+
+    def train(self, resume_from_checkpoint: str | None = None) -> Any: ...
+
+
+class TrainingCommand(ABC):
+    """One training command, as the recipe runs it: its flags, inputs, model, data and metrics.
+
+    ``training`` is its HF ``TrainingArguments``; ``overwrite`` its ``--overwrite_output_dir``. Each method is
+    called once, in the order of ``run_training``; state found by one (a config, a tokenizer) is kept on the
+    instance for the next."""
+
+    name: ClassVar[str]  # "pretrain", "qa train": the command, for log lines
+    also_cleared: ClassVar[tuple[str, ...]] = ()  # its own files that --overwrite_output_dir removes too
+
+    def __init__(self, training: Any, overwrite: bool) -> None:
+        self.training = training
+        self.overwrite = overwrite
+        self.output_dir = Path(training.output_dir)
+
+    @property
+    def trains(self) -> bool:
+        return bool(self.training.do_train)
+
+    def reached(self, step: str) -> None:
+        """The recipe got past ``step`` (one of ``STEPS``)."""
+        logger.debug("%s: %s", self.name, step)
+
+    def check_flags(self) -> None:  # noqa: B027 (a hook: most commands have nothing to add)
+        """Flags that make no run at all, refused before the run folder is looked at."""
+
+    @abstractmethod
+    def defining(self) -> dict[str, Any]:
+        """The arguments that define the run (``{"--flag": value}``): a resumed or finished run must match."""
+
+    @abstractmethod
+    def finished(self, resume: str) -> dict[str, Any] | None:
+        """The results of this very run when it already ended at ``resume`` (its last step), else None."""
+
+    @abstractmethod
+    def check_inputs(self) -> None:
+        """Every input (data files, tokenizer, windows, sizes), each refused in one line; nothing written."""
+
+    @abstractmethod
+    def prepare(self, resume: str | None) -> RunTrainer:
+        """Load (or make) the model and the data, and return the Trainer that trains them."""
+
+    @property
+    @abstractmethod
+    def source(self) -> str | None:
+        """The model the run starts from (after ``prepare``): its files stay when it is ``--output_dir``."""
+
+    @abstractmethod
+    def run_record(self) -> dict[str, Any]:
+        """What ``longify_run.json`` says of the run (the recipe adds the defining arguments)."""
+
+    def before_training(self, trainer: RunTrainer) -> None:  # noqa: B027 (a hook)
+        """Called once the run is recorded, before the first step (pretrain: the untrained model's metrics)."""
+
+    @abstractmethod
+    def evaluate(self, trainer: RunTrainer) -> dict[str, Any]:
+        """The final evaluation (on every process), ``{}`` when the run evaluates nothing."""
+
+    @abstractmethod
+    def save(self, trainer: RunTrainer, final: dict[str, Any]) -> None:
+        """Save the trained model into ``--output_dir`` (rank 0 of a training run only)."""
+
+    @abstractmethod
+    def results(self, trainer: RunTrainer, trained: Any, final: dict[str, Any]) -> dict[str, Any]:
+        """Write the run's results (rank 0) and return them; ``trained``: the ``TrainOutput`` or None."""
+
+
+def run_training(command: TrainingCommand) -> dict[str, Any]:
+    """Run ``command`` through the recipe (see the module's docstring); return its results."""
+    with output_lock(command.output_dir):
+        command.reached("locked")
+        command.check_flags()
+        targs = command.training
+        resume = resume_checkpoint(
+            command.output_dir,
+            requested=targs.resume_from_checkpoint,
+            overwrite=command.overwrite,
+            world_size=targs.world_size,
+        )
+        defining = command.defining()
+        if command.trains and resume is not None:
+            check_same_run(command.output_dir, defining)  # never continue a run made with other arguments
+        if command.trains and resume and training_done(resume, targs.max_steps, targs.num_train_epochs):
+            done = command.finished(resume)
+            if done is not None:  # a rerun of a finished run changes nothing
+                logger.info(
+                    "%s: finished at step %s already: nothing to do (pass --overwrite_output_dir to train again)",
+                    command.output_dir,
+                    checkpoint_step(resume),
+                )
+                return relocated(
+                    done, done.get("output_dir"), command.output_dir
+                )  # a copied folder names itself
+        command.check_inputs()
+        command.reached("inputs checked")
+        trainer = command.prepare(resume)
+        command.reached("ready")
+        main = trainer.is_world_process_zero()
+        if command.overwrite and main:  # every input has loaded: now the old run goes
+            clear_previous_run(command.output_dir, *command.also_cleared, source=command.source)
+        command.reached("cleared")
+        if command.trains and main:
+            write_json_atomic(command.output_dir / RUN_FILE, {**command.run_record(), KEY: defining})
+        command.reached("recorded")
+        command.before_training(trainer)
+        trained = None
+        if command.trains:
+            if resume and (checkpoint_step(resume) or 0) >= trainer.planned_steps():
+                trained = trainer.finish_from(resume)  # killed before its export: no step more
+            else:
+                trained = trainer.train(resume_from_checkpoint=resume)
+        command.reached("trained")
+        final = command.evaluate(trainer)
+        command.reached("evaluated")
+        if command.trains and main:
+            command.save(trainer, final)
+        command.reached("saved")
+        results = command.results(trainer, trained, final)
+        command.reached("finished")
+        return results

@@ -57,6 +57,7 @@ def test_the_table_holds_every_command() -> None:
         "data stats",
         "demo",
         "export",
+        "inspect",
         "pretrain",
         "qa evaluate",
         "qa predict",

@@ -1,22 +1,21 @@
-"""Step 2 of a conversion: the Longformer's weights from the plan (positions extended, local q/k/v copied,
-global q/k/v copied or random), every source weight used and every target weight filled."""
+"""Step 2 of a conversion: the target's weights from the plan (``Target.weights``: positions extended, every
+source weight used and every target weight filled; the new ones named)."""
 
 from __future__ import annotations
 
 import logging
 
 import torch
-from transformers import LongformerConfig, LongformerForMaskedLM, PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
-from longify.convert.families import Family
 from longify.convert.plan import Plan
-from longify.convert.positions import extend_positions
-from longify.errors import LongifyError
+from longify.targets import DEFAULT_TARGET, get_target
+from longify.targets.base import Target, Weights
+from longify.targets.base import materialize as materialize_as
+from longify.targets.longformer import POSITIONS_KEY, build_state_dict  # noqa: F401  (re-exported)
+from longify.targets.positions import extend_positions
 
 logger = logging.getLogger(__name__)
-
-_ATTENTION_KEYS = ("query", "key", "value")
-POSITIONS_KEY = "longformer.embeddings.position_embeddings.weight"
 
 
 def checked_position_init(plan: Plan) -> str:
@@ -25,36 +24,38 @@ def checked_position_init(plan: Plan) -> str:
     return "copy" if plan.options.position_init == "interpolate" else plan.options.position_init
 
 
-def build(plan: Plan) -> dict[str, torch.Tensor]:
-    """The converted state dict, built with ``checked_position_init``."""
+def build_weights(plan: Plan) -> Weights:
+    """The converted state dict (built with ``checked_position_init``) and the keys of its new tensors."""
     logger.info(
-        "building %s -> longformer with %d positions, windows %s",
+        "building %s -> %s with %d positions%s",
         plan.family.model_type,
+        plan.target.name,
         plan.options.max_pos,
-        sorted(set(plan.windows)),
+        f", windows {sorted(set(plan.windows))}" if plan.windows else "",
     )
-    with torch.device("meta"):
-        target_keys = {k: v.shape for k, v in LongformerForMaskedLM(plan.long).state_dict().items()}
-    return build_state_dict(
+    return plan.target.weights(
         plan.source,
         plan.family,
-        target_keys,
-        src_offset=plan.src_offset,
-        dst_offset=plan.dst_offset,
-        max_pos=plan.options.max_pos,
-        position_init=checked_position_init(plan),
-        global_init=plan.options.global_init,
-        init_std=plan.config.initializer_range,
-        seed=plan.options.seed,
+        plan.long,
+        plan.options,
+        checked_position_init(plan),
+        extend=extend_positions,
     )
+
+
+def build(plan: Plan) -> dict[str, torch.Tensor]:
+    """The converted state dict, built with ``checked_position_init``."""
+    return build_weights(plan).state
 
 
 def final_positions(plan: Plan, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Swap in the requested position table when it differs from the verified one (``interpolate``)."""
     if checked_position_init(plan) == plan.options.position_init:
         return state
-    table = plan.source.state_dict()[plan.family.source_key(POSITIONS_KEY)].detach().float()
-    state[POSITIONS_KEY] = extend_positions(
+    key = plan.target.positions_key_of(plan.family)
+    source_key = plan.target.source_key(plan.family, key)
+    table = plan.source.state_dict()[source_key].detach().float()
+    state[key] = extend_positions(
         table,
         src_offset=plan.src_offset,
         dst_offset=plan.dst_offset,
@@ -70,69 +71,9 @@ def final_positions(plan: Plan, state: dict[str, torch.Tensor]) -> dict[str, tor
     return state
 
 
-def build_state_dict(
-    source: PreTrainedModel,
-    family: Family,
-    target_keys: dict[str, torch.Size],
-    *,
-    src_offset: int,
-    dst_offset: int,
-    max_pos: int,
-    position_init: str,
-    global_init: str,
-    init_std: float,
-    seed: int,
-) -> dict[str, torch.Tensor]:
-    """Fill every key of a LongformerForMaskedLM from the source state dict; fail loudly on leftovers."""
-    src_sd = source.state_dict()
-    used: set[str] = set()
-    gen = torch.Generator().manual_seed(seed)
-    out: dict[str, torch.Tensor] = {}
-    for key, shape in target_keys.items():
-        local_key = key
-        is_global = any(f"self.{n}_global." in key for n in _ATTENTION_KEYS)
-        if is_global:
-            local_key = key.replace("_global.", ".")
-        src_key = family.source_key(local_key)
-        if src_key not in src_sd:
-            raise LongifyError(
-                f"source checkpoint: missing {src_key!r} (needed for {key}); is it a {family.model_type}?"
-            )
-        used.add(src_key)
-        value = src_sd[src_key].detach().clone().float()
-        if key.endswith("embeddings.position_embeddings.weight"):
-            value = extend_positions(
-                value,
-                src_offset=src_offset,
-                dst_offset=dst_offset,
-                new_len=max_pos,
-                method=position_init,
-                init_std=init_std,
-                seed=seed,
-            )
-        elif is_global and global_init == "random":
-            value = (
-                torch.randn(value.shape, generator=gen) * init_std
-                if value.dim() > 1
-                else torch.zeros_like(value)
-            )
-        if value.shape != shape:
-            raise LongifyError(
-                f"source checkpoint: {src_key} has shape {tuple(value.shape)}, expected {tuple(shape)}"
-            )
-        out[key] = value
-    leftover = sorted(k for k in src_sd if k not in used and not k.startswith(family.dropped_prefixes))
-    if leftover:
-        raise LongifyError(
-            f"source checkpoint: parameters with no Longformer counterpart: {', '.join(leftover[:5])}"
-        )
-    return out
-
-
-def materialize(config: LongformerConfig, state: dict[str, torch.Tensor]) -> LongformerForMaskedLM:
-    """A LongformerForMaskedLM holding exactly ``state``, without spending time on a random init."""
-    with torch.device("meta"):
-        model = LongformerForMaskedLM(config)
-    model.load_state_dict(state, strict=True, assign=True)
-    model.tie_weights()
-    return model.eval()
+def materialize(
+    config: PretrainedConfig, state: dict[str, torch.Tensor], target: Target | None = None
+) -> PreTrainedModel:
+    """A model of ``target``'s class (default: Longformer) holding exactly ``state``."""
+    target = target or get_target(DEFAULT_TARGET)
+    return materialize_as(target.model_class_of(config), config, state)

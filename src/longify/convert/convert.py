@@ -1,14 +1,15 @@
-"""Convert a short pre-trained encoder into a standard HF ``LongformerForMaskedLM`` checkpoint.
-
-The procedure is allenai's ``convert_model_to_long.ipynb`` done on the state dict, so the result is a
-plain ``longformer`` checkpoint that loads with the Auto classes and no custom code, in four steps:
-plan (options checked, source loaded, target config: plan.py) -> build (positions extended to ``max_pos`` by
-copy / interpolate / random, local q/k/v copied, global q/k/v copies or random: build.py) -> verify against
-the source (verify.py) -> write, atomically, with conversion.json and a model card (here).
+"""Convert a short pre-trained encoder into a long one: a standard HF checkpoint of the chosen target
+(``longformer``: allenai's ``convert_model_to_long.ipynb`` done on the state dict; ``full``: the source's own
+class with more positions; ``bigbird``: BigBird's block-sparse attention; see ``longify.targets``) that loads
+with the Auto classes and no custom code, in four steps: plan (options checked, source loaded, target config:
+plan.py) -> build (the target's weights from the source's, positions extended to ``max_pos`` by copy /
+interpolate / random: build.py) -> verify against the source, then what must run at ``max_pos`` (verify.py)
+-> write, atomically, with conversion.json and the target's model card (here).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
 import time
@@ -17,16 +18,17 @@ from typing import Any
 
 import torch
 
-from longify.convert.build import build, final_positions, materialize
+from longify.convert.build import build_weights, final_positions, materialize
 from longify.convert.plan import ConvertOptions, Plan, make_plan
 from longify.convert.sentence import copy_sentence_transformers
-from longify.convert.verify import Verification, verify_conversion
+from longify.convert.verify import Verification, verification_batches, verify_target
 from longify.cpu import cpu_info
 from longify.errors import LongifyError
 from longify.fileio import write_json_atomic
 from longify.locks import output_lock
 from longify.outdir import atomic_output_dir, check_output_dir, clean_leftovers
 from longify.runinfo import git_hash, library_versions, now_iso
+from longify.targets import get_target
 
 logger = logging.getLogger(__name__)
 
@@ -38,55 +40,83 @@ def convert(
     overwrite: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
-    """Convert ``src`` (directory or hub id) into a Longformer at ``out``; return the conversion record.
-    ``options`` are :class:`ConvertOptions` (max_pos, attention_window, position_init, global_init, verify,
-    tolerance, tokenizer, seed), all checked before anything loads."""
+    """Convert ``src`` (directory or hub id) into a long model at ``out``; return the conversion record.
+    ``options`` are :class:`ConvertOptions` (target, max_pos, attention_window, position_init, global_init,
+    block_size, num_random_blocks, verify, tolerance, tokenizer, seed), all checked before anything loads."""
     start = time.perf_counter()
     opts = ConvertOptions(**options)
     with output_lock(out):  # before any long work: a second convert into OUT is refused, not raced
         check_output_dir(out, overwrite)
         clean_leftovers(Path(out))  # a killed convert's temporary copy: a model's size
         plan = make_plan(src, opts)
-        state = build(plan)
-        verification = verify(plan, state)
-        return write(plan, final_positions(plan, state), verification, Path(out), overwrite, start)
+        weights = build_weights(plan)
+        verification, long_run = verify(plan, weights.state)
+        state = final_positions(plan, weights.state)
+        return write(plan, state, verification, Path(out), overwrite, start, weights.new, long_run)
 
 
-def verify(plan: Plan, state: dict[str, torch.Tensor]) -> Verification | None:
-    """Step 3: the built weights against the source; a failure stops the conversion, nothing written."""
+def verify(plan: Plan, state: dict[str, torch.Tensor]) -> tuple[Verification | None, dict[str, Any] | None]:
+    """Step 3: the built weights against the source, then what the target must show at ``max_pos`` tokens on
+    the compared model (``Target.prove_long``); a failure stops the conversion, nothing written."""
     if not plan.options.verify:
-        return None
+        return None, None
     tolerance = plan.options.tolerance
-    verification = verify_conversion(
+    verification, model = verify_target(
         plan.source, state, plan.long, plan.tokenizer, plan.source_len, tolerance, plan.options.seed,
-        compare_logits=not plan.head_is_new,
+        compare_logits=not plan.head_is_new, target=plan.target,
     )  # fmt: skip
     if not verification.passed:
         raise LongifyError(
             f"verification failed: max |diff| hidden {verification.max_abs_diff_hidden:.3g}, logits "
             f"{verification.max_abs_diff_logits or 0:.3g} > --tolerance {tolerance:g}; nothing written"
         )
-    return verification
+    return verification, prove_long(plan, model)
 
 
-def record_of(plan: Plan, out: Path, verification: Verification | None) -> dict[str, Any]:
-    """conversion.json: what was converted, how, and how well it matched the source."""
+def prove_long(plan: Plan, model: Any) -> dict[str, Any] | None:
+    """The target's run at ``max_pos`` tokens on the compared model (one row of random ordinary tokens)."""
+    if model is None:
+        return None
+    (batch,) = verification_batches(
+        plan.tokenizer, plan.long.vocab_size, plan.options.max_pos, plan.options.seed, full=False,
+        type_vocab_size=getattr(plan.long, "type_vocab_size", 2),
+    )  # fmt: skip
+    logger.info("running the %s model at %d tokens", plan.target.name, plan.options.max_pos)
+    return plan.target.prove_long(model, batch)
+
+
+def record_of(
+    plan: Plan,
+    out: Path,
+    verification: Verification | None,
+    new_tensors: list[str] | None = None,
+    long_run: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """conversion.json: what was converted, into which target, how, and how well it matched the source;
+    ``new_tensors``: every target tensor that does not come from the source (random inits)."""
     o = plan.options
+    longformer = plan.target.name == "longformer"
+    new = sorted(set(new_tensors or []) | set(new_target_keys(plan)))
     return {
         "source": plan.src,
         "output": str(out),
+        "target": plan.target.name,
+        "target_class": plan.target.model_class_of(plan.long).__name__,
         "family": plan.family.model_type,
         "source_max_len": plan.source_len,
         "source_position_offset": plan.src_offset,
         "max_pos": o.max_pos,
         "max_position_embeddings": plan.long.max_position_embeddings,
-        "attention_window": plan.windows,
+        "attention_window": plan.windows if longformer else None,
         "position_init": o.position_init,
-        "global_init": o.global_init,
+        "global_init": o.global_init if longformer else None,
+        **plan.target.record(plan.long, o),
         "seed": o.seed,
         "verification": verification.to_dict() if verification else None,
+        "long_run": long_run,
         "cpu": cpu_info().record(),  # the verification's differences depend on the CPU's floating-point paths
         "new_weights": plan.new_weights,
+        "new_tensors": new,
         # "new": the source had no MLM head (a bare encoder); the converted one is random, never verified
         "mlm_head": "new" if plan.head_is_new else "source",
         "sentence_transformers": None,
@@ -105,13 +135,18 @@ def write(
     out: Path,
     overwrite: bool,
     start: float,
+    new_tensors: list[str] | None = None,
+    long_run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Step 4: model, tokenizer (``model_max_length`` = max_pos), conversion.json and card, atomically."""
-    model = materialize(plan.long, state)
-    record = record_of(plan, out, verification)
+    model = materialize(plan.long, state, plan.target)
+    record = record_of(plan, out, verification, new_tensors, long_run)
     with atomic_output_dir(out, overwrite) as tmp:
         logger.info("writing %s", out)
         model.save_pretrained(tmp)
+        plan.target.check_saved(
+            json.loads((tmp / "config.json").read_text(encoding="utf-8")), f"{out}/config.json"
+        )
         save_tokenizer(plan.tokenizer, tmp, plan.options.max_pos)
         record["sentence_transformers"] = copy_sentence_transformers(plan.src, tmp, plan.options.max_pos)
         record["seconds"] = round(time.perf_counter() - start, 3)
@@ -152,44 +187,26 @@ def describe_check(record: dict[str, Any]) -> str:
     if v.get("max_abs_diff_logits") is not None:
         parts.append(f"MLM logits {v['max_abs_diff_logits']:.1e}")
     verdict = "verified" if v.get("passed") else "verification FAILED"
+    run = record.get("long_run")
+    ran = f"; ran {run['attention']} attention at {run['length']} tokens" if run else ""
     return (
         f"{verdict} on inputs of {min(lengths)}-{max(lengths)} tokens, max |diff|: {', '.join(parts)}"
-        f" (tolerance {v['tolerance']:g}){head}"
+        f" (tolerance {v['tolerance']:g}){ran}{head}"
     )
 
 
 def _model_card(record: dict[str, Any]) -> str:
-    base = record["source"]
-    return f"""---
-library_name: transformers
-tags: [longformer, longify, fill-mask]
----
-# {Path(record["output"]).name}
-
-A Longformer ({record["max_pos"]} positions) converted by longify from `{base}` ({record["family"]}).
-
-- position embeddings: `{record["position_init"]}` from the source's {record["source_max_len"]} positions
-- attention window(s): {sorted(set(record["attention_window"]))}; global q/k/v: `{record["global_init"]}`
-- verified against the source on inputs of {record["verification"]["lengths"] if record["verification"] else "-"} tokens:
-  max |diff| hidden {_fmt(record, "max_abs_diff_hidden")}, mean-pooled {_fmt(record, "max_abs_diff_pooled")}, MLM logits {_fmt(record, "max_abs_diff_logits")}
-- MLM head: {"new, random init (the source had none): train it (`longify pretrain`) before using the logits" if record["mlm_head"] == "new" else "the source's"}
-{_st_card(record)}
-Load it with `AutoModelForMaskedLM.from_pretrained(...)` or `AutoModelForQuestionAnswering` (new QA head).
-It still needs long masked-LM pretraining (`longify pretrain`) before the new positions are useful.
-Details: `conversion.json`.
-"""
+    """The model card of the record's target."""
+    return get_target(record["target"]).card(record)
 
 
-def _st_card(record: dict[str, Any]) -> str:
-    st = record.get("sentence_transformers")
-    if not st:
-        return ""
-    return (
-        f"- sentence-transformers files kept ({', '.join(st['files'])}; max_seq_length {st['max_seq_length']}): "
-        "`SentenceTransformer(path)` loads the long encoder with the source's pooling\n"
-    )
+def new_target_keys(plan: Plan) -> list[str]:
+    """Target tensors filled from source tensors that the source itself lacked (e.g. an encoder saved without
+    its MLM head: ``plan.new_weights`` names them by their source keys)."""
+    if not plan.new_weights:
+        return []
+    from longify.targets.base import target_shapes
 
-
-def _fmt(record: dict[str, Any], field: str) -> str:
-    v = (record.get("verification") or {}).get(field)
-    return "-" if v is None else f"{v:.2e}"
+    missing = set(plan.new_weights)
+    keys = target_shapes(plan.target.model_class_of(plan.long), plan.long)
+    return [k for k in keys if plan.target.source_key(plan.family, k) in missing]

@@ -1,6 +1,5 @@
-"""Step 1 of a conversion, the plan: the options checked before anything loads, then the source loaded and
-checked, and the Longformer config it becomes (every value LongformerConfig defaults differently carried over:
-vocab size, layer-norm eps, type vocab size, special token ids)."""
+"""Step 1 of a conversion, the plan: the options checked before anything loads (the target's own with them),
+then the source loaded and checked, and the target's config it becomes (``longify.targets``)."""
 
 from __future__ import annotations
 
@@ -14,41 +13,27 @@ from transformers import (
     AutoConfig,
     AutoModelForMaskedLM,
     AutoTokenizer,
-    LongformerConfig,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
-from longify.convert.families import Family, get_family, position_offset
-from longify.convert.positions import POSITION_INITS
 from longify.errors import LongifyError, first_line
 from longify.loading import LOAD_ERRORS, check_model_source, check_tokenizer, check_vocab, load_failure
 from longify.seeds import check_seed
+from longify.targets import DEFAULT_TARGET, Target, get_target
+from longify.targets.families import Family, get_family
+from longify.targets.longformer import (  # re-exported: pretrain fits its windows with them
+    DEFAULT_WINDOW,
+    GLOBAL_INITS,
+    check_window_fits,
+    fit_windows,
+    long_config,
+    parse_windows,
+)
+from longify.targets.positions import POSITION_INITS
 
 logger = logging.getLogger(__name__)
-
-GLOBAL_INITS = ("copy", "random")
-# Values copied verbatim from the source config (LongformerConfig's defaults differ for several).
-_CARRIED = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "hidden_act",
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "type_vocab_size",
-    "initializer_range",
-    "layer_norm_eps",
-    "pad_token_id",
-    "bos_token_id",
-    "eos_token_id",
-    "tie_word_embeddings",
-)
-_ATTENTION_KEYS = ("query", "key", "value")
-DEFAULT_WINDOW = 512  # allenai's Longformer window
 
 
 @dataclass(frozen=True)
@@ -63,20 +48,16 @@ class ConvertOptions:
     tolerance: float = 1e-4
     tokenizer: str | None = None
     seed: int = 0
+    target: str = DEFAULT_TARGET
+    block_size: int | None = None  # bigbird: None is 64
+    num_random_blocks: int | None = None  # bigbird: None is 3
 
     def __post_init__(self) -> None:
         if self.position_init not in POSITION_INITS:
             raise LongifyError(
                 f"--position-init: expected one of {', '.join(POSITION_INITS)}, got {self.position_init!r}"
             )
-        if self.global_init not in GLOBAL_INITS:
-            raise LongifyError(
-                f"--global-init: expected one of {', '.join(GLOBAL_INITS)}, got {self.global_init!r}"
-            )
-        if self.attention_window is not None:
-            windows = parse_windows(self.attention_window)
-            if isinstance(self.max_pos, int):
-                check_window_fits(windows, self.max_pos)
+        get_target(self.target).check_options(self)
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
             raise LongifyError(f"--tolerance: expected a finite number >= 0, got {self.tolerance}")
         check_seed("--seed", self.seed)
@@ -84,7 +65,7 @@ class ConvertOptions:
 
 @dataclass
 class Plan:
-    """A loaded source and the Longformer it becomes."""
+    """A loaded source and the long model it becomes (``long``: the target's config)."""
 
     src: str
     options: ConvertOptions
@@ -93,8 +74,9 @@ class Plan:
     tokenizer: PreTrainedTokenizerBase
     family: Family
     new_weights: list[str]  # source weights that were missing and start random (e.g. the MLM head)
-    long: LongformerConfig
-    windows: list[int] = field(default_factory=list)
+    long: PretrainedConfig
+    windows: list[int] = field(default_factory=list)  # Longformer's per-layer windows; [] for other targets
+    target: Target = field(default_factory=lambda: get_target(DEFAULT_TARGET))
 
     @property
     def src_offset(self) -> int:
@@ -102,7 +84,7 @@ class Plan:
 
     @property
     def dst_offset(self) -> int:
-        return position_offset(self.long)
+        return self.target.position_offset(self.long)
 
     @property
     def source_len(self) -> int:
@@ -111,11 +93,16 @@ class Plan:
     @property
     def head_is_new(self) -> bool:
         """The source had no MLM head: its logits are those of a random head and are not verified."""
-        return any(not k.startswith(self.family.prefix) for k in self.new_weights)
+        return head_is_new(self.family, self.new_weights)
+
+
+def head_is_new(family: Family, new_weights: list[str]) -> bool:
+    return any(not k.startswith(family.prefix) for k in new_weights)
 
 
 def make_plan(src: str, options: ConvertOptions) -> Plan:
-    """Load ``src`` and settle the target: the source must be shorter than ``max_pos``."""
+    """Load ``src`` and settle the target: the source must be shorter than ``max_pos``, and a pair the target
+    cannot reproduce exactly is refused."""
     logger.info("loading %s", src)
     config, source, tokenizer, new_weights = load_source(src, options.tokenizer, options.seed)
     family = get_family(config.model_type)
@@ -124,63 +111,11 @@ def make_plan(src: str, options: ConvertOptions) -> Plan:
         raise LongifyError(
             f"--max-pos: must be larger than the source's {source_len} positions, got {options.max_pos}"
         )
-    windows = fit_windows(options.attention_window, options.max_pos, config.num_hidden_layers)
-    long = long_config(config, options.max_pos, windows, tokenizer.sep_token_id)
-    return Plan(src, options, config, source, tokenizer, family, new_weights, long, windows)
-
-
-def parse_windows(attention_window: int | str | list[int], num_layers: int | None = None) -> list[int]:
-    """One even positive window per layer from an int, a list, or a string like ``"512"`` / ``"64,64,128"``."""
-    if isinstance(attention_window, str):
-        try:
-            values = [int(v) for v in attention_window.replace(",", " ").split()]
-        except ValueError:
-            raise LongifyError(
-                f"--attention-window: expected an even integer or a comma-separated list, got {attention_window!r}"
-            ) from None
-    elif isinstance(attention_window, int):
-        values = [attention_window]
-    else:
-        values = [int(v) for v in attention_window]
-    if not values or any(v <= 0 or v % 2 for v in values):
-        raise LongifyError(f"--attention-window: every window must be a positive even integer, got {values}")
-    if num_layers is not None:
-        if len(values) == 1:
-            values = values * num_layers
-        elif len(values) != num_layers:
-            raise LongifyError(
-                f"--attention-window: got {len(values)} per-layer values but the model has {num_layers} layers"
-            )
-    return values
-
-
-def fit_windows(
-    given: int | str | list[int] | None,
-    max_pos: int,
-    num_layers: int | None = None,
-    flags: tuple[str, str] = ("--attention-window", "--max-pos"),
-) -> list[int]:
-    """The windows of a conversion to ``max_pos`` positions: ``given`` ones wider than the positions are
-    refused (``flags``: the window's and the positions' flag names); without them, ``DEFAULT_WINDOW``,
-    narrowed to the positions when they are fewer."""
-    if given is None:
-        return parse_windows(min(DEFAULT_WINDOW, max_pos - max_pos % 2), num_layers)
-    windows = parse_windows(given, num_layers)
-    check_window_fits(windows, max_pos, *flags)
-    return windows
-
-
-def check_window_fits(
-    windows: list[int], max_pos: int, window_flag: str = "--attention-window", pos_flag: str = "--max-pos"
-) -> None:
-    """Refuse a window wider than the positions: no token has that many neighbours, and Longformer pads
-    every input to a multiple of its window (verification would run every input at the window's length)."""
-    if max_pos < 2:
-        return  # no window fits: the positions' own check (against the source's) says what is wrong
-    widest = max(windows)
-    if widest > max_pos:
-        most = max_pos - max_pos % 2  # windows are even
-        raise LongifyError(f"{window_flag} {widest}: larger than {pos_flag} {max_pos}; give at most {most}")
+    target = get_target(options.target)
+    target.check_source(config, family, options, head_is_new(family, new_weights))
+    long = target.config(config, family, options, tokenizer)
+    windows = list(getattr(long, "attention_window", None) or []) if target.name == "longformer" else []
+    return Plan(src, options, config, source, tokenizer, family, new_weights, long, windows, target)
 
 
 def load_source(
@@ -227,17 +162,15 @@ def load_source(
     return config, model.eval(), tokenizer, missing
 
 
-def long_config(
-    config: PretrainedConfig, max_pos: int, windows: list[int], sep_token_id: int | None
-) -> LongformerConfig:
-    """The LongformerConfig of the converted model; ``max_pos`` usable positions after the offset."""
-    carried = {k: getattr(config, k) for k in _CARRIED if hasattr(config, k)}
-    pad = carried.get("pad_token_id")
-    if pad is None:
-        raise LongifyError("config.json: pad_token_id is missing; Longformer numbers positions from it")
-    return LongformerConfig(
-        **carried,
-        sep_token_id=sep_token_id if sep_token_id is not None else getattr(config, "sep_token_id", None),
-        max_position_embeddings=max_pos + pad + 1,
-        attention_window=windows,
-    )
+__all__ = [
+    "DEFAULT_WINDOW",
+    "GLOBAL_INITS",
+    "ConvertOptions",
+    "Plan",
+    "check_window_fits",
+    "fit_windows",
+    "load_source",
+    "long_config",
+    "make_plan",
+    "parse_windows",
+]

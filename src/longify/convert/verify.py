@@ -1,20 +1,22 @@
-"""Check that a converted Longformer is still its source model on inputs both can take.
+"""Check that a converted model is still its source model on inputs both can take.
 
-With ``position_init=copy`` (or any init, since the source rows are kept) and an attention window that
-covers the whole input, Longformer's sliding-window attention is full attention, so the two models are
-the same function and their outputs differ only by float rounding.
+Each target says which of its configs run on inputs of which length (``Target.checks``): with the source
+rows of the position table kept, Longformer's sliding window covering the input, or BigBird's input short
+enough for full attention, the two models are the same function and differ only by float rounding. Then
+``Target.prove_long`` runs what must run at the full length (BigBird: its block-sparse path).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import asdict, dataclass, field
 
 import torch
-from transformers import LongformerConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from longify.convert.build import materialize
+from longify.targets import DEFAULT_TARGET, Target, get_target
+from longify.targets.longformer import covered_length  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +45,6 @@ class Verification:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def covered_length(source_len: int, windows: list[int]) -> int:
-    """Longest input on which a window of ``min(windows)`` (w/2 each side) attends to every token."""
-    return max(2, min(source_len, min(windows) // 2 + 1))
 
 
 def verification_batches(
@@ -153,40 +150,57 @@ def merge_verifications(checks: list[Verification]) -> Verification:
 def verify_conversion(
     source: PreTrainedModel,
     state: dict[str, torch.Tensor],
-    lconfig: LongformerConfig,
+    lconfig: PretrainedConfig,
     tokenizer: PreTrainedTokenizerBase,
     source_len: int,
     tolerance: float,
     seed: int,
     compare_logits: bool = True,
+    target: Target | None = None,
 ) -> Verification:
-    """Compare the converted weights with the source twice: with the requested windows on inputs they
-    cover, and with a window widened to the source length (same weights) on inputs of the full source length.
-    ``compare_logits`` off when the source had no MLM head (a random head's logits prove nothing)."""
-    windows = list(lconfig.attention_window)
+    """Compare the converted weights with the source on each of the target's checks (Longformer: with the
+    requested windows on inputs they cover, and with a window widened to the source length on inputs of the
+    full source length). ``compare_logits`` off when the source had no MLM head (a random head's logits
+    prove nothing)."""
+    return verify_target(
+        source, state, lconfig, tokenizer, source_len, tolerance, seed, compare_logits, target
+    )[0]
+
+
+def verify_target(
+    source: PreTrainedModel,
+    state: dict[str, torch.Tensor],
+    config: PretrainedConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    source_len: int,
+    tolerance: float,
+    seed: int,
+    compare_logits: bool = True,
+    target: Target | None = None,
+) -> tuple[Verification, PreTrainedModel | None]:
+    """``verify_conversion``, and the compared model whose config is the target's own (None when every check
+    ran a variant), for ``Target.prove_long``."""
+    target = target or get_target(DEFAULT_TARGET)
     checks = []
-    wide = 2 * source_len
-    for config_windows, length, full in (
-        (windows, covered_length(source_len, windows), True),
-        ([wide] * len(windows), source_len, False),
-    ):
-        cfg = copy.deepcopy(lconfig)
-        cfg.attention_window = config_windows
-        model = materialize(cfg, state)
+    own = None
+    for check in target.checks(config, source_len):
+        model = materialize(check.config, state, target)
+        windows = getattr(check.config, "attention_window", None)
         logger.info(
-            "verifying against the source: windows %s, inputs of up to %d tokens",
-            sorted(set(config_windows)),
-            length,
+            "verifying against the source: %sinputs of up to %d tokens",
+            f"windows {sorted(set(windows))}, " if target.name == "longformer" and windows else "",
+            check.length,
         )
         batches = verification_batches(
             tokenizer,
-            lconfig.vocab_size,
-            length,
+            config.vocab_size,
+            check.length,
             seed,
-            full=full,
-            type_vocab_size=getattr(lconfig, "type_vocab_size", 2),
+            full=check.full,
+            type_vocab_size=getattr(config, "type_vocab_size", 2),
         )
-        checks.append(compare_models(source, model, batches, tolerance, compare_logits))
-        if min(windows) >= wide:
-            break  # the requested windows already cover the source length
-    return merge_verifications(checks)
+        with target.comparing():
+            checks.append(compare_models(source, model, batches, tolerance, compare_logits))
+        if check.config is config:
+            own = model
+    return merge_verifications(checks), own

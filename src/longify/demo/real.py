@@ -24,6 +24,13 @@ from pathlib import Path, PurePosixPath
 from statistics import mean
 from typing import Any
 
+from longify.artifacts import (
+    CONVERSION_FILE,
+    PRETRAIN_METRICS_FILE,
+    RESULTS_FILE,
+    read_pretrain_metrics,
+    read_qa_results,
+)
 from longify.errors import LongifyError
 from longify.fileio import write_json_atomic
 from longify.locks import output_lock
@@ -183,13 +190,15 @@ def _mean(rows: list[dict[str, Any] | None], key: str) -> float | None:
 def real_summary(out: Path, jobs: list[Any]) -> dict[str, Any]:
     """Conversion differences, MLM bits/token before/after and per model EM/F1 (overall, before and beyond
     token 512), each a mean over seeds, read back from the jobs' files."""
-    converts = [_json(j.output(out) / "conversion.json") for j in jobs if j.stage == "convert"]
-    pretrains = [_json(j.output(out) / "pretrain_metrics.json") for j in jobs if j.stage == "pretrain"]
+    converts = [_json(j.output(out) / CONVERSION_FILE) for j in jobs if j.stage == "convert"]
+    pretrains = [
+        read_pretrain_metrics(j.output(out) / PRETRAIN_METRICS_FILE) for j in jobs if j.stage == "pretrain"
+    ]
     qa: dict[str, dict[str, list[Any]]] = {}
     evaluations = [j for j in jobs if j.stage == "evaluate"]
     several_sets = len({j.eval_set for j in evaluations}) > 1
     for j in evaluations:
-        result = _json(j.output(out) / "results.json")
+        result = read_qa_results(j.output(out) / RESULTS_FILE, scored=True)
         split = split_positions(result.get("analysis") or {})
         key = f"{j.model} {j.eval_set}" if several_sets else str(j.model)
         rows = qa.setdefault(key, {"overall": [], "before": [], "beyond": [], "seeds": []})

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from longify.artifacts import AVERAGE, CONVERSION_FILE, PRETRAIN_METRICS_FILE, read_pretrain_metrics
 from longify.demo.files import claim_output
 from longify.errors import LongifyError
 from longify.fileio import write_json_atomic
@@ -71,14 +72,14 @@ def _csv(path: Path) -> list[dict[str, str]]:
 def demo_summary(out: Path, jobs: list[Job], report: Path, *, seconds: float) -> dict[str, Any]:
     """What each stage produced, read back from the jobs' and the report's files."""
     converts = [
-        {**_json(j.output(out) / "conversion.json"), "model": j.model} for j in jobs if j.stage == "convert"
+        {**_json(j.output(out) / CONVERSION_FILE), "model": j.model} for j in jobs if j.stage == "convert"
     ]
     pretrains = [
-        {**_json(j.output(out) / "pretrain_metrics.json"), "model": j.model}
+        {**read_pretrain_metrics(j.output(out) / PRETRAIN_METRICS_FILE), "model": j.model}
         for j in jobs
         if j.stage == "pretrain"
     ]
-    table = [r for r in _csv(report.parent / "results.csv") if r["language"] == "average"]
+    table = [r for r in _csv(report.parent / "results.csv") if r["language"] == AVERAGE]
     comparisons = headline_comparisons(_csv(report.parent / "comparisons.csv"))
     return {
         "study_dir": str(out),

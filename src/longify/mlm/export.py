@@ -24,21 +24,28 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from longify.checkpoint_files import damage_reason, incomplete_reason, read_mark
+from longify.artifacts import (
+    CONVERSION_FILE,
+    MODEL_METRICS_FILE,
+    PRETRAIN_METRICS_FILE,
+    RESULTS_FILE,
+    TRAINER_STATE_FILE,
+    read_pretrain_metrics,
+    write_pretrain_metrics,
+)
+from longify.checkpoint_files import checkpoint_step, damage_reason, incomplete_reason, read_mark
 from longify.convert.families import LONGFORMER
 from longify.errors import LongifyError
 from longify.fileio import write_json_atomic
 from longify.loading import LOAD_ERRORS, check_tokenizer, load_failure
 from longify.locks import output_lock
-from longify.mlm.trainer import METRICS_FILE
 from longify.outdir import atomic_output_dir, check_output_dir, files_into
 
 logger = logging.getLogger(__name__)
 
 _PROJECTIONS = ("query", "key", "value")
 _TASKS = {"ForMaskedLM": "fill-mask", "ForQuestionAnswering": "question-answering"}  # architecture suffix
-_RUN_METRICS = (METRICS_FILE, "results.json")  # a run folder's own metrics (pretrain, qa train)
-TRAINER_STATE = "trainer_state.json"
+_RUN_METRICS = (PRETRAIN_METRICS_FILE, RESULTS_FILE)  # a run folder's own metrics (pretrain, qa train)
 
 
 @torch.no_grad()
@@ -96,7 +103,7 @@ def write_clean_model(
         tokenizer.save_pretrained(target)
     (target / "README.md").write_text(_card(name or target.name, card, task, summary), encoding="utf-8")
     if metrics is not None:
-        write_json_atomic(target / "metrics.json", metrics)
+        write_json_atomic(target / MODEL_METRICS_FILE, metrics)
 
 
 def export_into(
@@ -136,19 +143,9 @@ def check_longformer(folder: Path, model: PreTrainedModel) -> None:
         )
 
 
-def checkpoint_step(folder: Path) -> int | None:
-    """The step of a Trainer checkpoint (``trainer_state.json``'s global_step); None for other folders."""
-    try:
-        state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    step = state.get("global_step") if isinstance(state, dict) else None
-    return int(step) if isinstance(step, int) else None
-
-
 def checkpoint_metrics(folder: Path, step: int) -> dict[str, Any]:
     """The evaluations logged up to ``step`` in the checkpoint's own ``trainer_state.json``."""
-    state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
+    state = json.loads((folder / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
     evals = [
         e
         for e in state.get("log_history", [])
@@ -160,7 +157,7 @@ def checkpoint_metrics(folder: Path, step: int) -> dict[str, Any]:
 def pretrain_metrics_at(run_file: Path, step: int) -> dict[str, Any]:
     """``pretrain_metrics.json`` as it stood at ``step``: the initial evaluation and those up to ``step``;
     the run's final evaluation and totals (measured later) are left out."""
-    data = json.loads(run_file.read_text(encoding="utf-8"))
+    data = read_pretrain_metrics(run_file)
     later = ("final", "steps", "seconds", "finished", "train_loss")
     out = {k: v for k, v in data.items() if k not in later}
     out["evals"] = [e for e in data.get("evals", []) if e.get("step", 0) <= step]
@@ -171,26 +168,26 @@ def pretrain_metrics_at(run_file: Path, step: int) -> dict[str, Any]:
 def _origin(checkpoint: Path, step: int | None, task: str) -> str | None:
     """What the model card says the model is: a pretrain run or checkpoint, a ``longify convert`` output
     (not pretrained), or a masked-LM Longformer of unknown origin; None keeps the task's own summary."""
-    if task != "fill-mask" or step is not None or (checkpoint / METRICS_FILE).is_file():
+    if task != "fill-mask" or step is not None or (checkpoint / PRETRAIN_METRICS_FILE).is_file():
         return None
-    return "converted" if (checkpoint / "conversion.json").is_file() else "other"
+    return "converted" if (checkpoint / CONVERSION_FILE).is_file() else "other"
 
 
 def _extras(checkpoint: Path, step: int | None, target: Path) -> None:
     """conversion.json, and the metrics that belong to what is exported: a run's own files, or for a
     checkpoint the evaluations up to its step (never the run's final ones)."""
-    if (checkpoint / "conversion.json").is_file():
-        shutil.copyfile(checkpoint / "conversion.json", target / "conversion.json")
-    elif step is not None and (checkpoint.parent / "conversion.json").is_file():
-        shutil.copyfile(checkpoint.parent / "conversion.json", target / "conversion.json")
+    if (checkpoint / CONVERSION_FILE).is_file():
+        shutil.copyfile(checkpoint / CONVERSION_FILE, target / CONVERSION_FILE)
+    elif step is not None and (checkpoint.parent / CONVERSION_FILE).is_file():
+        shutil.copyfile(checkpoint.parent / CONVERSION_FILE, target / CONVERSION_FILE)
     if step is None:
         for name in _RUN_METRICS:
             if (checkpoint / name).is_file():
                 shutil.copyfile(checkpoint / name, target / name)
         return
-    write_json_atomic(target / "metrics.json", checkpoint_metrics(checkpoint, step))
-    if (run_file := checkpoint.parent / METRICS_FILE).is_file():
-        write_json_atomic(target / METRICS_FILE, pretrain_metrics_at(run_file, step))
+    write_json_atomic(target / MODEL_METRICS_FILE, checkpoint_metrics(checkpoint, step))
+    if (run_file := checkpoint.parent / PRETRAIN_METRICS_FILE).is_file():
+        write_pretrain_metrics(target / PRETRAIN_METRICS_FILE, pretrain_metrics_at(run_file, step))
 
 
 def check_saved_content(checkpoint: Path) -> None:

@@ -1,10 +1,13 @@
 """``longify pretrain``: long masked-LM pretraining of a (converted) Longformer with the HF Trainer.
 
-The seed's ``run_long_lm.py`` flow on transformers 5: convert a short model first if needed, tokenise
-and block the text (cached), evaluate once before training, train with evaluation every ``--eval_steps``,
-copy the local q/k/v into the global ones, and export a clean model into ``--output_dir``.
-Resumes automatically from the last complete checkpoint in ``--output_dir`` (or ``--resume_from_checkpoint``);
-a rerun of a finished run changes nothing (see ``longify.checkpoints``).
+The seed's ``run_long_lm.py`` flow on transformers 5: check every input, tokenise and block the text
+(cached), convert a short model with the ``convert`` stage into ``OUTPUT/converted`` (only then: a bad corpus,
+tokenizer or size leaves nothing behind), evaluate once before training, train with evaluation every
+``--eval_steps``, copy the local q/k/v into the global ones, and export a clean model into ``--output_dir``.
+
+The run goes through the training-run recipe (``longify.training_run``): it resumes automatically from the
+last complete checkpoint in ``--output_dir`` (or ``--resume_from_checkpoint``), and a rerun of a finished run
+changes nothing.
 """
 
 from __future__ import annotations
@@ -25,43 +28,44 @@ from transformers import (
     TrainerCallback,
 )
 
+from longify.artifacts import CONVERSION_FILE, PRETRAIN_METRICS_FILE
 from longify.attention import set_attention
 from longify.catalog.names import resolve_text_files
 from longify.checkpoint_files import checkpoint_step
 from longify.convert import convert
-from longify.convert.families import position_offset, usable_positions
+from longify.convert.families import get_family, usable_positions
 from longify.convert.plan import fit_windows
 from longify.cpu import cpu_info
 from longify.errors import LongifyError, first_line
-from longify.fileio import write_json_atomic
 from longify.hfargs import data_parallel_size, precision, route_tensorboard
-from longify.loading import LOAD_ERRORS, check_model_source, check_tokenizer, check_vocab, load_failure
-from longify.locks import locks_output
+from longify.loading import (
+    LOAD_ERRORS,
+    check_model_source,
+    check_tokenizer,
+    check_vocab,
+    check_weight_files,
+    load_failure,
+)
 from longify.mlm.args import DEFAULT_MAX_POS, DEFAULT_WINDOW, PretrainArgs
 from longify.mlm.collator import EpochSetter, IndexedBlocks, SeededMLMCollator
 from longify.mlm.data import load_blocks, mask_for_eval, resolve_sources
 from longify.mlm.export import copy_global_projections, export_into
-from longify.mlm.trainer import METRICS_FILE, LongMLMTrainer, MetricsLog
-from longify.runargs import KEY, check_same_run, defining_args, relocated
+from longify.mlm.trainer import LongMLMTrainer, MetricsLog
+from longify.runargs import defining_args
 from longify.runinfo import git_hash, library_versions, now_iso
 from longify.textfiles import read_failure
-from longify.training_run import clear_previous_run, resume_checkpoint, training_done
+from longify.training_run import TrainingCommand, run_training
 
 logger = logging.getLogger(__name__)
 WINDOW_FLAGS = ("--attention_window", "--max_pos")  # how pretrain spells the flags fit_windows names
 
-RUN_FILE = "longify_run.json"
 
-
-def resolve_long_model(args: PretrainArgs) -> str:
-    """The Longformer to train: the given one, or the short model converted into ``OUTPUT/converted``.
-
-    Settles ``args.model.max_pos`` (a Longformer's own positions, or ``DEFAULT_MAX_POS`` to convert). Under
-    torchrun only the local main process converts (the others wait in ``main_process_first`` and load the
-    finished folder); an earlier conversion made for other flags is refused, not reused under new ones.
-    """
+def settle_source(args: PretrainArgs) -> tuple[Any, bool]:
+    """The source's config, and whether it is a Longformer (trained as it is) rather than a short model to
+    convert; settles ``args.model.max_pos`` (a Longformer's own positions, or ``DEFAULT_MAX_POS``)."""
     src = args.model.model_name_or_path
     check_model_source(src, "--model_name_or_path")
+    check_weight_files(src)  # a broken weights file is named before the corpus is read
     try:
         config = AutoConfig.from_pretrained(src)
     except LOAD_ERRORS as err:
@@ -74,31 +78,53 @@ def resolve_long_model(args: PretrainArgs) -> str:
                 f"pass at most {usable} (or a short model to convert)"
             )
         args.model.max_pos = args.model.max_pos or usable
-        return src
+        return config, True
+    get_family(config.model_type)  # a model no conversion knows: one line, before any data is read
     args.model.max_pos = args.model.max_pos or DEFAULT_MAX_POS
-    windows = conversion_windows(args, config.num_hidden_layers)  # before anything is converted or reused
+    return config, False
+
+
+def resolve_long_model(args: PretrainArgs) -> str:
+    """The Longformer to train: the given one, or the short model converted into ``OUTPUT/converted`` (an
+    earlier conversion made for the same flags is reused; one made for other flags is refused, or converted
+    again under --overwrite_output_dir). Settles ``args.model.max_pos``."""
+    config, is_long = settle_source(args)
+    if is_long:
+        return args.model.model_name_or_path
+    found = reusable_conversion(args, config.num_hidden_layers)
+    if found is not None:
+        logger.info("using the earlier conversion in %s", found)
+        return str(found)
+    return convert_source(args, conversion_windows(args, config.num_hidden_layers))
+
+
+def reusable_conversion(args: PretrainArgs, layers: int) -> Path | None:
+    """``OUTPUT/converted`` when it holds this very conversion (reused, under --overwrite_output_dir too: the
+    same request converts to the same model); None when there is none, or (under --overwrite_output_dir) when
+    it was made for other flags; otherwise refused in one line, before any data is read."""
     target = Path(args.training.output_dir) / "converted"
-    main = args.training.local_process_index == 0
-    if (target / "conversion.json").is_file():
-        try:
-            check_conversion(target, args, config.num_hidden_layers)
-        except LongifyError:
-            if not (args.overwrite_output_dir and main):
-                raise
-            # converted again below, once the data files were checked (pretrain calls _check_data_files)
-        else:  # reused, under --overwrite_output_dir too: the same request converts to the same model
-            logger.info("using the earlier conversion in %s", target)
-            return str(target)
-    if not main:
+    if not (target / CONVERSION_FILE).is_file():
+        return None
+    try:
+        check_conversion(target, args, layers)
+    except LongifyError:
+        if args.overwrite_output_dir and args.training.local_process_index == 0:
+            return None  # converted again once every input was checked
+        raise
+    return target
+
+
+def convert_source(args: PretrainArgs, windows: list[int]) -> str:
+    """The short source converted into ``OUTPUT/converted`` by the ``convert`` stage (every input has been
+    checked and the data tokenised by now). Under torchrun only the local main process converts (the others
+    wait in ``main_process_first`` and find the finished folder)."""
+    src = args.model.model_name_or_path
+    target = Path(args.training.output_dir) / "converted"
+    if args.training.local_process_index != 0:
         raise LongifyError(
             f"{target}: missing after the main process converted {src} (is it on a shared disk?)"
         )
-    logger.info(
-        "%s is a short %s model: converting it to %d positions first",
-        src,
-        config.model_type,
-        args.model.max_pos,
-    )
+    logger.info("%s is a short model: converting it to %d positions first", src, args.model.max_pos)
     convert(
         src,
         target,
@@ -120,9 +146,9 @@ def conversion_windows(args: PretrainArgs, layers: int) -> list[int]:
 def check_conversion(target: Path, args: PretrainArgs, layers: int) -> None:
     """Refuse an ``OUTPUT/converted`` made from another model or with other positions or windows."""
     try:
-        record = json.loads((target / "conversion.json").read_text(encoding="utf-8"))
+        record = json.loads((target / CONVERSION_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise LongifyError(f"{target}/conversion.json: cannot read it: {first_line(err)}") from None
+        raise LongifyError(f"{target / CONVERSION_FILE}: cannot read it: {first_line(err)}") from None
     wanted = {
         "--model_name_or_path": args.model.model_name_or_path,
         "--max_pos": args.model.max_pos,
@@ -164,25 +190,6 @@ def load_model(path: str, attention: str) -> PreTrainedModel:
     return model
 
 
-def _resume_point(args: PretrainArgs) -> str | None:
-    """The complete checkpoint to resume from (none with --overwrite_output_dir, which deletes nothing here)."""
-    return resume_checkpoint(
-        args.training.output_dir,
-        requested=args.training.resume_from_checkpoint,
-        overwrite=args.overwrite_output_dir,
-        world_size=args.training.world_size,
-    )
-
-
-def _finished_record(args: PretrainArgs, resume: str | None) -> dict[str, Any] | None:
-    """The record of this very run when it already finished (last step checkpointed, exported, recorded)."""
-    targs = args.training
-    if not (targs.do_train and training_done(resume, targs.max_steps, targs.num_train_epochs)):
-        return None
-    evaluated = bool(targs.do_eval or targs.eval_strategy != "no")
-    return MetricsLog(targs.output_dir, {}).finished_at(checkpoint_step(resume) or 0, evaluated)
-
-
 def _files(spec: str | None) -> list[str]:
     return [f for f in (spec or "").split(",") if f]
 
@@ -195,12 +202,18 @@ def _resolve_names(args: PretrainArgs) -> None:
     dargs.val_file_path = resolve_text_files(dargs.val_file_path, "validation")
 
 
+def _evaluates(args: PretrainArgs) -> bool:
+    return bool(args.training.do_eval or args.training.eval_strategy != "no")
+
+
 def _check_data_files(args: PretrainArgs) -> None:
     """Before anything in ``--output_dir`` changes (a conversion under --overwrite_output_dir): the data
     files exist, are files and can be opened, each refused in one line."""
     targs, dargs = args.training, args.data
     specs = [dargs.train_file_path] if targs.do_train else []
-    if targs.do_eval or targs.eval_strategy != "no":
+    if _evaluates(args):
+        if not dargs.val_file_path and not dargs.dataset_name:
+            raise LongifyError("--val_file_path: needed for --do_eval / --evaluate_during_training")
         specs.append(dargs.val_file_path)
     for spec in specs:
         if not _files(spec):
@@ -234,9 +247,7 @@ def _datasets(args: PretrainArgs, tokenizer: Any, block: int) -> tuple[Any, Any,
         source = _files(dargs.train_file_path) or dargs.dataset_name
         blocks, _ = load_blocks(source, tokenizer, block, split="train", **common)
         train_ds = IndexedBlocks(blocks)
-    if targs.do_eval or targs.eval_strategy != "no":
-        if not dargs.val_file_path and not dargs.dataset_name:
-            raise LongifyError("--val_file_path: needed for --do_eval / --evaluate_during_training")
+    if _evaluates(args):
         source = _files(dargs.val_file_path) or dargs.dataset_name
         blocks, stats = load_blocks(source, tokenizer, block, split="validation", **common)
         if dargs.max_eval_blocks:
@@ -246,104 +257,144 @@ def _datasets(args: PretrainArgs, tokenizer: Any, block: int) -> tuple[Any, Any,
     return train_ds, eval_ds, eval_stats
 
 
-@locks_output(lambda args, *_, **__: args.training.output_dir)
-def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
-    """Run long MLM pretraining as ``args`` say; return the metrics record."""
-    t0 = time.perf_counter()
-    targs, dargs = args.training, args.data
-    resume = _resume_point(args)
-    defining = _defining(args)  # as given (before --max_pos is settled)
-    if resume is not None:
-        check_same_run(targs.output_dir, defining)  # never continue a run made with other arguments
-    done = _finished_record(args, resume)
-    if done is not None:  # a rerun of a finished run changes nothing
-        logger.info(
-            "%s: finished at step %s already: nothing to do (pass --overwrite_output_dir to train again)",
-            targs.output_dir,
-            done["steps"],
-        )
-        return relocated(done, done.get("output_dir"), targs.output_dir)  # a copied folder names itself
-    _resolve_names(args)
-    _check_data_files(args)  # a typo in a path changes nothing (no conversion yet)
-    with targs.main_process_first(desc="conversion and tokenisation"):  # rank 0 converts and caches, once
-        model_path = resolve_long_model(args)
-        tokenizer = AutoTokenizer.from_pretrained(args.model.tokenizer_name or model_path)
-        check_tokenizer(tokenizer, args.model.tokenizer_name or model_path, "--tokenizer_name")
-        model = load_model(model_path, args.model.attention)
-        check_vocab(tokenizer, args.model.tokenizer_name or model_path, model.config, model_path)
-        usable = model.config.max_position_embeddings - position_offset(model.config)
-        if dargs.block_size is not None and dargs.block_size > usable:
-            raise LongifyError(
-                f"--block_size {dargs.block_size}: the model {model_path} takes at most {usable} tokens "
-                f"(--max_pos {args.model.max_pos}); pass --block_size {usable} or less"
-            )
-        block = dargs.block_size or min(args.model.max_pos, usable)
-        train_ds, eval_ds, eval_stats = _datasets(args, tokenizer, block)
+class Pretrain(TrainingCommand):
+    """``longify pretrain`` as the training-run recipe runs it (``longify.training_run``)."""
 
-    facts = {
-        "output_dir": targs.output_dir,
-        "world_size": data_parallel_size(targs),  # the process group DDP uses
-        "model": args.model.model_name_or_path,
-        "long_model": model_path,
-        "block_size": block,
-        "attention": type(model.longformer.encoder.layer[0].attention.self).__name__,
-        "seed": targs.seed,
-        "precision": precision(targs),
-        "cpu": cpu_info().record(),  # the kind of CPU: its floating-point paths move the last digits
-        "versions": library_versions(),
-        "git": git_hash(),
-    }
-    collator = SeededMLMCollator(tokenizer, dargs.mlm_probability, seed=targs.seed)
-    targs.remove_unused_columns = False  # the collator needs each item's row index
-    metrics_log = MetricsLog(targs.output_dir, facts, resume_step=checkpoint_step(resume))
-    trainer = LongMLMTrainer(
-        model=model,
-        args=targs,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        data_collator=collator,
-        processing_class=tokenizer,
-        callbacks=[EpochSetter(collator), *(callbacks or [])],
-        text_stats=eval_stats,
-        metrics_log=metrics_log,
-    )
-    route_tensorboard(trainer)  # events into this run's folder, never an earlier run's --logging_dir
-    if args.overwrite_output_dir and trainer.is_world_process_zero():
-        clear_previous_run(
-            targs.output_dir, METRICS_FILE, source=model_path
-        )  # every input has loaded: now the old run goes
-    if trainer.is_world_process_zero():
-        write_json_atomic(Path(targs.output_dir) / RUN_FILE, {**_run_record(args, facts), KEY: defining})
-    if eval_ds is not None and metrics_log.data["initial"] is None:
-        trainer.evaluate()  # the anchor: metrics of the untrained long model
-    train_loss = None
-    if targs.do_train:
-        if resume and (checkpoint_step(resume) or 0) >= trainer.planned_steps():
-            result = trainer.finish_from(resume)  # killed before its export: no step more
-        else:
-            result = trainer.train(resume_from_checkpoint=resume)
-        train_loss = result.training_loss  # of the whole run, across resumes
-    final = trainer.evaluate() if eval_ds is not None else {}
-    if targs.do_train and trainer.is_world_process_zero():
+    name = "pretrain"
+    also_cleared = (PRETRAIN_METRICS_FILE,)
+
+    def __init__(self, args: PretrainArgs, callbacks: list[TrainerCallback] | None = None) -> None:
+        super().__init__(args.training, args.overwrite_output_dir)
+        self.args = args
+        self.callbacks = list(callbacks or [])
+        self.t0 = time.perf_counter()
+        self.model_path: str | None = None
+
+    def defining(self) -> dict[str, Any]:
+        return defining_args([asdict(self.args.model), asdict(self.args.data)], self.training)  # as given
+
+    def finished(self, resume: str) -> dict[str, Any] | None:
+        return MetricsLog(self.output_dir, {}).finished_at(
+            checkpoint_step(resume) or 0, _evaluates(self.args)
+        )
+
+    def check_inputs(self) -> None:
+        """Data files, the source and its positions, windows, an earlier conversion, tokenizer, block size:
+        all before anything is converted or tokenised."""
+        args = self.args
+        _resolve_names(args)
+        _check_data_files(args)  # a typo in a path changes nothing
+        self.source_config, self.is_long = settle_source(args)
+        if not self.is_long:
+            layers = self.source_config.num_hidden_layers
+            conversion_windows(args, layers)  # windows wider than the positions: refused here
+            if not args.overwrite_output_dir:  # (with it, rank 0 converts again in prepare)
+                reusable_conversion(args, layers)  # a conversion made for other flags: refused here
+        name = args.model.tokenizer_name or args.model.model_name_or_path
+        self.source_tokenizer = load_tokenizer(name)
+        check_tokenizer(self.source_tokenizer, name, "--tokenizer_name")
+        check_vocab(self.source_tokenizer, name, self.source_config, args.model.model_name_or_path)
+        usable = args.model.max_pos  # settled: the Longformer's own, or the positions it is converted to
+        block = args.data.block_size
+        if block is not None and block > usable:
+            raise LongifyError(
+                f"--block_size {block}: the model {args.model.model_name_or_path} takes at most {usable} "
+                f"tokens (--max_pos {usable}); pass --block_size {usable} or less"
+            )
+        self.block = block or usable
+
+    def prepare(self, resume: str | None) -> LongMLMTrainer:
+        args, targs = self.args, self.training
+        with targs.main_process_first(desc="tokenisation and conversion"):  # rank 0 caches and converts, once
+            # the corpus is read and tokenised (with the source's tokenizer: a conversion keeps it) before the
+            # conversion: a text that is not UTF-8 leaves no OUTPUT/converted
+            train_ds, eval_ds, eval_stats = _datasets(args, self.source_tokenizer, self.block)
+            model_path = resolve_long_model(args)
+            tokenizer = load_tokenizer(args.model.tokenizer_name or model_path)
+            model = load_model(model_path, args.model.attention)
+        self.model_path = model_path
+        facts = {
+            "output_dir": targs.output_dir,
+            "world_size": data_parallel_size(targs),  # the process group DDP uses
+            "model": args.model.model_name_or_path,
+            "long_model": model_path,
+            "block_size": self.block,
+            "attention": type(model.longformer.encoder.layer[0].attention.self).__name__,
+            "seed": targs.seed,
+            "precision": precision(targs),
+            "cpu": cpu_info().record(),  # the kind of CPU: its floating-point paths move the last digits
+            "versions": library_versions(),
+            "git": git_hash(),
+        }
+        self.facts = facts
+        self.tokenizer = tokenizer
+        collator = SeededMLMCollator(tokenizer, args.data.mlm_probability, seed=targs.seed)
+        targs.remove_unused_columns = False  # the collator needs each item's row index
+        self.metrics_log = MetricsLog(targs.output_dir, facts, resume_step=checkpoint_step(resume))
+        trainer = LongMLMTrainer(
+            model=model,
+            args=targs,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            data_collator=collator,
+            processing_class=tokenizer,
+            callbacks=[EpochSetter(collator), *self.callbacks],
+            text_stats=eval_stats,
+            metrics_log=self.metrics_log,
+        )
+        route_tensorboard(trainer)  # events into this run's folder, never an earlier run's --logging_dir
+        self.evaluates = eval_ds is not None
+        return trainer
+
+    @property
+    def source(self) -> str | None:
+        return self.model_path
+
+    def run_record(self) -> dict[str, Any]:
+        return _run_record(self.args, self.facts)
+
+    def before_training(self, trainer: LongMLMTrainer) -> None:  # type: ignore[override]
+        if self.evaluates and self.metrics_log.data["initial"] is None:
+            trainer.evaluate()  # the anchor: metrics of the untrained long model
+
+    def evaluate(self, trainer: LongMLMTrainer) -> dict[str, Any]:  # type: ignore[override]
+        return trainer.evaluate() if self.evaluates else {}
+
+    def save(self, trainer: LongMLMTrainer, final: dict[str, Any]) -> None:  # type: ignore[override]
+        args = self.args
         copied = copy_global_projections(trainer.model) if args.model.copy_global_projections else 0
         info = {
             "base": args.model.model_name_or_path,
             "steps": trainer.state.global_step,
-            "block size": block,
+            "block size": self.block,
             "global projections copied from local": bool(copied),
             **{k: round(v, 4) for k, v in final.items()},
         }
-        export_into(Path(targs.output_dir), trainer.model, tokenizer, card=info)
-    if trainer.is_world_process_zero():
-        metrics_log.write(
-            final={k.removeprefix("eval_"): v for k, v in final.items()} or None,
-            steps=trainer.state.global_step,
-            train_loss=train_loss,
-            **({"train_loss_note": trainer.loss_note} if trainer.loss_note else {}),
-            seconds=round(time.perf_counter() - t0, 1),
-            finished=now_iso(),
-        )
-    return metrics_log.data
+        export_into(self.output_dir, trainer.model, self.tokenizer, card=info)
+
+    def results(self, trainer: LongMLMTrainer, trained: Any, final: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+        if trainer.is_world_process_zero():
+            self.metrics_log.write(
+                final={k.removeprefix("eval_"): v for k, v in final.items()} or None,
+                steps=trainer.state.global_step,
+                train_loss=trained.training_loss if trained is not None else None,  # the whole run's
+                **({"train_loss_note": trainer.loss_note} if trainer.loss_note else {}),
+                seconds=round(time.perf_counter() - self.t0, 1),
+                finished=now_iso(),
+            )
+        return self.metrics_log.data
+
+
+def load_tokenizer(name: str) -> Any:
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except LOAD_ERRORS as err:
+        raise load_failure(name, err, "a tokenizer") from None
+
+
+def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
+    """Run long MLM pretraining as ``args`` say, through the training-run recipe; return the metrics record."""
+    return run_training(Pretrain(args, callbacks))
 
 
 def _run_record(args: PretrainArgs, facts: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -12,16 +11,14 @@ from typing import Any
 import torch
 from transformers import Trainer
 
+from longify.artifacts import PRETRAIN_METRICS_FILE, read_pretrain_metrics, write_pretrain_metrics
 from longify.checkpoint_files import newest_complete
 from longify.checkpoints import CrashSafeCheckpoints
 from longify.console import quiet_trainer
 from longify.errors import LongifyError
-from longify.fileio import write_json_atomic
 from longify.mlm.metrics import MLMSums, masked_nats, mlm_metrics
 
 logger = logging.getLogger(__name__)
-
-METRICS_FILE = "pretrain_metrics.json"
 
 
 class MetricsLog:
@@ -32,10 +29,10 @@ class MetricsLog:
     """
 
     def __init__(self, output_dir: str | Path, facts: dict[str, Any], resume_step: int | None = None) -> None:
-        self.path = Path(output_dir) / METRICS_FILE
+        self.path = Path(output_dir) / PRETRAIN_METRICS_FILE
         self.data: dict[str, Any] = {"initial": None, "evals": [], "final": None, **facts}
         if resume_step is not None and self.path.is_file():
-            old = json.loads(self.path.read_text(encoding="utf-8"))
+            old = read_pretrain_metrics(self.path)
             self.data["initial"] = old.get("initial")
             self.data["evals"] = [e for e in old.get("evals", []) if e["step"] <= resume_step]
 
@@ -48,14 +45,14 @@ class MetricsLog:
 
     def write(self, **extra: Any) -> None:
         self.data.update(extra)
-        write_json_atomic(self.path, self.data)
+        write_pretrain_metrics(self.path, self.data)
 
     def finished_at(self, step: int, evaluated: bool) -> dict[str, Any] | None:
         """The record written when a run ended at ``step`` (with its final evaluation when ``evaluated``),
         or None when the file holds no such finished run."""
         try:
-            old = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            old = read_pretrain_metrics(self.path)
+        except LongifyError:  # none, or not one that a run wrote
             return None
         done = old.get("finished") and old.get("steps") == step and (old.get("final") or not evaluated)
         return old if done else None

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from longify.artifacts import QA_EVAL_FILES, RESULTS_FILE
 from longify.errors import LongifyError
 from longify.fileio import write_json_atomic
 from longify.locks import remove_dead_leftovers
@@ -28,8 +29,6 @@ from longify.outdir import make_temp_dir, staged_files
 
 logger = logging.getLogger(__name__)
 
-RESULTS = "results.json"
-EVAL_FILES = (RESULTS, "predictions.json", "nbest_predictions.json", "question_scores.jsonl")
 NEW, OLD = ".eval-new-", ".eval-old-"
 SWAP_RECORD = "swap.json"  # in .eval-old-*: {"new": folder name, "new_files": [..], "old_files": [..]}
 
@@ -40,13 +39,13 @@ def _rmtree(path: Path) -> None:
 
 def _in_order(names: set[str]) -> list[str]:
     """``names`` with results.json first (the order old files are parked in; new ones go in reversed)."""
-    return sorted(names, key=lambda n: (n != RESULTS, n))
+    return sorted(names, key=lambda n: (n != RESULTS_FILE, n))
 
 
 @contextmanager
 def eval_files_into(output_dir: str | Path) -> Iterator[Path]:
     """Yield a temporary folder inside ``output_dir`` for an evaluation's files; on success they replace the
-    folder's evaluation files (``EVAL_FILES``, all of them: a name the new set lacks goes too) as a set.
+    folder's evaluation files (``QA_EVAL_FILES``, all of them: a name the new set lacks goes too) as a set.
     Call it under the folder's lock. On an error the folder is left as it was."""
     with staged_files(output_dir, NEW, recover_eval_sets, _swap) as tmp:
         yield tmp
@@ -54,7 +53,7 @@ def eval_files_into(output_dir: str | Path) -> Iterator[Path]:
 
 def _swap(out: Path, new: Path) -> None:
     new_files = {p.name for p in new.iterdir() if p.is_file()}
-    old_files = {n for n in {*EVAL_FILES, *new_files} if (out / n).is_file()}
+    old_files = {n for n in {*QA_EVAL_FILES, *new_files} if (out / n).is_file()}
     old = make_temp_dir(out, OLD)
     record = {"new": new.name, "new_files": sorted(new_files), "old_files": sorted(old_files)}
     try:

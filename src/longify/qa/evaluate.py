@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from longify.artifacts import RESULTS_FILE, write_qa_results
 from longify.errors import LongifyError
-from longify.fileio import write_json_atomic
 from longify.hfargs import expanded_argv, has_flag
 from longify.loading import check_vocab, has_qa_head
 from longify.locks import launch_rank, output_lock
@@ -113,7 +113,7 @@ def check_same_evaluation(args: QAArgs, current: dict[str, Any]) -> None:
     ``--output_dir`` holds, made with other defining arguments, unless ``--overwrite_output_dir``. The
     same arguments again evaluate again (the model's files may have changed under the same name)."""
     if not args.overwrite_output_dir:
-        check_same_run(args.training.output_dir, current, record_file="results.json")
+        check_same_run(args.training.output_dir, current, record_file=RESULTS_FILE)
 
 
 @contextmanager
@@ -124,7 +124,7 @@ def eval_output_dir(args: QAArgs) -> Iterator[None]:
     with output_lock(out):
         if launch_rank() == 0:  # what an evaluation killed while writing left: settled by the writer
             recover_eval_sets(out)
-        check_results_owner(out / "results.json", overwrite=args.overwrite_output_dir)
+        check_results_owner(out / RESULTS_FILE, overwrite=args.overwrite_output_dir)
         yield
 
 
@@ -172,7 +172,7 @@ def evaluate_qa(args: QAArgs) -> dict[str, Any]:
             with eval_output_dir(args):
                 check_same_evaluation(args, defining)
                 with eval_files_into(args.training.output_dir) as tmp:
-                    write_json_atomic(tmp / "results.json", result)
+                    write_qa_results(tmp / RESULTS_FILE, result)
         return result
     name = args.model.model_name_or_path
     if name is None:

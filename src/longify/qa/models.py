@@ -11,6 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from longify.artifacts import CONVERSION_FILE
 from longify.attention import set_attention
 from longify.convert.families import CONVERTIBLE, usable_positions
 from longify.errors import LongifyError, first_line
@@ -29,7 +30,7 @@ def load_config(model: str, flag: str = "--model_name_or_path") -> Any:
 
 def source_family(model: str) -> str | None:
     """The family a ``longify convert`` output was converted from (its conversion.json), if known."""
-    path = Path(model) / "conversion.json"
+    path = Path(model) / CONVERSION_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("family") if path.is_file() else None
     except (OSError, ValueError):

@@ -5,9 +5,7 @@ the run record."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,14 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from longify.artifacts import (
+    NBEST_FILE,
+    PREDICTIONS_FILE,
+    QUESTION_SCORES_FILE,
+    RESULTS_FILE,
+    write_qa_results,
+    write_question_scores,
+)
 from longify.catalog.names import resolve_named
 from longify.cpu import cpu_info
 from longify.distributed import from_main, gather_on_main, rank_and_world
@@ -297,18 +303,11 @@ def write_outputs(output_dir: str | Path, output: EvalOutput, extra: dict[str, A
     the folder's earlier ones as a set (``evalset.eval_files_into``; call it under the folder's lock)."""
     results = {**output.result, **extra}
     with eval_files_into(output_dir) as tmp:
-        write_json_atomic(tmp / "predictions.json", output.predictions)
-        write_json_atomic(tmp / "nbest_predictions.json", output.nbest)
-        write_jsonl_atomic(tmp / "question_scores.jsonl", output.question_scores)
-        write_json_atomic(tmp / "results.json", results)
+        write_json_atomic(tmp / PREDICTIONS_FILE, output.predictions)
+        write_json_atomic(tmp / NBEST_FILE, output.nbest)
+        write_question_scores(tmp / QUESTION_SCORES_FILE, output.question_scores)
+        write_qa_results(tmp / RESULTS_FILE, results)
     return results
-
-
-def write_jsonl_atomic(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """One JSON object a line, via a temporary file beside ``path`` renamed into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def autocast_for(args: QAArgs) -> torch.dtype | None:

@@ -9,7 +9,6 @@ and results.json.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -19,14 +18,13 @@ from typing import Any
 import torch
 from transformers import Trainer, set_seed
 
+from longify.artifacts import RESULTS_FILE, read_qa_results, write_qa_results
 from longify.checkpoint_files import checkpoint_step
 from longify.checkpoints import CrashSafeCheckpoints
 from longify.console import quiet_trainer
 from longify.errors import LongifyError
-from longify.fileio import write_json_atomic
 from longify.hfargs import route_tensorboard
 from longify.loading import check_vocab
-from longify.locks import locks_output
 from longify.outdir import files_into
 from longify.qa.args import QAArgs, QADataArguments
 from longify.qa.features import build_features, collator_for, uses_global_attention
@@ -49,8 +47,8 @@ from longify.qa.pipeline import (
     write_outputs,
 )
 from longify.qa.tasks.example import QAExample
-from longify.runargs import KEY, RUN_FILE, check_same_run, defining_args, relocated
-from longify.training_run import clear_previous_run, resume_checkpoint, training_done
+from longify.runargs import defining_args
+from longify.training_run import TrainingCommand, run_training
 
 logger = logging.getLogger(__name__)
 
@@ -147,121 +145,135 @@ def save_model_atomic(trainer: Trainer, output_dir: Path) -> None:
         trainer.save_model(str(tmp))
 
 
-def _finished_results(args: QAArgs, resume: str | None) -> dict[str, Any] | None:
-    """results.json of this very run when it already finished (last step checkpointed, model saved, scored)."""
-    t = args.training
-    if not (t.do_train and training_done(resume, t.max_steps, t.num_train_epochs)):
-        return None
-    try:
-        results = json.loads((Path(t.output_dir) / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    trained = (results.get("train") or {}).get("global_step") == checkpoint_step(resume)
-    return results if trained and ("average" in results or not t.do_eval) else None
+class TrainQA(TrainingCommand):
+    """``longify qa train`` as the training-run recipe runs it (``longify.training_run``)."""
+
+    name = "qa train"
+
+    def __init__(self, args: QAArgs) -> None:
+        super().__init__(args.training, args.overwrite_output_dir)
+        self.args = args
+
+    def check_flags(self) -> None:
+        args, t = self.args, self.training
+        name = args.model.model_name_or_path
+        if name is None:
+            raise LongifyError("--model_name_or_path: required")
+        if not (t.do_train or t.do_eval):
+            raise LongifyError("--do_train / --do_eval: nothing to do, give at least one")
+        self.model_name: str = name
+        self.config = load_config(name)
+        check_model_type(args.model_type, self.config, name)
+
+    def defining(self) -> dict[str, Any]:
+        """The window used, not the one asked for: what a refused rerun names, what qa evaluate takes."""
+        args, name = self.args, self.model_name
+        set_seed(self.training.seed)  # before anything random: the span head starts from this seed
+        self.tokenizer = load_tokenizer(args.model.tokenizer_name or name)
+        check_vocab(self.tokenizer, args.model.tokenizer_name or name, self.config, name, pairs=True)
+        self.seq_len = effective_max_seq_length(args.data.max_seq_length, self.config, self.tokenizer)
+        return defining_args(
+            [
+                dataclasses.asdict(args.model),
+                {**dataclasses.asdict(args.data), "max_seq_length": self.seq_len},
+            ],
+            self.training,
+            do_lower_case=args.do_lower_case,
+            model_type=args.model_type,
+        )
+
+    def finished(self, resume: str) -> dict[str, Any] | None:
+        try:
+            results = read_qa_results(self.output_dir / RESULTS_FILE)
+        except LongifyError:
+            return None
+        trained = (results.get("train") or {}).get("global_step") == checkpoint_step(resume)
+        return results if trained and ("average" in results or not self.training.do_eval) else None
+
+    def check_inputs(self) -> None:
+        """The questions (read and checked whole), and the flags they make moot."""
+        t, data = self.training, self.args.data
+        self.train_examples = (
+            load_split(data, data.train_file, train=True, flag="--train_file") if t.do_train else []
+        )
+        evaluating = t.do_eval or t.eval_strategy != "no"
+        self.eval_examples = (
+            load_split(data, data.predict_file, train=False, flag="--predict_file") if evaluating else []
+        )
+        note_ignored_flags(data)
+        self.lower = resolve_lowercase(self.args.do_lower_case, self.tokenizer)
+
+    def prepare(self, resume: str | None) -> QATrainer:
+        args, t, data = self.args, self.training, self.args.data
+        model = load_qa_model(self.model_name, args.model.attention)
+        train_features = build_features(
+            self.train_examples,
+            self.tokenizer,
+            max_seq_length=self.seq_len,
+            doc_stride=data.doc_stride,
+            max_query_length=data.max_query_length,
+            global_attention=uses_global_attention(self.config),
+            train=True,
+            lower=self.lower,
+        )
+        if t.do_train:
+            logger.info(
+                "%d training questions -> %d windows of up to %d tokens",
+                len(self.train_examples),
+                len(train_features),
+                self.seq_len,
+            )
+        trainer = QATrainer(
+            model=model,
+            args=t,
+            train_dataset=train_features or None,
+            eval_dataset=self.eval_examples or None,
+            data_collator=collator_for(self.tokenizer, self.config),
+            processing_class=self.tokenizer,
+            eval_examples=self.eval_examples,
+            data_args=data,
+            max_seq_length=self.seq_len,
+            lower=self.lower,
+            autocast_dtype=autocast_for(args),
+        )
+        route_tensorboard(trainer)  # events into this run's folder, never an earlier run's --logging_dir
+        return trainer
+
+    @property
+    def source(self) -> str | None:
+        return self.model_name
+
+    def run_record(self) -> dict[str, Any]:
+        return run_record(self.args)
+
+    def evaluate(self, trainer: QATrainer) -> dict[str, Any]:  # type: ignore[override]
+        return trainer.evaluate() if self.training.do_eval else {}
+
+    def save(self, trainer: QATrainer, final: dict[str, Any]) -> None:  # type: ignore[override]
+        save_model_atomic(trainer, self.output_dir)  # under DDP one process writes (no barrier in save_model)
+
+    def results(self, trainer: QATrainer, trained: Any, final: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+        out = self.output_dir
+        record: dict[str, Any] = {"model": self.model_name, "output_dir": str(out), "train": None}
+        if trained is not None:
+            record["train"] = {
+                "global_step": trained.global_step,
+                "training_loss": trained.training_loss,
+                **trained.metrics,
+            }
+            record["model_dir"] = str(out)
+        record.update(run_record(self.args))
+        if not trainer.is_world_process_zero():
+            return record
+        if not self.training.do_eval:
+            write_qa_results(out / RESULTS_FILE, record)
+            return record
+        assert trainer.last_output is not None
+        predict_file = self.args.data.predict_file
+        return write_outputs(out, trainer.last_output, {"predict_file": predict_file, **record})
 
 
-@locks_output(lambda args: args.training.output_dir)
 def train_qa(args: QAArgs) -> dict[str, Any]:
-    """Fine-tune (``--do_train``) and/or evaluate (``--do_eval``); returns the results.json record."""
-    t, data = args.training, args.data
-    name = args.model.model_name_or_path
-    if name is None:
-        raise LongifyError("--model_name_or_path: required")
-    if not (t.do_train or t.do_eval):
-        raise LongifyError("--do_train / --do_eval: nothing to do, give at least one")
-    config = load_config(name)
-    check_model_type(args.model_type, config, name)
-    out = Path(t.output_dir)
-    resume = resume_checkpoint(
-        out,
-        requested=t.resume_from_checkpoint,
-        overwrite=args.overwrite_output_dir,
-        world_size=t.world_size,
-    )
-    set_seed(t.seed)
-    tokenizer = load_tokenizer(args.model.tokenizer_name or name)
-    check_vocab(tokenizer, args.model.tokenizer_name or name, config, name, pairs=True)
-    seq_len = effective_max_seq_length(data.max_seq_length, config, tokenizer)
-    defining = defining_args(
-        [dataclasses.asdict(args.model), {**dataclasses.asdict(args.data), "max_seq_length": seq_len}],
-        t,
-        do_lower_case=args.do_lower_case,
-        model_type=args.model_type,
-    )  # the window used, not the one asked for: what a refused rerun names, what qa evaluate takes
-    if t.do_train and resume is not None:
-        check_same_run(out, defining)  # never continue a run made with other arguments
-    done = _finished_results(args, resume)
-    if done is not None:  # a rerun of a finished run changes nothing
-        logger.info(
-            "%s: finished at step %s already: nothing to do (pass --overwrite_output_dir to train again)",
-            out,
-            done["train"]["global_step"],
-        )
-        return relocated(done, done.get("output_dir"), out)  # a copied folder names itself
-    train_examples = load_split(data, data.train_file, train=True, flag="--train_file") if t.do_train else []
-    evaluating = t.do_eval or t.eval_strategy != "no"
-    eval_examples = (
-        load_split(data, data.predict_file, train=False, flag="--predict_file") if evaluating else []
-    )
-    note_ignored_flags(data)
-    lower = resolve_lowercase(args.do_lower_case, tokenizer)
-    model = load_qa_model(name, args.model.attention)
-    train_features = build_features(
-        train_examples,
-        tokenizer,
-        max_seq_length=seq_len,
-        doc_stride=data.doc_stride,
-        max_query_length=data.max_query_length,
-        global_attention=uses_global_attention(config),
-        train=True,
-        lower=lower,
-    )
-    if t.do_train:
-        logger.info(
-            "%d training questions -> %d windows of up to %d tokens",
-            len(train_examples),
-            len(train_features),
-            seq_len,
-        )
-    trainer = QATrainer(
-        model=model,
-        args=t,
-        train_dataset=train_features or None,
-        eval_dataset=eval_examples or None,
-        data_collator=collator_for(tokenizer, config),
-        processing_class=tokenizer,
-        eval_examples=eval_examples,
-        data_args=data,
-        max_seq_length=seq_len,
-        lower=lower,
-        autocast_dtype=autocast_for(args),
-    )
-    route_tensorboard(trainer)  # events into this run's folder, never an earlier run's --logging_dir
-    if args.overwrite_output_dir and trainer.is_world_process_zero():
-        clear_previous_run(out, source=name)  # every input has loaded: now the old run's outputs go
-    if t.do_train and trainer.is_world_process_zero():
-        write_json_atomic(out / RUN_FILE, {**run_record(args), KEY: defining})
-    record: dict[str, Any] = {"model": name, "output_dir": str(out), "train": None}
-    if t.do_train:
-        if resume and (checkpoint_step(resume) or 0) >= trainer.planned_steps():
-            result = trainer.finish_from(resume)  # killed before its export: no step more
-        else:
-            result = trainer.train(resume_from_checkpoint=resume)
-        record["train"] = {
-            "global_step": result.global_step,
-            "training_loss": result.training_loss,
-            **result.metrics,
-        }
-        if trainer.is_world_process_zero():  # under DDP one process writes (save_model has no barrier)
-            save_model_atomic(trainer, out)
-        record["model_dir"] = str(out)
-    record.update(run_record(args))
-    if not t.do_eval:
-        if trainer.is_world_process_zero():
-            write_json_atomic(out / "results.json", record)
-        return record
-    trainer.evaluate()
-    assert trainer.last_output is not None
-    if not trainer.is_world_process_zero():
-        return record
-    return write_outputs(out, trainer.last_output, {"predict_file": data.predict_file, **record})
+    """Fine-tune (``--do_train``) and/or evaluate (``--do_eval``) through the training-run recipe; returns the
+    results.json record."""
+    return run_training(TrainQA(args))

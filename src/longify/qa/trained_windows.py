@@ -7,7 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from longify.runargs import KEY, RUN_FILE
+from longify.artifacts import RUN_FILE
+from longify.runargs import KEY
 
 logger = logging.getLogger(__name__)
 

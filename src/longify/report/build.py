@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from longify.artifacts import AVERAGE
 from longify.errors import LongifyError
 from longify.fileio import current_umask, write_failure
 from longify.locks import output_lock, remove_dead_leftovers
@@ -19,7 +20,7 @@ from longify.outdir import staged_files
 from longify.report import plots
 from longify.report.bootstrap import LEVEL, MIN_RESAMPLES, RESAMPLES, SEED
 from longify.report.compare import Row, compare, pairs_of
-from longify.report.load import AVERAGE, load_analysis, load_curves, load_results, resolve
+from longify.report.load import load_analysis, load_curves, load_results, resolve
 from longify.report.markdown import report_markdown
 from longify.report.tables import bucket_summary, latex_table, summarize
 from longify.textfiles import path_kind

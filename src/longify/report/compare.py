@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from longify.artifacts import AVERAGE
 from longify.errors import LongifyError
 from longify.report.bootstrap import Comparison, pair_scores, paired_bootstrap
-from longify.report.load import AVERAGE, load_question_scores, resolve
+from longify.report.load import load_question_scores, resolve
 
 POOLED = "all (pooled)"
 REL_TOL = 1e-6

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from longify.artifacts import AVERAGE
 from longify.fileio import write_failure
-from longify.report.load import AVERAGE
 
 DPI = 110
 

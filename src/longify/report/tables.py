@@ -9,7 +9,7 @@ import math
 
 import pandas as pd
 
-from longify.report.load import AVERAGE
+from longify.artifacts import AVERAGE
 
 KEYS = ["eval_set", "language", "model"]
 

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from longify.artifacts import PRETRAIN_CURVES_FILE, STUDY_RESULTS_FILE
 from longify.errors import LongifyError
 from longify.locks import output_lock
 from longify.study.jobs import Job, plan_jobs
@@ -167,13 +168,13 @@ def execute_study(
     counts = Counter(status.values())
     print(
         f"study: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))} in {time.perf_counter() - t0:.0f} s; "
-        f"{collected.results} rows in {out / 'results.jsonl'}, {collected.curves} in "
-        f"{out / 'pretrain_curves.jsonl'}",
+        f"{collected.results} rows in {out / STUDY_RESULTS_FILE}, {collected.curves} in "
+        f"{out / PRETRAIN_CURVES_FILE}",
         flush=True,
     )
     if collected.dropped_rows:
         print(
-            f"study: {out / 'results.jsonl'} no longer has {collected.dropped_rows} rows from "
+            f"study: {out / STUDY_RESULTS_FILE} no longer has {collected.dropped_rows} rows from "
             f"{collected.dropped_jobs} evaluation job(s) not in {spec.path} (an earlier run of another "
             f"spec into this folder); their folders stay in {out / 'jobs'}, and running that spec again "
             "collects them without redoing a job",

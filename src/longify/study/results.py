@@ -6,41 +6,37 @@ rows are already there is left as it is: a rerun of a finished study changes not
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from longify.artifacts import (
+    AVERAGE,
+    PREDICTIONS_FILE,
+    PRETRAIN_CURVES_FILE,
+    PRETRAIN_METRICS_FILE,
+    QUESTION_SCORES_FILE,
+    RESULTS_FILE,
+    STUDY_RESULTS_FILE,
+    read_pretrain_metrics,
+    read_qa_results,
+    write_pretrain_curves,
+    write_study_results,
+)
 from longify.study.jobs import Job
 from longify.study.runner import job_status
-
-RESULT_KEYS = (
-    "model",
-    "source_model",
-    "eval_set",
-    "task",
-    "language",
-    "seed",
-    "exact_match",
-    "f1",
-    "total",
-    "job_id",
-    "results_path",
-    "predictions_path",
-    "question_scores_path",
-)
 
 
 def result_rows(job: Job, run: Path, out: Path) -> list[dict[str, Any]]:
     """The rows of one evaluation job; its file paths are relative to the study folder ``out``, so that a
     copied or moved study reads its own files, never the original's."""
-    results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    results = read_qa_results(run / RESULTS_FILE, f"the output of job {job.folder}", scored=True)
     where = run.relative_to(out)
     base = {"model": job.model, "source_model": job.source_model, "eval_set": job.eval_set, "task": job.task}
     paths = {
         "job_id": job.id,
-        "results_path": str(where / "results.json"),
-        "predictions_path": str(where / "predictions.json"),
-        "question_scores_path": str(where / "question_scores.jsonl"),
+        "results_path": str(where / RESULTS_FILE),
+        "predictions_path": str(where / PREDICTIONS_FILE),
+        "question_scores_path": str(where / QUESTION_SCORES_FILE),
     }
     rows = []
     per_language = results["per_language"]
@@ -62,7 +58,7 @@ def result_rows(job: Job, run: Path, out: Path) -> list[dict[str, Any]]:
     rows.append(
         {
             **base,
-            "language": "average",
+            "language": AVERAGE,
             "seed": job.seed,
             "exact_match": avg["exact_match"],
             "f1": avg["f1"],
@@ -74,7 +70,7 @@ def result_rows(job: Job, run: Path, out: Path) -> list[dict[str, Any]]:
 
 
 def curve_rows(job: Job, run: Path) -> list[dict[str, Any]]:
-    metrics = json.loads((run / "pretrain_metrics.json").read_text(encoding="utf-8"))
+    metrics = read_pretrain_metrics(run / PRETRAIN_METRICS_FILE, f"the output of job {job.folder}")
     entries = [e for e in [metrics.get("initial"), *metrics.get("evals", [])] if e]
     return [
         {
@@ -87,19 +83,6 @@ def curve_rows(job: Job, run: Path) -> list[dict[str, Any]]:
         }
         for e in sorted(entries, key=lambda e: e["step"])
     ]
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """``rows`` into ``path`` (written aside and renamed into place), unless it holds exactly them already."""
-    text = "".join(json.dumps(r, sort_keys=False) + "\n" for r in rows).encode("utf-8")
-    try:
-        if path.read_bytes() == text:
-            return
-    except OSError:  # not there yet (or unreadable): written anew
-        pass
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(text)
-    tmp.replace(path)
 
 
 class Collected(NamedTuple):
@@ -129,7 +112,7 @@ def _rows_of_other_jobs(path: Path, ids: set[str]) -> tuple[int, int]:
 def collect(jobs: list[Job], out: Path) -> Collected:
     """Write both files from the done jobs of this spec; also counts what the previous results.jsonl had of
     jobs not in it (an earlier run of another spec into the same folder: its job folders stay)."""
-    dropped = _rows_of_other_jobs(out / "results.jsonl", {j.id for j in jobs})
+    dropped = _rows_of_other_jobs(out / STUDY_RESULTS_FILE, {j.id for j in jobs})
     results: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     for job in jobs:
@@ -138,13 +121,13 @@ def collect(jobs: list[Job], out: Path) -> Collected:
         run = job.output(out)
         if job.stage == "evaluate":
             results.extend(result_rows(job, run, out))
-        elif (run / "pretrain_metrics.json").is_file():
+        elif (run / PRETRAIN_METRICS_FILE).is_file():
             curves.extend(curve_rows(job, run))
     results.sort(
-        key=lambda r: (r["model"], r["eval_set"], r["seed"], r["language"] == "average", r["language"])
+        key=lambda r: (r["model"], r["eval_set"], r["seed"], r["language"] == AVERAGE, r["language"])
     )
     curves.sort(key=lambda r: (r["model"], r["step"]))
     out.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(out / "results.jsonl", results)
-    _write_jsonl(out / "pretrain_curves.jsonl", curves)
+    write_study_results(out / STUDY_RESULTS_FILE, results)
+    write_pretrain_curves(out / PRETRAIN_CURVES_FILE, curves)
     return Collected(len(results), len(curves), *dropped)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from longify.artifacts import PREDICTIONS_FILE, PRETRAIN_METRICS_FILE, QUESTION_SCORES_FILE, RESULTS_FILE
 from longify.fileio import write_json_atomic
 from longify.locks import admitting, describe, lock_holder, pid_alive
 from longify.runinfo import now_iso
@@ -195,9 +196,9 @@ def wait_while_busy(out: Path, job: Job, poll: float = 1.0) -> None:
 
 def outputs_of(job: Job, output: Path) -> dict[str, str]:
     names = {
-        "pretrain": ("pretrain_metrics.json",),
-        "train": ("results.json", "predictions.json", "question_scores.jsonl"),
-        "evaluate": ("results.json", "predictions.json", "question_scores.jsonl"),
+        "pretrain": (PRETRAIN_METRICS_FILE,),
+        "train": (RESULTS_FILE, PREDICTIONS_FILE, QUESTION_SCORES_FILE),
+        "evaluate": (RESULTS_FILE, PREDICTIONS_FILE, QUESTION_SCORES_FILE),
     }.get(job.stage, ())
     found = {"output": str(output)}
     found.update({n: str(output / n) for n in names if (output / n).is_file()})

@@ -1,0 +1,118 @@
+"""The training-run recipe (``longify.training_run.run_training``) that ``pretrain`` and ``qa train`` share:
+killed right after any of its steps (SIGKILL), the same command again ends with the result of an uninterrupted
+run: the same weights, metrics and training loss. ``pretrain`` of a short source converts it inside the recipe,
+so a kill before, during or after the conversion is covered too.
+
+Each killed run is a fork of this process (no interpreter start per step), single-threaded like the
+reference run, so that the weights can be compared bit for bit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import qa_train_argv, read_json, same_weights, small_pretrain_argv, write_wikitext
+from longify.mlm.args import parse_pretrain_args
+from longify.mlm.train import pretrain
+from longify.qa.args import parse_qa_args
+from longify.qa.train import train_qa
+from longify.training_run import STEPS, TrainingCommand
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread, here and in the forks (where OpenMP's pool must not be used), for every run."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def killed_at(step: str, run: Callable[[], object]) -> None:
+    """Run ``run`` in a fork of this process that SIGKILLs itself once the recipe has reached ``step``."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 3
+        try:
+
+            def reached(self: TrainingCommand, name: str) -> None:
+                if name == step:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            TrainingCommand.reached = reached  # type: ignore[method-assign]
+            run()
+        except BaseException:
+            traceback.print_exc()
+            code = 4
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"{step}: exit status {status}"
+
+
+def test_every_step_is_a_reached_point() -> None:
+    """The kill points below are the recipe's own list, in the order it reaches them."""
+    assert STEPS[0] == "locked" and STEPS[-1] == "finished" and len(set(STEPS)) == len(STEPS) == 9
+
+
+# -------------------------------------------------------------------------------------------- pretrain
+
+
+@pytest.fixture(scope="module")
+def pretrain_setup(tiny_sources, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("recipe-pretrain")
+    wiki = write_wikitext(root / "wiki")
+    ref = root / "runs" / "reference"
+    pretrain(parse_pretrain_args(small_pretrain_argv(tiny_sources["roberta"], ref, wiki, 4)))
+    return {"root": root, "wiki": wiki, "reference": ref, "source": tiny_sources["roberta"]}
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_pretrain_of_a_short_source_killed_after_any_step_resumes_to_the_same_result(
+    pretrain_setup, step
+) -> None:
+    s = pretrain_setup
+    run = s["root"] / "runs" / step.replace(" ", "-")
+    argv = small_pretrain_argv(s["source"], run, s["wiki"], 4)
+    killed_at(step, lambda: pretrain(parse_pretrain_args(argv)))
+    pretrain(parse_pretrain_args(argv))
+    same_weights(s["reference"], run)
+    same_weights(s["reference"] / "converted", run / "converted")
+    a, b = read_json(s["reference"] / "pretrain_metrics.json"), read_json(run / "pretrain_metrics.json")
+    for key in ("initial", "evals", "final", "steps", "train_loss"):
+        assert a[key] == b[key], key
+    assert read_json(run / "longify_run.json")["defining_args"]["--seed"] == 7
+
+
+# -------------------------------------------------------------------------------------------- qa train
+
+
+@pytest.fixture(scope="module")
+def qa_reference(qa_setup, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ref = tmp_path_factory.mktemp("recipe-qa") / "reference"
+    train_qa(parse_qa_args(qa_train_argv(qa_setup, ref)))
+    return ref
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_qa_train_killed_after_any_step_resumes_to_the_same_result(
+    qa_setup, qa_reference, tmp_path, step
+) -> None:
+    run = tmp_path / "run"
+    argv = qa_train_argv(qa_setup, run)
+    killed_at(step, lambda: train_qa(parse_qa_args(argv)))
+    train_qa(parse_qa_args(argv))
+    expected, got = read_json(qa_reference / "results.json"), read_json(run / "results.json")
+    assert got["train"]["global_step"] == expected["train"]["global_step"]
+    assert got["train"]["training_loss"] == expected["train"]["training_loss"]
+    assert got["average"] == expected["average"]
+    assert read_json(run / "predictions.json") == read_json(qa_reference / "predictions.json")
+    same_weights(qa_reference, run)
