@@ -111,6 +111,7 @@ class CrashSafeCheckpoints:
         # training seconds of the run before this call's start (None: unknown, resumed from an older mark)
         self._seconds_before: float | None = 0.0
         self._train_started: float | None = None
+        self._run_seconds: float | None = None
         self.loss_note: str | None = None  # set when the training loss covers only part of the run
         self.add_callback(_RestoreLoss(self))  # type: ignore[attr-defined]
 
@@ -135,7 +136,14 @@ class CrashSafeCheckpoints:
             if resume_from_checkpoint and run_loss(self._resume_mark, 0) is None
             else None
         )
-        return super().train(resume_from_checkpoint or None, *args, **kwargs)  # type: ignore[misc]
+        output = super().train(resume_from_checkpoint or None, *args, **kwargs)  # type: ignore[misc]
+        self._run_seconds = self._seconds_so_far()
+        return output
+
+    def run_seconds(self) -> float | None:
+        """The whole run's training seconds (across resumes; read from the mark when the run was finished from
+        its last checkpoint), once ``train`` or ``finish_from`` returned; None when a part is unknown."""
+        return self._run_seconds
 
     def _restore_loss(self) -> None:
         mark, self._resume_mark = self._resume_mark, None
@@ -238,6 +246,7 @@ class CrashSafeCheckpoints:
         if self.args.load_best_model_at_end and best and Path(best).is_dir():
             self._load_from_checkpoint(best)  # type: ignore[attr-defined]  # as HF ends such a run
         mark = read_mark(ckpt)
+        self._run_seconds = (mark or {}).get("train_seconds")
         total, pending = run_loss(mark, self.args.process_index) or (math.nan, 0.0)
         loss = (total + pending) / max(self.state.global_step, 0.001)
         metrics = self._run_speed((mark or {}).get("train_seconds"), ckpt)

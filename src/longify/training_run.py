@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
+
+import torch
 
 from longify.artifacts import (
     MODEL_METRICS_FILE,
@@ -49,6 +52,7 @@ from longify.checkpoint_files import (
     note_unhashed,
     read_mark,
 )
+from longify.cpu import cpu_info
 from longify.errors import LongifyError
 from longify.fileio import check_writable, write_json_atomic
 from longify.locks import output_lock
@@ -219,6 +223,11 @@ class RunTrainer(Protocol):
 
     def train(self, resume_from_checkpoint: str | None = None) -> Any: ...
 
+    def run_seconds(self) -> float | None: ...
+
+    @property
+    def state(self) -> Any: ...  # HF's TrainerState: global_step, num_input_tokens_seen
+
 
 class TrainingCommand(ABC):
     """One training command, as the recipe runs it: its flags, inputs, model, data and metrics.
@@ -283,8 +292,11 @@ class TrainingCommand(ABC):
         """Save the trained model into ``--output_dir`` (rank 0 of a training run only)."""
 
     @abstractmethod
-    def results(self, trainer: RunTrainer, trained: Any, final: dict[str, Any]) -> dict[str, Any]:
-        """Write the run's results (rank 0) and return them; ``trained``: the ``TrainOutput`` or None."""
+    def results(
+        self, trainer: RunTrainer, trained: Any, final: dict[str, Any], cost: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Write the run's results (rank 0) and return them; ``trained``: the ``TrainOutput`` or None;
+        ``cost``: what the training cost (``training_cost``), None when the run trained nothing."""
 
 
 def run_training(command: TrainingCommand) -> dict[str, Any]:
@@ -315,6 +327,8 @@ def run_training(command: TrainingCommand) -> dict[str, Any]:
                 )  # a copied folder names itself
         command.check_inputs()
         command.reached("inputs checked")
+        if targs.include_num_input_tokens_seen in ("no", False):
+            targs.include_num_input_tokens_seen = "non_padding"  # HF counts the real tokens trained on (cost)
         trainer = command.prepare(resume)
         command.reached("ready")
         main = trainer.is_world_process_zero()
@@ -325,18 +339,50 @@ def run_training(command: TrainingCommand) -> dict[str, Any]:
             write_json_atomic(command.output_dir / RUN_FILE, {**command.run_record(), KEY: defining})
         command.reached("recorded")
         command.before_training(trainer)
-        trained = None
+        trained = cost = None
         if command.trains:
             if resume and (checkpoint_step(resume) or 0) >= trainer.planned_steps():
                 trained = trainer.finish_from(resume)  # killed before its export: no step more
             else:
                 trained = trainer.train(resume_from_checkpoint=resume)
+            cost = training_cost(trainer)
         command.reached("trained")
         final = command.evaluate(trainer)
         command.reached("evaluated")
         if command.trains and main:
             command.save(trainer, final)
         command.reached("saved")
-        results = command.results(trainer, trained, final)
+        results = command.results(trainer, trained, final, cost)
         command.reached("finished")
         return results
+
+
+def training_cost(trainer: RunTrainer) -> dict[str, Any]:
+    """What the whole run's training cost (across resumes), for accuracy per hour beside its scores:
+    ``train_seconds`` (wall clock of the training loop, its evaluations and saves included), ``steps``,
+    ``seconds_per_step``, ``train_tokens`` (real, non-padding tokens, all processes: HF's
+    ``num_input_tokens_seen``), ``train_tokens_per_second``, ``peak_memory_mb`` and what it measures
+    (``memory``: CUDA's peak allocation on this process's GPU, or the process's peak resident set on CPU), and
+    ``device`` (the GPU's name, or ``cpu-`` and the CPU's capability). Unknown values are null."""
+    seconds = trainer.run_seconds()
+    steps = int(trainer.state.global_step)
+    tokens = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0) or None
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        memory, peak = "cuda max allocated", torch.cuda.max_memory_allocated() / 2**20
+        device = torch.cuda.get_device_name()
+    else:
+        memory, peak = (
+            "cpu max rss",
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        )  # KiB on Linux
+        device = f"cpu-{cpu_info().capability}"
+    return {
+        "train_seconds": round(seconds, 3) if seconds else None,
+        "steps": steps,
+        "seconds_per_step": round(seconds / steps, 4) if seconds and steps else None,
+        "train_tokens": tokens,
+        "train_tokens_per_second": round(tokens / seconds, 1) if tokens and seconds else None,
+        "peak_memory_mb": round(peak, 1),
+        "memory": memory,
+        "device": device,
+    }

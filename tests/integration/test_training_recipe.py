@@ -1,6 +1,6 @@
 """The training-run recipe (``longify.training_run.run_training``) that ``pretrain`` and ``qa train`` share:
 killed right after any of its steps (SIGKILL), the same command again ends with the result of an uninterrupted
-run: the same weights, metrics and training loss. ``pretrain`` of a short source converts it inside the recipe,
+run: the same weights, metrics and training loss, and the same count of tokens trained on in its cost record. ``pretrain`` of a short source converts it inside the recipe,
 so a kill before, during or after the conversion is covered too.
 
 Each killed run is a fork of this process (no interpreter start per step), single-threaded like the
@@ -89,6 +89,7 @@ def test_pretrain_of_a_short_source_killed_after_any_step_resumes_to_the_same_re
     a, b = read_json(s["reference"] / "pretrain_metrics.json"), read_json(run / "pretrain_metrics.json")
     for key in ("initial", "evals", "final", "steps", "train_loss"):
         assert a[key] == b[key], key
+    assert b["cost"]["steps"] == 4 and b["cost"]["train_tokens"] == a["cost"]["train_tokens"] == 4 * 2 * 128
     assert read_json(run / "longify_run.json")["defining_args"]["--seed"] == 7
 
 
@@ -114,5 +115,23 @@ def test_qa_train_killed_after_any_step_resumes_to_the_same_result(
     assert got["train"]["global_step"] == expected["train"]["global_step"]
     assert got["train"]["training_loss"] == expected["train"]["training_loss"]
     assert got["average"] == expected["average"]
+    assert (
+        got["cost"]["train_tokens"] == expected["cost"]["train_tokens"] > 0
+    )  # the whole run's, across a kill
     assert read_json(run / "predictions.json") == read_json(qa_reference / "predictions.json")
     same_weights(qa_reference, run)
+
+
+def test_the_cost_record_says_what_the_training_took(pretrain_setup, qa_reference, qa_setup) -> None:
+    """Seconds per step, real tokens per second (QA windows: their non-padding tokens only) and peak memory."""
+    pre = read_json(pretrain_setup["reference"] / "pretrain_metrics.json")["cost"]
+    qa = read_json(qa_reference / "results.json")["cost"]
+    for cost in (pre, qa):
+        assert cost["train_seconds"] > 0 and cost["peak_memory_mb"] > 10
+        assert cost["seconds_per_step"] == pytest.approx(cost["train_seconds"] / cost["steps"], rel=1e-3)
+        assert cost["train_tokens_per_second"] == pytest.approx(
+            cost["train_tokens"] / cost["train_seconds"], rel=1e-3
+        )
+        assert cost["memory"] == "cpu max rss" and cost["device"].startswith("cpu-")
+    windows = read_json(qa_reference / "results.json")["train"]["global_step"] * 4 * 64
+    assert 0 < qa["train_tokens"] < windows  # windows padded to 64 count only their real tokens

@@ -372,13 +372,16 @@ class Pretrain(TrainingCommand):
         }
         export_into(self.output_dir, trainer.model, self.tokenizer, card=info)
 
-    def results(self, trainer: LongMLMTrainer, trained: Any, final: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+    def results(  # type: ignore[override]
+        self, trainer: LongMLMTrainer, trained: Any, final: dict[str, Any], cost: dict[str, Any] | None
+    ) -> dict[str, Any]:
         if trainer.is_world_process_zero():
             self.metrics_log.write(
                 final={k.removeprefix("eval_"): v for k, v in final.items()} or None,
                 steps=trainer.state.global_step,
                 train_loss=trained.training_loss if trained is not None else None,  # the whole run's
                 **({"train_loss_note": trainer.loss_note} if trainer.loss_note else {}),
+                cost=cost,  # the whole run's training: seconds per step, tokens per second, peak memory
                 seconds=round(time.perf_counter() - self.t0, 1),
                 finished=now_iso(),
             )

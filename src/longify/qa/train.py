@@ -252,7 +252,9 @@ class TrainQA(TrainingCommand):
     def save(self, trainer: QATrainer, final: dict[str, Any]) -> None:  # type: ignore[override]
         save_model_atomic(trainer, self.output_dir)  # under DDP one process writes (no barrier in save_model)
 
-    def results(self, trainer: QATrainer, trained: Any, final: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+    def results(  # type: ignore[override]
+        self, trainer: QATrainer, trained: Any, final: dict[str, Any], cost: dict[str, Any] | None
+    ) -> dict[str, Any]:
         out = self.output_dir
         record: dict[str, Any] = {"model": self.model_name, "output_dir": str(out), "train": None}
         if trained is not None:
@@ -262,6 +264,9 @@ class TrainQA(TrainingCommand):
                 **trained.metrics,
             }
             record["model_dir"] = str(out)
+            record["cost"] = (
+                cost  # the whole run's training: seconds per step, tokens per second, peak memory
+            )
         record.update(run_record(self.args))
         if not trainer.is_world_process_zero():
             return record
