@@ -10,6 +10,8 @@
 2. Speed and memory: one fwd+bwd of a base-size model (12 layers, hidden 768, 12 heads, 4096 tokens, window
    512, 2 global tokens) under bf16 autocast, fast vs HF, min of 3 after a warm-up, peak memory of each.
 3. 50 steps of tiny long-MLM pretraining with ``--fp16``: the loss stays finite.
+4. The long targets' cost (``bench_targets.py``): fwd+bwd time and extra peak memory of longformer, full and
+   bigbird at 512-8192 tokens, base size, fp32 and bf16 autocast, against the short model of the same run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import sys
@@ -172,6 +175,20 @@ def pretraining(steps: int) -> dict[str, Any]:
     }
 
 
+def targets_cost(device: str, quick: bool) -> dict[str, Any]:
+    """``bench_targets.py``'s table on this device: fwd+bwd time and extra peak memory of each long target at
+    512-8192 tokens (base size; quick: tiny, to 2048), against the short model of the same run; bf16 on GPUs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_targets
+
+    size = bench_targets.QUICK if quick else bench_targets.BASE
+    lengths = [512, 1024, 2048] if quick else [512, 1024, 2048, 4096, 8192]
+    dtypes = ["fp32", "bf16"] if device.startswith("cuda") else ["fp32"]
+    with contextlib.redirect_stdout(sys.stderr), bench_targets.quiet_hf():  # stdout is the JSON alone
+        rows = bench_targets.run(size, lengths, dtypes, lambda n: 1 if quick else 3, device)
+    return {"size": dataclasses.asdict(size), "rows": [dataclasses.asdict(r) for r in rows]}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -188,6 +205,7 @@ def main() -> int:
     result["exactness"] = exactness(ns.device, ns.quick)
     result["speed"] = speed(ns.device, ns.quick)
     result["pretraining_fp16"] = pretraining(ns.steps)
+    result["targets"] = targets_cost(ns.device, ns.quick)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["ok"] = all(v["ok"] for v in result["exactness"].values()) and result["pretraining_fp16"]["finite"]
     print(json.dumps(result, indent=1))

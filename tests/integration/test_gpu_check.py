@@ -28,3 +28,5 @@ def test_gpu_check_smoke_prints_one_json_object() -> None:
     assert result["exactness"]["fp32"]["fast_vs_fp32"] < 1e-4
     assert result["pretraining_fp16"]["steps"] == 4 and result["pretraining_fp16"]["finite"]
     assert result["speed"]["hf_s"] > 0 and result["speed"]["fast_s"] > 0
+    targets = {(r["target"], r["length"]) for r in result["targets"]["rows"]}
+    assert {("short", 512), ("longformer", 2048), ("full", 2048), ("bigbird", 2048)} <= targets

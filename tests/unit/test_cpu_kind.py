@@ -227,3 +227,27 @@ def test_bench_qa_eval_names_the_cpu_in_its_header_and_json(
     assert out["cpu"] == {"capability": "AVX2", "native_bf16": False, "threads": 1}
     assert json.loads(printed[-1])["cpu"] == out["cpu"]
     assert {r["precision"] for r in out["results"]} == {"fp32", "bf16"}  # --quick: tiny bf16 runs anywhere
+
+
+def test_bench_targets_times_every_target_against_the_short_model_and_plots(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``bench_targets.py --quick``: a row per target and length, the cost per token against the short model of
+    the same run, the attention that ran, the CPU in the header and the JSON, no bf16 where it is emulated,
+    and a PNG."""
+    bench = _bench("bench_targets", monkeypatch)
+    monkeypatch.setattr(longify.cpu, "probe", lambda: AVX2)
+    rows = bench.main(["--quick", "--lengths", "512,1024", "--json", str(tmp_path / "b.json"),
+                       "--plot", str(tmp_path / "b.png")])  # fmt: skip
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("# CPU AVX2, no native bf16") and "bf16 cases skipped" in printed[1]
+    assert [(r.target, r.length) for r in rows] == [("short", 512)] + [
+        (t, n) for t in ("longformer", "full", "bigbird") for n in (512, 1024)
+    ]
+    assert {r.dtype for r in rows} == {"fp32"} and rows[0].per_token_vs_short == 1.0
+    for r in rows:
+        assert r.seconds > 0 and r.per_token_vs_short == pytest.approx(r.ms_per_token / rows[0].ms_per_token)
+    assert {r.attention for r in rows if r.target == "bigbird"} == {"block_sparse"}  # quick blocks: 16
+    saved = json.loads((tmp_path / "b.json").read_text())
+    assert saved["cpu"]["capability"] == "AVX2" and len(saved["rows"]) == len(rows)
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
