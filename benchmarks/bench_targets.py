@@ -13,8 +13,9 @@ with the length, the sparse ones stay near flat).
 
 bf16 (autocast) runs only where the CPU has native bf16 (see cpu_kind.py; ``--bf16-on-emulated-cpu`` forces
 it). BigBird at 512 tokens computes full attention (HF's rule: block-sparse needs more than (5 + 2r) blocks),
-and the row says so. Times are the minimum over repeats. Writes ``--json`` and a PNG of the cost per token
-against the length (``--plot``).
+and the row says so. Times are the minimum of 2 steps after a warm-up. Writes ``--json`` and a PNG of the cost per token
+against the length (``--plot``). From 4096 tokens on, a row is one step without a warm-up (at base size a
+step takes minutes on 2 cores), so it may read slightly high.
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ def measure(model: PreTrainedModel, length: int, autocast: bool, repeats: int) -
     peak resident set, on a GPU the peak allocation, above what was in use before the step."""
     device = next(model.parameters()).device
     ids = torch.randint(5, VOCAB, (1, length), generator=torch.Generator().manual_seed(length)).to(device)
+    if repeats == 0:  # one step, timed and measured at once (minutes per step at base size on 2 cores)
+        return _one_step(model, ids, autocast)
     step(model, ids, autocast)  # warm-up (allocator, kernels)
     best = math.inf
     for _ in range(repeats):
@@ -173,6 +176,24 @@ def measure(model: PreTrainedModel, length: int, autocast: bool, repeats: int) -
         extra = _status_mib("VmHWM") - before
         model.zero_grad(set_to_none=True)
     return best, extra
+
+
+def _one_step(model: PreTrainedModel, ids: torch.Tensor, autocast: bool) -> tuple[float, float]:
+    """(seconds, extra peak MiB) of a single step, no warm-up: what the long CPU rows cost at most."""
+    cuda = ids.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
+    elif _reset_peak():
+        before = _status_mib("VmRSS")
+    else:
+        before = math.nan
+    start = time.perf_counter()
+    step(model, ids, autocast)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _status_mib("VmHWM")
+    model.zero_grad(set_to_none=True)
+    return seconds, peak - before
 
 
 @contextlib.contextmanager
@@ -285,7 +306,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     print(f"# {size}; batch 1; anchor: short RoBERTa (512 positions, SDPA) at 512 tokens, same run")
 
     def repeats(length: int) -> int:
-        return 1 if args.quick or length >= 4096 else 2
+        """2 timed steps after a warm-up; 1 in --quick; at 4096 tokens and more one step with no warm-up."""
+        return 1 if args.quick else 0 if length >= 4096 else 2
 
     with quiet_hf():
         rows = run(size, lengths, dtypes, repeats)

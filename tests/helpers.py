@@ -25,9 +25,14 @@ from typing import Any
 import pytest
 
 from longify.demo.corpus import article, make_town, wikitext
+from longify.families import FAMILIES as REGISTRY
 from longify.locks import lock_path
 
-FAMILIES = ("roberta", "xlm-roberta", "camembert", "bert", "data2vec-text")
+# From the family registry: the families whose encoder is the canonical one under a prefix (roberta, bert,
+# ...: every target, the source's MLM head names) run the shared conversion tests; every family has its own
+# test file (tests/unit/test_family_<name>.py or test_family_registry.py)
+ALL_FAMILIES = tuple(REGISTRY)
+FAMILIES = tuple(name for name, family in REGISTRY.items() if family.is_prefix_rename)
 SOURCE_LEN = 64
 
 REPO = Path(__file__).resolve().parents[1]
@@ -666,3 +671,95 @@ def fake_cpu(monkeypatch: pytest.MonkeyPatch, kind: tuple[str, bool]) -> None:
 
     monkeypatch.setattr(longify.cpu, "probe", lambda: kind)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+# --- conversions of one family to every target the registry allows (tests/unit/test_family_*.py) -------
+TARGET_OPTIONS = {  # the window covers the source length, BigBird runs full attention up to (5 + 2) * 4 = 28
+    "longformer": {"attention_window": 2 * SOURCE_LEN},
+    "full": {},
+    "bigbird": {"block_size": 4, "num_random_blocks": 1},
+}
+FAMILY_MAX_POS = 2 * SOURCE_LEN
+COMPARED_UP_TO = {"longformer": SOURCE_LEN, "full": SOURCE_LEN, "bigbird": 28}
+
+
+def allowed_targets(src: Path) -> list[str]:
+    """The targets the registry lets ``src`` (a saved model folder) convert to."""
+    from transformers import AutoConfig
+
+    from longify.errors import LongifyError
+
+    config = AutoConfig.from_pretrained(src)
+    family = REGISTRY[config.model_type]
+    allowed = []
+    for target in TARGET_OPTIONS:
+        try:
+            family.check_target(target, config)
+        except LongifyError:
+            continue
+        allowed.append(target)
+    return allowed
+
+
+def convert_to_allowed(src: Path, root: Path) -> dict[str, Path]:
+    """``src`` converted (verified) to each target the registry allows, ``FAMILY_MAX_POS`` positions."""
+    from longify.convert import convert
+
+    out = {}
+    for target in allowed_targets(src):
+        out[target] = root / f"{src.name}-{target}"
+        convert(str(src), out[target], max_pos=FAMILY_MAX_POS, target=target, **TARGET_OPTIONS[target])
+    return out
+
+
+def short_family_batches(tok: Any, vocab_size: int, length: int) -> list[dict[str, Any]]:
+    """Unpadded and right-padded rows of ordinary ids, and padded text, all at most ``length`` tokens."""
+    import torch
+
+    gen = torch.Generator().manual_seed(7)
+    special = set(tok.all_special_ids)
+    ordinary = torch.tensor([i for i in range(vocab_size) if i not in special])
+    ids = ordinary[torch.randint(len(ordinary), (3, length), generator=gen)]
+    mask = torch.ones_like(ids)
+    ids[2, length // 2 :] = tok.pad_token_id
+    mask[2, length // 2 :] = 0
+    text = tok(["A town on a river.", "Who?"], padding=True, return_tensors="pt")
+    return [
+        {"input_ids": ids[:2], "attention_mask": mask[:2]},
+        {"input_ids": ids[2:], "attention_mask": mask[2:]},
+        {"input_ids": text["input_ids"], "attention_mask": text["attention_mask"]},
+    ]
+
+
+def assert_reproduces_source(src: Path, out: Path, target: str, logits: bool = True) -> None:
+    """The converted model at ``out`` equals its source within 1e-5 on short inputs, with and without padding:
+    last hidden states, and the MLM logits where the source has a head (``logits``)."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    source = AutoModelForMaskedLM.from_pretrained(src).eval()
+    long = AutoModelForMaskedLM.from_pretrained(out).eval()
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.model_max_length == FAMILY_MAX_POS
+    for batch in short_family_batches(tok, source.config.vocab_size, COMPARED_UP_TO[target]):
+        real = batch["attention_mask"].bool()
+        with torch.no_grad():
+            a = source(**batch, output_hidden_states=True)
+            b = long(**batch, output_hidden_states=True)
+        torch.testing.assert_close(b.hidden_states[-1][real], a.hidden_states[-1][real], atol=1e-5, rtol=0)
+        if logits:
+            torch.testing.assert_close(b.logits[real], a.logits[real], atol=1e-5, rtol=0)
+
+
+def refused_by_cli(capsys: pytest.CaptureFixture[str], src: Path, out: Path, target: str) -> str:
+    """``longify convert SRC OUT --target TARGET``: exit 2, one line, nothing written; the line."""
+    from longify.cli import main
+
+    flags = ["--block-size", "4", "--num-random-blocks", "1"] if target == "bigbird" else []
+    argv = ["-q", "convert", str(src), str(out), "--max-pos", str(FAMILY_MAX_POS), "--target", target, *flags]
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("longify: error: "), err
+    assert not out.exists()
+    return err

@@ -1,8 +1,8 @@
 """The files longify's stages exchange: the names of the files in a run folder and a study folder, and the
 schema of each file one stage writes and another reads (``results.json``, ``question_scores.jsonl``,
-``results.jsonl``, ``pretrain_curves.jsonl``, ``pretrain_metrics.json``), with one reader and one writer
-each. A reader refuses a malformed file in one line naming the file (and line) and the field; extra fields
-are allowed. Imports only the file I/O layer."""
+``results.jsonl``, ``pretrain_curves.jsonl``, ``costs.jsonl``, ``pretrain_metrics.json``), with one reader
+and one writer each. A reader refuses a malformed file in one line naming the file (and line) and the
+field; extra fields are allowed. Imports only the file I/O layer."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ QA_EVAL_FILES = (RESULTS_FILE, PREDICTIONS_FILE, NBEST_FILE, QUESTION_SCORES_FIL
 # a study folder
 STUDY_RESULTS_FILE = "results.jsonl"  # one row per model x eval set x language x seed
 PRETRAIN_CURVES_FILE = "pretrain_curves.jsonl"  # one row per evaluation of each pretraining run
+STUDY_COSTS_FILE = "costs.jsonl"  # one row per training run (pretrain, qa train): what it cost
 AVERAGE = "average"  # the language of a benchmark's official headline row in results.jsonl
 
 
@@ -75,12 +76,24 @@ RESULT_FIELDS: dict[str, Check] = {
     "predictions_path": OPT_STR, "question_scores_path": OPT_STR,
 }  # fmt: skip
 RESULT_KEYS = tuple(RESULT_FIELDS)
+# written only by a study that names targets (its rows carry them all): a study that does not keeps the
+# bytes it always had. ``short`` for a model no conversion lengthened, else its target (longformer, ...)
+RESULT_OPTIONAL: dict[str, Check] = {"target": STR}
 QUESTION_FIELDS: dict[str, Check] = {
     "id": STR, "language": STR, "exact_match": FRACTION_OR_PERCENT, "f1": FRACTION_OR_PERCENT,
 }  # fmt: skip
 CURVE_FIELDS: dict[str, Check] = {
     "model": STR, "step": INT, "loss": OPT_NUMBER, "bits_per_token": OPT_NUMBER,
     "pseudo_bits_per_char": OPT_NUMBER, "job_id": OPT_STR,
+}  # fmt: skip
+# the ``cost`` object of a training run's pretrain_metrics.json / results.json (``training_run``); a key it
+# lacks is unknown (null)
+RUN_COST_FIELDS: dict[str, Check] = {
+    "train_seconds": OPT_NUMBER, "steps": OPT_INT, "seconds_per_step": OPT_NUMBER, "train_tokens": OPT_INT,
+    "train_tokens_per_second": OPT_NUMBER, "peak_memory_mb": OPT_NUMBER, "memory": OPT_STR, "device": OPT_STR,
+}  # fmt: skip
+COST_FIELDS: dict[str, Check] = {
+    "model": STR, "stage": STR, "seed": OPT_INT, "job_id": STR, **RUN_COST_FIELDS,
 }  # fmt: skip
 
 
@@ -101,8 +114,12 @@ def _check(where: str, record: dict[str, Any], fields: dict[str, Check], what: s
             raise LongifyError(f"{where}: field '{prefix}{name}' must be {expected}, got {record[name]!r}")
 
 
-def _jsonl(path: Path, fields: dict[str, Check], what: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) of each non-blank line, each row checked against ``fields`` and cut to them."""
+def _jsonl(
+    path: Path, fields: dict[str, Check], what: str, optional: dict[str, Check] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) of each non-blank line, each row checked against ``fields`` (and the ``optional``
+    ones it has) and cut to them."""
+    optional = optional or {}
     for lineno, text in utf8_lines(path):
         if not text.strip():
             continue
@@ -114,15 +131,21 @@ def _jsonl(path: Path, fields: dict[str, Check], what: str) -> Iterator[tuple[in
         if not isinstance(row, dict):
             raise LongifyError(f"{where}: expected a JSON object ({what}), got {type(row).__name__}")
         _check(where, row, fields, what)
-        yield lineno, {name: row[name] for name in fields}
+        _check(where, row, {k: c for k, c in optional.items() if k in row}, what)
+        yield lineno, {name: row[name] for name in [*fields, *(k for k in optional if k in row)]}
 
 
-def _in_order(rows: Iterable[dict[str, Any]], fields: dict[str, Check]) -> Iterator[dict[str, Any]]:
-    """Each row with exactly the schema's keys, in its order (a row with other keys is a bug: ValueError)."""
+def _in_order(
+    rows: Iterable[dict[str, Any]], fields: dict[str, Check], optional: dict[str, Check] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Each row with exactly the schema's keys (and the ``optional`` ones it has, last), in its order (a row
+    with other keys is a bug: ValueError)."""
+    optional = optional or {}
     for row in rows:
-        if set(row) != set(fields):
+        extra = set(row) - set(fields)
+        if not set(fields) <= set(row) or not extra <= set(optional):
             raise ValueError(f"a row with keys {sorted(row)}, expected {list(fields)}")
-        yield {name: row[name] for name in fields}
+        yield {name: row[name] for name in [*fields, *(k for k in optional if k in extra)]}
 
 
 def read_study_results(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -131,7 +154,7 @@ def read_study_results(path: Path) -> list[tuple[int, dict[str, Any]]]:
     need_file(path, "a study folder holds it once `longify study run` has evaluated a model")
     seen: dict[tuple[Any, ...], int] = {}
     rows = []
-    for lineno, row in _jsonl(path, RESULT_FIELDS, "a results row"):
+    for lineno, row in _jsonl(path, RESULT_FIELDS, "a results row", RESULT_OPTIONAL):
         key = (row["model"], row["eval_set"], row["language"], row["seed"])
         if key in seen:
             raise LongifyError(
@@ -144,8 +167,9 @@ def read_study_results(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 def write_study_results(path: Path, rows: Iterable[dict[str, Any]]) -> bool:
-    """``results.jsonl`` (left as it is when it holds these rows already; True when written)."""
-    return write_jsonl_atomic(path, _in_order(rows, RESULT_FIELDS), ensure_ascii=True)
+    """``results.jsonl`` (left as it is when it holds these rows already; True when written); a row's
+    ``target`` (``RESULT_OPTIONAL``) comes last, where it has one."""
+    return write_jsonl_atomic(path, _in_order(rows, RESULT_FIELDS, RESULT_OPTIONAL), ensure_ascii=True)
 
 
 def read_pretrain_curves(path: Path) -> list[dict[str, Any]] | None:
@@ -159,6 +183,32 @@ def read_pretrain_curves(path: Path) -> list[dict[str, Any]] | None:
 def write_pretrain_curves(path: Path, rows: Iterable[dict[str, Any]]) -> bool:
     """``pretrain_curves.jsonl`` (left as it is when it holds these rows already; True when written)."""
     return write_jsonl_atomic(path, _in_order(rows, CURVE_FIELDS), ensure_ascii=True)
+
+
+def read_study_costs(path: Path) -> list[dict[str, Any]] | None:
+    """``costs.jsonl``, or None when there is none (a study from before costs were recorded)."""
+    if path_kind(path) is None:
+        return None
+    need_file(path, "")
+    return [row for _, row in _jsonl(path, COST_FIELDS, "a training run's cost")]
+
+
+def write_study_costs(path: Path, rows: Iterable[dict[str, Any]]) -> bool:
+    """``costs.jsonl`` (left as it is when it holds these rows already; True when written)."""
+    return write_jsonl_atomic(path, _in_order(rows, COST_FIELDS), ensure_ascii=True)
+
+
+def run_cost(path: Path, data: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``cost`` of a run's record ``data`` (read from ``path``) with every ``RUN_COST_FIELDS`` key (null
+    where it lacks one), or None when it has none (a run that trained nothing, or from before costs)."""
+    cost = data.get("cost")
+    if cost is None:
+        return None
+    if not isinstance(cost, dict):
+        raise LongifyError(f"{path}: field 'cost' must be an object or null, got {cost!r}")
+    cost = {name: cost.get(name) for name in RUN_COST_FIELDS}
+    _check(str(path), cost, RUN_COST_FIELDS, "a run's cost", "cost.")
+    return cost
 
 
 def read_question_scores(path: Path, origin: str) -> list[dict[str, Any]]:

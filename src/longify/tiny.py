@@ -1,44 +1,32 @@
 """Tiny models and tokenizers of each supported family, built offline from configs.
 
-Used by the tests, the benchmarks and the demo. Tokenizers are trained on the spot from a few KB of
-text with the family's own tokenizer class (byte-level BPE for RoBERTa, Unigram/SentencePiece-style
-for XLM-R and CamemBERT, WordPiece for BERT), so nothing is fetched from the Hub.
+Used by the tests, the benchmarks and the demo. Everything family-specific comes from the family registry
+(``longify.families``: each family's ``Tiny``): tokenizers are trained on the spot from a few KB of text
+with the family's own tokenizer class (byte-level BPE for RoBERTa, Unigram/SentencePiece-style for XLM-R,
+CamemBERT, ALBERT and DeBERTa-v2, WordPiece for BERT, DistilBERT and ELECTRA), so nothing is fetched from
+the Hub; configs are written in canonical fields and translated into the family's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
     AutoConfig,
     AutoModelForMaskedLM,
-    BertTokenizer,
-    CamembertTokenizer,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    RobertaTokenizer,
-    XLMRobertaTokenizer,
 )
 
-from longify.convert.families import FAMILIES
 from longify.demo.corpus import sample_texts
-
-_ROBERTA_SPECIALS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4}
-
-
-def _roberta() -> PreTrainedTokenizerBase:
-    return RobertaTokenizer(vocab=dict(_ROBERTA_SPECIALS), merges=[])
-
+from longify.families import FAMILIES
 
 TOKENIZER_BASES: dict[str, Callable[[], PreTrainedTokenizerBase]] = {
-    "roberta": _roberta,
-    "data2vec-text": _roberta,
-    "xlm-roberta": XLMRobertaTokenizer,
-    "camembert": CamembertTokenizer,
-    "bert": BertTokenizer,
+    name: family.tiny.tokenizer for name, family in FAMILIES.items()
 }
 
 
@@ -58,6 +46,39 @@ def train_tokenizer(
     return tok
 
 
+def tiny_config(
+    family: str,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_len: int = 64,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    intermediate: int = 64,
+    **own: Any,
+) -> PretrainedConfig:
+    """The config of a tiny ``family`` model that accepts ``max_len`` tokens (``own``: the family's own
+    fields, over its tiny defaults, e.g. ELECTRA's ``embedding_size``)."""
+    fam = FAMILIES[family]
+    offset = fam.position_offset(PretrainedConfig(pad_token_id=tokenizer.pad_token_id))
+    canonical: dict[str, Any] = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": intermediate,
+        "max_position_embeddings": max_len + offset,
+        "type_vocab_size": 1,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "layer_norm_eps": 1e-5,
+        "initializer_range": 0.05,
+        **fam.tiny.canonical,
+    }
+    return AutoConfig.for_model(family, **fam.own_config(canonical), **{**fam.tiny.own(canonical), **own})
+
+
 def tiny_model(
     family: str,
     tokenizer: PreTrainedTokenizerBase,
@@ -69,30 +90,20 @@ def tiny_model(
     intermediate: int = 64,
     seed: int = 0,
     perturb: float = 0.05,
+    model_class: Any = AutoModelForMaskedLM,
+    **own: Any,
 ) -> PreTrainedModel:
-    """A randomly initialised ``<family>ForMaskedLM`` that accepts ``max_len`` tokens.
+    """A randomly initialised ``<family>ForMaskedLM`` (or ``model_class``) that accepts ``max_len`` tokens.
 
     ``perturb`` adds noise to every parameter (LayerNorm weights, biases included) so that a wrong
     mapping between two checkpoints cannot hide behind identical default values.
     """
-    offset = FAMILIES[family].position_offset(PretrainedConfig(pad_token_id=tokenizer.pad_token_id))
-    config = AutoConfig.for_model(
-        family,
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=intermediate,
-        max_position_embeddings=max_len + offset,
-        type_vocab_size=2 if family == "bert" else 1,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id if family != "bert" else None,
-        eos_token_id=tokenizer.eos_token_id if family != "bert" else None,
-        layer_norm_eps=1e-12 if family == "bert" else 1e-5,
-        initializer_range=0.05,
-    )
+    config = tiny_config(
+        family, tokenizer, max_len=max_len, hidden=hidden, layers=layers, heads=heads,
+        intermediate=intermediate, **own,
+    )  # fmt: skip
     torch.manual_seed(seed)
-    model = AutoModelForMaskedLM.from_config(config)
+    model = model_class.from_config(config) if hasattr(model_class, "from_config") else model_class(config)
     if perturb:
         with torch.no_grad():
             for p in model.parameters():
@@ -100,7 +111,7 @@ def tiny_model(
     return model.eval()
 
 
-def save_tiny(family: str, path: str | Path, *, max_len: int = 64, seed: int = 0, **kwargs: int) -> Path:
+def save_tiny(family: str, path: str | Path, *, max_len: int = 64, seed: int = 0, **kwargs: Any) -> Path:
     """Write a tiny ``family`` model and its tokenizer to ``path`` (a source for ``longify convert``)."""
     path = Path(path)
     tok = train_tokenizer(family, model_max_length=max_len)

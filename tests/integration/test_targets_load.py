@@ -1,5 +1,7 @@
 """Each target's checkpoint is a standard one: ``AutoModelForMaskedLM`` loads the expected class in a
-process that never imports longify, and reloading a BigBird runs its block-sparse attention there too."""
+process that never imports longify, and reloading a BigBird runs its block-sparse attention there too; for
+every family of the registry and every target it allows (tiny DistilBERT, ELECTRA generator and
+discriminator, ALBERT, DeBERTa-v2, large-shaped XLM-R among them), in one subprocess."""
 
 from __future__ import annotations
 
@@ -7,8 +9,11 @@ import json
 import subprocess
 import sys
 
-from helpers import FAMILIES
+from transformers import ElectraForPreTraining
+
+from helpers import FAMILIES, SOURCE_LEN, TARGET_OPTIONS, allowed_targets
 from longify.convert import convert
+from longify.tiny import save_tiny, tiny_model, train_tokenizer
 
 EXPECTED = {
     ("roberta", "full"): "RobertaForMaskedLM",
@@ -18,6 +23,21 @@ EXPECTED = {
     ("data2vec-text", "full"): "Data2VecTextForMaskedLM",
     **{(family, "bigbird"): "BigBirdForMaskedLM" for family in FAMILIES},
     **{(family, "longformer"): "LongformerForMaskedLM" for family in FAMILIES},
+}
+# (family, target) -> class for the families beyond the first release; the source names its folder
+MORE = {
+    ("distilbert", "longformer"): "LongformerForMaskedLM",
+    ("distilbert", "full"): "DistilBertForMaskedLM",
+    ("distilbert", "bigbird"): "BigBirdForMaskedLM",
+    ("electra", "full"): "ElectraForMaskedLM",  # a generator: embedding_size < hidden_size
+    ("electra-discriminator", "longformer"): "LongformerForMaskedLM",
+    ("electra-discriminator", "full"): "ElectraForMaskedLM",
+    ("electra-discriminator", "bigbird"): "BigBirdForMaskedLM",
+    ("albert", "full"): "AlbertForMaskedLM",
+    ("deberta-v2", "full"): "DebertaV2ForMaskedLM",
+    ("xlm-roberta-large", "longformer"): "LongformerForMaskedLM",
+    ("xlm-roberta-large", "full"): "XLMRobertaForMaskedLM",
+    ("xlm-roberta-large", "bigbird"): "BigBirdForMaskedLM",
 }
 OPTIONS = {
     "longformer": {"attention_window": 32},
@@ -47,19 +67,51 @@ print(json.dumps(found))
 """
 
 
+def more_sources(root) -> dict:
+    """Tiny sources of the families beyond the first release (one per MORE row's source)."""
+    sources = {
+        name: save_tiny(name, root / name, max_len=SOURCE_LEN)
+        for name in ("distilbert", "electra", "albert", "deberta-v2")
+    }
+    sources["xlm-roberta-large"] = save_tiny(
+        "xlm-roberta",
+        root / "xlm-roberta-large",
+        max_len=SOURCE_LEN,
+        hidden=128,
+        heads=2,
+        intermediate=512,
+        layers=4,
+    )
+    tok = train_tokenizer("electra", model_max_length=SOURCE_LEN)
+    disc = tiny_model(
+        "electra", tok, max_len=SOURCE_LEN, model_class=ElectraForPreTraining, embedding_size=32
+    )
+    sources["electra-discriminator"] = root / "electra-discriminator"
+    disc.save_pretrained(sources["electra-discriminator"])
+    tok.save_pretrained(sources["electra-discriminator"])
+    return sources
+
+
 def test_auto_classes_load_every_target_without_longify(tiny_sources, tmp_path) -> None:
+    sources = {**tiny_sources, **more_sources(tmp_path / "sources")}
+    for name in {family for family, _ in MORE}:  # the rows are exactly what the registry allows
+        assert set(allowed_targets(sources[name])) == {t for f, t in MORE if f == name}, name
+    assert set(TARGET_OPTIONS) == set(OPTIONS)
+    expected = {**EXPECTED, **MORE}
     paths = {}
-    for (family, target), _ in EXPECTED.items():
+    layers = {}
+    for (family, target), _ in expected.items():
         out = tmp_path / f"{family}-{target}"
-        convert(str(tiny_sources[family]), out, max_pos=128, target=target, verify=False, **OPTIONS[target])
+        convert(str(sources[family]), out, max_pos=128, target=target, verify=False, **OPTIONS[target])
         paths[f"{family}/{target}"] = str(out)
+        layers[family, target] = json.loads((out / "config.json").read_text()).get("num_hidden_layers")
     proc = subprocess.run(
         [sys.executable, "-c", LOADER, json.dumps(paths)], capture_output=True, text=True, timeout=300,
         cwd=tmp_path, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     found = json.loads(proc.stdout.strip().splitlines()[-1])
-    for (family, target), cls in EXPECTED.items():
+    for (family, target), cls in expected.items():
         name, sparse_layers = found[f"{family}/{target}"]
         assert name == cls, (family, target)
-        assert sparse_layers == (2 if target == "bigbird" else 0), (family, target)
+        assert sparse_layers == (layers[family, target] if target == "bigbird" else 0), (family, target)

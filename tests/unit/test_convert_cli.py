@@ -77,7 +77,10 @@ def _bad_cases(tiny_sources: dict[str, Path], tmp: Path) -> dict[str, tuple[list
     afile.write_text("x")
     rob = str(tiny_sources["roberta"])
     return {
-        "unknown model_type": ([str(gpt)], "model_type 'gpt2' is not supported; supported: bert, camembert"),
+        "unknown model_type": (
+            [str(gpt)],
+            "model_type 'gpt2' is not supported; supported: albert, bert, camembert",
+        ),
         "max_pos not larger": ([rob, "--max-pos", "64"], "--max-pos: must be larger than the source's 64"),
         "odd window": ([rob, "--max-pos", "128", "--attention-window", "7"], "--attention-window"),
         "zero window": ([rob, "--max-pos", "128", "--attention-window", "0"], "positive even"),

@@ -1,4 +1,5 @@
-"""``longify export`` takes Longformers (pretrain runs, checkpoints, QA runs), never a plain short model."""
+"""``longify export`` takes long models of every target (pretrain runs, checkpoints, QA runs), never a plain
+short model."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from longify.cli import main
 
 
 def test_export_refuses_a_short_model(tiny_sources: dict[str, Path], tmp_path: Path, capsys) -> None:
-    """A short model (a RobertaForMaskedLM) is refused in one line, nothing written: export takes a Longformer."""
+    """A short model (a RobertaForMaskedLM with no longify record of a long target) is refused in one line,
+    nothing written: export takes a long model."""
     source = tiny_sources["roberta"]
     out = tmp_path / "clean"
     assert main(["export", str(source), str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f"longify: error: {source}: a roberta model, not a Longformer; export takes a longify pretrain run "
-        "or a Longformer checkpoint (convert a short model with longify convert)"
+        f"longify: error: {source}: a roberta model, not a long one; export takes a longify pretrain or qa train "
+        "run, or a checkpoint of a long model (longformer, full, bigbird; convert a short model with longify "
+        "convert)"
     ]
     assert not out.exists() and not list(tmp_path.glob(".*"))  # nothing written, no lock left
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from transformers import BertConfig, DistilBertConfig, LongformerConfig, RobertaConfig, XLMRobertaConfig
+from transformers import (
+    BertConfig,
+    DistilBertConfig,
+    GPT2Config,
+    LongformerConfig,
+    RobertaConfig,
+    XLMRobertaConfig,
+)
 
 from longify.convert.families import CONVERTIBLE, position_offset, usable_positions
 from longify.errors import LongifyError
@@ -16,6 +23,7 @@ from longify.errors import LongifyError
         (XLMRobertaConfig(pad_token_id=1, max_position_embeddings=514), 2, 512),
         (LongformerConfig(pad_token_id=1, max_position_embeddings=4098), 2, 4096),  # longformer-base-4096
         (BertConfig(pad_token_id=0, max_position_embeddings=512), 0, 512),  # bert-base
+        (DistilBertConfig(max_position_embeddings=512), 0, 512),  # distilbert-base
     ],
 )
 def test_offsets_of_released_models(config, offset, usable) -> None:
@@ -23,12 +31,23 @@ def test_offsets_of_released_models(config, offset, usable) -> None:
 
 
 def test_unknown_type_is_an_error_or_the_default() -> None:
-    config = DistilBertConfig(max_position_embeddings=512)
-    with pytest.raises(LongifyError, match="model_type 'distilbert' is not supported"):
+    config = GPT2Config(n_positions=1024)
+    config.max_position_embeddings = 1024
+    with pytest.raises(LongifyError, match="model_type 'gpt2' is not supported"):
         position_offset(config)
-    assert usable_positions(config, default_offset=0) == 512
+    assert usable_positions(config, default_offset=0) == 1024
 
 
 def test_convertible_types() -> None:
-    assert set(CONVERTIBLE) == {"bert", "camembert", "data2vec-text", "roberta", "xlm-roberta"}
+    assert set(CONVERTIBLE) == {
+        "albert",
+        "bert",
+        "camembert",
+        "data2vec-text",
+        "deberta-v2",
+        "distilbert",
+        "electra",
+        "roberta",
+        "xlm-roberta",
+    }
     assert "longformer" not in CONVERTIBLE

@@ -63,16 +63,18 @@ def test_thesis_plan_lists_every_job(capsys, monkeypatch) -> None:
     by_stage: dict[str, list[dict]] = {}
     for job in jobs:
         by_stage.setdefault(job["stage"], []).append(job)
-    assert sorted(j["model"] for j in by_stage["convert"]) == ["roberta-base-4096", "xlm-roberta-base-4096"]
-    assert sorted(j["model"] for j in by_stage["pretrain"]) == ["roberta-base-4096", "xlm-roberta-base-4096"]
-    models = {"roberta-base", "xlm-roberta-base", "allenai/longformer-base-4096", "roberta-base-4096",
-              "xlm-roberta-base-4096"}  # fmt: skip
+    long = sorted(
+        f"{s}-4096{t}" for s in ("roberta-base", "xlm-roberta-base") for t in ("", "-full", "-bigbird")
+    )
+    assert sorted(j["model"] for j in by_stage["convert"]) == long
+    assert sorted(j["model"] for j in by_stage["pretrain"]) == long
+    models = {"roberta-base", "xlm-roberta-base", "allenai/longformer-base-4096", *long}
     assert {(j["model"], j["seed"]) for j in by_stage["train"]} == {
         (m, s) for m in models for s in (42, 43, 44)
     }
     tasks = {j["task"] for j in by_stage["evaluate"]}
     assert {"squad", "xquad", "mlqa", "tydiqa", "triviaqa-wikipedia", "triviaqa-web"} <= tasks
-    assert len(by_stage["evaluate"]) == 5 * 3 * 8 and all(j["status"] == "pending" for j in jobs)
+    assert len(by_stage["evaluate"]) == 9 * 3 * 8 and all(j["status"] == "pending" for j in jobs)
 
 
 def test_demo_study_spec_plans(monkeypatch, tmp_path) -> None:

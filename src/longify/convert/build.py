@@ -53,6 +53,8 @@ def final_positions(plan: Plan, state: dict[str, torch.Tensor]) -> dict[str, tor
     if checked_position_init(plan) == plan.options.position_init:
         return state
     key = plan.target.positions_key_of(plan.family)
+    if key not in state:
+        return state  # no absolute table (DeBERTa-v2 without position_biased_input): nothing to extend
     source_key = plan.target.source_key(plan.family, key)
     table = plan.source.state_dict()[source_key].detach().float()
     state[key] = extend_positions(

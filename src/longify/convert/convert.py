@@ -52,7 +52,9 @@ def convert(
         weights = build_weights(plan)
         verification, long_run = verify(plan, weights.state)
         state = final_positions(plan, weights.state)
-        return write(plan, state, verification, Path(out), overwrite, start, weights.new, long_run)
+        return write(
+            plan, state, verification, Path(out), overwrite, start, weights.new, long_run, weights.zeros
+        )
 
 
 def verify(plan: Plan, state: dict[str, torch.Tensor]) -> tuple[Verification | None, dict[str, Any] | None]:
@@ -79,7 +81,7 @@ def prove_long(plan: Plan, model: Any) -> dict[str, Any] | None:
         return None
     (batch,) = verification_batches(
         plan.tokenizer, plan.long.vocab_size, plan.options.max_pos, plan.options.seed, full=False,
-        type_vocab_size=getattr(plan.long, "type_vocab_size", 2),
+        type_vocab_size=getattr(plan.long, "type_vocab_size", 1),
     )  # fmt: skip
     logger.info("running the %s model at %d tokens", plan.target.name, plan.options.max_pos)
     return plan.target.prove_long(model, batch)
@@ -91,9 +93,11 @@ def record_of(
     verification: Verification | None,
     new_tensors: list[str] | None = None,
     long_run: dict[str, Any] | None = None,
+    zero_tensors: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """conversion.json: what was converted, into which target, how, and how well it matched the source;
-    ``new_tensors``: every target tensor that does not come from the source (random inits)."""
+    ``new_tensors``: every target tensor that does not come from the source (random inits);
+    ``zero_tensors``: target tensors the source family lacks, zeros (key -> why that is exact)."""
     o = plan.options
     longformer = plan.target.name == "longformer"
     new = sorted(set(new_tensors or []) | set(new_target_keys(plan)))
@@ -117,6 +121,7 @@ def record_of(
         "cpu": cpu_info().record(),  # the verification's differences depend on the CPU's floating-point paths
         "new_weights": plan.new_weights,
         "new_tensors": new,
+        "zero_tensors": dict(sorted((zero_tensors or {}).items())),
         # "new": the source had no MLM head (a bare encoder); the converted one is random, never verified
         "mlm_head": "new" if plan.head_is_new else "source",
         "sentence_transformers": None,
@@ -137,10 +142,11 @@ def write(
     start: float,
     new_tensors: list[str] | None = None,
     long_run: dict[str, Any] | None = None,
+    zero_tensors: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Step 4: model, tokenizer (``model_max_length`` = max_pos), conversion.json and card, atomically."""
     model = materialize(plan.long, state, plan.target)
-    record = record_of(plan, out, verification, new_tensors, long_run)
+    record = record_of(plan, out, verification, new_tensors, long_run, zero_tensors)
     with atomic_output_dir(out, overwrite) as tmp:
         logger.info("writing %s", out)
         model.save_pretrained(tmp)

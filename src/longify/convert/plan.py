@@ -112,6 +112,7 @@ def make_plan(src: str, options: ConvertOptions) -> Plan:
             f"--max-pos: must be larger than the source's {source_len} positions, got {options.max_pos}"
         )
     target = get_target(options.target)
+    family.check_target(target.name, config)
     target.check_source(config, family, options, head_is_new(family, new_weights))
     long = target.config(config, family, options, tokenizer)
     windows = list(getattr(long, "attention_window", None) or []) if target.name == "longformer" else []

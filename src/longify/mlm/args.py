@@ -15,6 +15,8 @@ from longify.attention import check_attention_flag
 from longify.cpu import BF16_ON_EMULATED_CPU_HELP
 from longify.errors import LongifyError
 from longify.hfargs import parse_hf_args
+from longify.targets import DEFAULT_TARGET, TARGET_NAMES
+from longify.targets.bigbird import DEFAULT_BLOCK_SIZE, DEFAULT_RANDOM_BLOCKS
 
 DEFAULT_MAX_POS = 4096  # --max_pos when a short model is converted
 DEFAULT_WINDOW = "512"  # --attention_window when not given (narrowed to --max_pos when that is smaller)
@@ -23,7 +25,10 @@ DEFAULT_WINDOW = "512"  # --attention_window when not given (narrowed to --max_p
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(
-        metadata={"help": "A Longformer (used as is) or a short encoder (converted first with --max_pos)."}
+        metadata={
+            "help": "A long model of any target (used as is: a Longformer, a BigBird, or a `full` conversion) "
+            "or a short encoder (converted first to --target with --max_pos)."
+        }
     )
     model_name: str | None = field(default=None, metadata={"help": "Name of the run (TensorBoard run name)."})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
@@ -41,12 +46,34 @@ class ModelArguments:
             "default, 512, is narrowed to --max_pos when that is smaller)."
         },
     )
+    target: str | None = field(
+        default=None,
+        metadata={
+            "help": f"The long target a short source is converted to: {', '.join(TARGET_NAMES)} (default "
+            f"{DEFAULT_TARGET}); a long model is trained as the target it is (another --target is refused)."
+        },
+    )
+    bigbird_block_size: int | None = field(
+        default=None,
+        metadata={
+            "help": f"--target bigbird: tokens per attention block ({DEFAULT_BLOCK_SIZE} when not given)."
+        },
+    )
+    num_random_blocks: int | None = field(
+        default=None,
+        metadata={
+            "help": f"--target bigbird: random blocks per query block ({DEFAULT_RANDOM_BLOCKS} when not given)."
+        },
+    )
     attention: str = field(
-        default="fast", metadata={"help": "Attention kernel: 'fast' (longify's exact kernel) or 'hf'."}
+        default="fast",
+        metadata={"help": "Longformer attention kernel: 'fast' (longify's exact kernel) or 'hf'."},
     )
     copy_global_projections: bool = field(
         default=True,
-        metadata={"help": "After training, copy the trained local q/k/v into the global ones (allenai)."},
+        metadata={
+            "help": "After training, copy the trained local q/k/v into the global ones (a Longformer's; allenai)."
+        },
     )
     bf16_on_emulated_cpu: bool = field(default=False, metadata={"help": BF16_ON_EMULATED_CPU_HELP})
 
@@ -54,6 +81,22 @@ class ModelArguments:
         if self.max_pos is not None and self.max_pos <= 0:
             raise LongifyError(f"--max_pos: expected a positive integer, got {self.max_pos}")
         check_attention_flag(self.attention)
+        self.check_target_flags()
+
+    def check_target_flags(self) -> None:
+        """``--target`` names a target; the options of one target are refused with another (one line)."""
+        if self.target is not None and self.target not in TARGET_NAMES:
+            raise LongifyError(f"--target: expected one of {', '.join(TARGET_NAMES)}, got {self.target!r}")
+        for flag, value in (("--bigbird_block_size", self.bigbird_block_size),
+                            ("--num_random_blocks", self.num_random_blocks)):  # fmt: skip
+            if value is None:
+                continue
+            if self.target != "bigbird":
+                raise LongifyError(f"{flag}: BigBird's; give --target bigbird with it")
+            if value <= 0:
+                raise LongifyError(f"{flag}: expected a positive integer, got {value}")
+        if self.target not in (None, DEFAULT_TARGET) and self.attention_window != DEFAULT_WINDOW:
+            raise LongifyError(f"--attention_window: Longformer's; --target {self.target} has no window")
 
 
 @dataclass

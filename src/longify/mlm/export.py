@@ -34,12 +34,12 @@ from longify.artifacts import (
     write_pretrain_metrics,
 )
 from longify.checkpoint_files import checkpoint_step, damage_reason, incomplete_reason, read_mark
-from longify.convert.families import LONGFORMER
 from longify.errors import LongifyError
 from longify.fileio import write_json_atomic
 from longify.loading import LOAD_ERRORS, check_tokenizer, load_failure
 from longify.locks import output_lock
 from longify.outdir import atomic_output_dir, check_output_dir, files_into
+from longify.targets import TARGET_NAMES, Target, model_target, target_of
 
 logger = logging.getLogger(__name__)
 
@@ -61,20 +61,42 @@ def copy_global_projections(model: PreTrainedModel) -> int:
 
 
 _SUMMARIES = {
-    "fill-mask": "A Longformer after long masked-LM pretraining with longify.",
-    "question-answering": "A Longformer fine-tuned for extractive question answering with longify.",
-    "converted": "A Longformer converted from a short encoder with longify convert, not yet pretrained on long "
+    "fill-mask": "{what} after long masked-LM pretraining with longify.",
+    "question-answering": "{what} fine-tuned for extractive question answering with longify.",
+    "converted": "{what} converted from a short encoder with longify convert, not yet pretrained on long "
     "text (its new positions are copies of the short model's).",
-    "other": "A Longformer masked-LM model, exported with longify.",
+    "other": "{what} masked-LM model, exported with longify.",
+}
+# what the card calls a model of each target, and its tag (a full conversion: its own class and model type)
+_KINDS = {
+    "longformer": ("A Longformer", "longformer"),
+    "bigbird": ("A BigBird (block-sparse attention)", "big_bird"),
 }
 
 
-def _card(name: str, info: dict[str, Any], task: str = "fill-mask", summary: str | None = None) -> str:
-    what = _SUMMARIES[summary or task]
+def model_kind(config: Any) -> tuple[str, str]:
+    """What a model card calls a model of ``config``'s target, and its tag."""
+    target = target_of(config)
+    if target.name in _KINDS:
+        return _KINDS[target.name]
+    return (
+        f"A {config.model_type} with {target.usable_positions(config)} positions (full attention)",
+        config.model_type,
+    )
+
+
+def _card(
+    name: str,
+    info: dict[str, Any],
+    task: str = "fill-mask",
+    summary: str | None = None,
+    kind: tuple[str, str] = _KINDS["longformer"],
+) -> str:
+    what = _SUMMARIES[summary or task].format(what=kind[0])
     lines = [
         "---",
         "library_name: transformers",
-        f"tags: [longformer, longify, {task}]",
+        f"tags: [{kind[1]}, longify, {task}]",
         "---",
         f"# {name}",
         "",
@@ -101,7 +123,8 @@ def write_clean_model(
     model.save_pretrained(target, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(target)
-    (target / "README.md").write_text(_card(name or target.name, card, task, summary), encoding="utf-8")
+    kind = model_kind(model.config)
+    (target / "README.md").write_text(_card(name or target.name, card, task, summary, kind), encoding="utf-8")
     if metrics is not None:
         write_json_atomic(target / MODEL_METRICS_FILE, metrics)
 
@@ -132,15 +155,19 @@ def model_task(folder: Path) -> str:
     )
 
 
-def check_longformer(folder: Path, model: PreTrainedModel) -> None:
-    """Refuse a model that is not a Longformer: its card would call a short encoder one (a plain short model
-    is converted with ``longify convert`` or pretrained with ``longify pretrain``, which converts it)."""
-    model_type = getattr(model.config, "model_type", None)
-    if model_type != LONGFORMER:
+def check_long(folder: Path, model: PreTrainedModel) -> Target:
+    """The long target of the model in ``folder`` (``longify.targets.model_target``); a short model is refused:
+    its card would call a short encoder a long one (a plain short model is converted with ``longify
+    convert`` or pretrained with ``longify pretrain``, which converts it)."""
+    target = model_target(folder, model.config)
+    if target is None:
+        model_type = getattr(model.config, "model_type", None)
         raise LongifyError(
-            f"{folder}: a {model_type or 'model of no stated type'} model, not a Longformer; export takes a "
-            "longify pretrain run or a Longformer checkpoint (convert a short model with longify convert)"
+            f"{folder}: a {model_type or 'model of no stated type'} model, not a long one; export takes a "
+            f"longify pretrain or qa train run, or a checkpoint of a long model ({', '.join(TARGET_NAMES)}; "
+            "convert a short model with longify convert)"
         )
+    return target
 
 
 def checkpoint_metrics(folder: Path, step: int) -> dict[str, Any]:
@@ -167,7 +194,7 @@ def pretrain_metrics_at(run_file: Path, step: int) -> dict[str, Any]:
 
 def _origin(checkpoint: Path, step: int | None, task: str) -> str | None:
     """What the model card says the model is: a pretrain run or checkpoint, a ``longify convert`` output
-    (not pretrained), or a masked-LM Longformer of unknown origin; None keeps the task's own summary."""
+    (not pretrained), or a long masked-LM model of unknown origin; None keeps the task's own summary."""
     if task != "fill-mask" or step is not None or (checkpoint / PRETRAIN_METRICS_FILE).is_file():
         return None
     return "converted" if (checkpoint / CONVERSION_FILE).is_file() else "other"
@@ -204,9 +231,10 @@ def export_checkpoint(
 ) -> Path:
     """``longify export``: a clean, loadable model directory from a Trainer checkpoint or a run folder.
 
-    The model keeps its head: a masked-LM model is exported as one (its global q/k/v copied from the local
-    ones unless ``copy_global`` is off: pretraining never trains them), a question-answering model
-    (``qa train``) with its QA head and its trained global q/k/v as they are; other models are refused.
+    A long model of any target (``longify.targets``), as its own class: it keeps its head, a masked-LM model
+    exported as one (a Longformer's global q/k/v copied from the local ones unless ``copy_global`` is off:
+    pretraining never trains them), a question-answering model (``qa train``) with its QA head (and a
+    Longformer's trained global q/k/v) as it is; short and other models are refused.
     """
     checkpoint = Path(checkpoint)
     if not (checkpoint / "config.json").is_file():
@@ -220,7 +248,7 @@ def export_checkpoint(
             model = auto.from_pretrained(checkpoint)
         except LOAD_ERRORS as err:
             raise load_failure(str(checkpoint), err, "the model") from None
-        check_longformer(checkpoint, model)  # after loading: a corrupt file is named first
+        target = check_long(checkpoint, model)  # after loading: a corrupt file is named first
         step = checkpoint_step(checkpoint)
         tok_dir = (
             checkpoint
@@ -233,11 +261,12 @@ def export_checkpoint(
         except (OSError, ValueError, LongifyError):  # none, or the empty one transformers makes for none
             logger.warning("no tokenizer found in %s; exporting the model only", tok_dir)
             tokenizer = None
-        layers = copy_global_projections(model) if copy_global and task == "fill-mask" else 0
         card: dict[str, Any] = {"exported from": str(checkpoint)}
         if step is not None:
             card["step"] = step
-        card["global projections copied from local"] = bool(layers)
+        if target.global_projections:  # Longformer's: pretraining never trains them
+            layers = copy_global_projections(model) if copy_global and task == "fill-mask" else 0
+            card["global projections copied from local"] = bool(layers)
         with atomic_output_dir(out, overwrite) as tmp:
             write_clean_model(
                 model,

@@ -1,9 +1,11 @@
-"""``longify pretrain``: long masked-LM pretraining of a (converted) Longformer with the HF Trainer.
+"""``longify pretrain``: long masked-LM pretraining of a long model of any target with the HF Trainer.
 
 The seed's ``run_long_lm.py`` flow on transformers 5: check every input, tokenise and block the text
-(cached), convert a short model with the ``convert`` stage into ``OUTPUT/converted`` (only then: a bad corpus,
-tokenizer or size leaves nothing behind), evaluate once before training, train with evaluation every
-``--eval_steps``, copy the local q/k/v into the global ones, and export a clean model into ``--output_dir``.
+(cached), convert a short model with the ``convert`` stage into ``OUTPUT/converted`` (``--target``: a
+Longformer by default; only then: a bad corpus, tokenizer or size leaves nothing behind), evaluate once
+before training, train with evaluation every ``--eval_steps``, copy the local q/k/v into the global ones (a
+Longformer's), and export a clean model into ``--output_dir``. A long model given (a Longformer, a BigBird or
+a ``full`` conversion) is trained as the target it is (``longify.targets``: what it freezes, its attention).
 
 The run goes through the training-run recipe (``longify.training_run``): it resumes automatically from the
 last complete checkpoint in ``--output_dir`` (or ``--resume_from_checkpoint``), and a rerun of a finished run
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,10 @@ from transformers import (
 )
 
 from longify.artifacts import CONVERSION_FILE, PRETRAIN_METRICS_FILE
-from longify.attention import set_attention
 from longify.catalog.names import resolve_text_files
 from longify.checkpoint_files import checkpoint_step
-from longify.convert import convert
-from longify.convert.families import get_family, usable_positions
+from longify.convert import ConvertOptions, convert
+from longify.convert.families import get_family
 from longify.convert.plan import fit_windows
 from longify.cpu import cpu_info
 from longify.errors import LongifyError, first_line
@@ -53,6 +54,8 @@ from longify.mlm.export import copy_global_projections, export_into
 from longify.mlm.trainer import LongMLMTrainer, MetricsLog
 from longify.runargs import defining_args
 from longify.runinfo import git_hash, library_versions, now_iso
+from longify.targets import DEFAULT_TARGET, Target, model_target, target_of
+from longify.targets.bigbird import DEFAULT_BLOCK_SIZE, DEFAULT_RANDOM_BLOCKS
 from longify.textfiles import read_failure
 from longify.training_run import TrainingCommand, run_training
 
@@ -60,9 +63,10 @@ logger = logging.getLogger(__name__)
 WINDOW_FLAGS = ("--attention_window", "--max_pos")  # how pretrain spells the flags fit_windows names
 
 
-def settle_source(args: PretrainArgs) -> tuple[Any, bool]:
-    """The source's config, and whether it is a Longformer (trained as it is) rather than a short model to
-    convert; settles ``args.model.max_pos`` (a Longformer's own positions, or ``DEFAULT_MAX_POS``)."""
+def settle_source(args: PretrainArgs) -> tuple[Any, Target | None]:
+    """The source's config, and the long target it already is (trained as it is: a Longformer, a BigBird, a
+    ``full`` conversion) or None for a short model to convert; settles ``args.model.max_pos`` (a long model's
+    own usable positions, or ``DEFAULT_MAX_POS``)."""
     src = args.model.model_name_or_path
     check_model_source(src, "--model_name_or_path")
     check_weight_files(src)  # a broken weights file is named before the corpus is read
@@ -70,32 +74,52 @@ def settle_source(args: PretrainArgs) -> tuple[Any, bool]:
         config = AutoConfig.from_pretrained(src)
     except LOAD_ERRORS as err:
         raise LongifyError(f"--model_name_or_path {src}: cannot read its config: {first_line(err)}") from None
-    if config.model_type == "longformer":
-        usable = usable_positions(config)
-        if args.model.max_pos is not None and args.model.max_pos > usable:
-            raise LongifyError(
-                f"--max_pos {args.model.max_pos}: {src} is a Longformer with {usable} usable positions; "
-                f"pass at most {usable} (or a short model to convert)"
-            )
-        args.model.max_pos = args.model.max_pos or usable
-        return config, True
+    long = model_target(src, config)
+    if long is not None:
+        check_long_model(args, config, long)
+        return config, long
     get_family(config.model_type)  # a model no conversion knows: one line, before any data is read
     args.model.max_pos = args.model.max_pos or DEFAULT_MAX_POS
-    return config, False
+    return config, None
+
+
+def check_long_model(args: PretrainArgs, config: Any, target: Target) -> None:
+    """A long model is trained as the target it is, at most at its own positions (the default)."""
+    src, given = args.model.model_name_or_path, args.model.target
+    if given is not None and given != target.name:
+        raise LongifyError(
+            f"--target {given}: {src} is a {target.name} model already (trained as it is); drop --target, "
+            "or give a short source to convert"
+        )
+    if args.model.bigbird_block_size is not None or args.model.num_random_blocks is not None:
+        raise LongifyError(
+            f"--bigbird_block_size/--num_random_blocks: options of a conversion; {src} is a {target.name} model "
+            "already (trained as it is)"
+        )
+    usable = target.usable_positions(config)
+    if args.model.max_pos is not None and args.model.max_pos > usable:
+        raise LongifyError(
+            f"--max_pos {args.model.max_pos}: {src} is a {LABELS[target.name]} with {usable} usable positions; "
+            f"pass at most {usable} (or a short model to convert)"
+        )
+    args.model.max_pos = args.model.max_pos or usable
+
+
+LABELS = {"longformer": "Longformer", "full": "full-attention model", "bigbird": "BigBird"}  # by target name
 
 
 def resolve_long_model(args: PretrainArgs) -> str:
-    """The Longformer to train: the given one, or the short model converted into ``OUTPUT/converted`` (an
+    """The long model to train: the given one, or the short model converted into ``OUTPUT/converted`` (an
     earlier conversion made for the same flags is reused; one made for other flags is refused, or converted
     again under --overwrite_output_dir). Settles ``args.model.max_pos``."""
-    config, is_long = settle_source(args)
-    if is_long:
+    config, long = settle_source(args)
+    if long is not None:
         return args.model.model_name_or_path
     found = reusable_conversion(args, config.num_hidden_layers)
     if found is not None:
         logger.info("using the earlier conversion in %s", found)
         return str(found)
-    return convert_source(args, conversion_windows(args, config.num_hidden_layers))
+    return convert_source(args, conversion_options(args, config.num_hidden_layers))
 
 
 def reusable_conversion(args: PretrainArgs, layers: int) -> Path | None:
@@ -114,7 +138,7 @@ def reusable_conversion(args: PretrainArgs, layers: int) -> Path | None:
     return target
 
 
-def convert_source(args: PretrainArgs, windows: list[int]) -> str:
+def convert_source(args: PretrainArgs, options: ConvertOptions) -> str:
     """The short source converted into ``OUTPUT/converted`` by the ``convert`` stage (every input has been
     checked and the data tokenised by now). Under torchrun only the local main process converts (the others
     wait in ``main_process_first`` and find the finished folder)."""
@@ -124,16 +148,44 @@ def convert_source(args: PretrainArgs, windows: list[int]) -> str:
         raise LongifyError(
             f"{target}: missing after the main process converted {src} (is it on a shared disk?)"
         )
-    logger.info("%s is a short model: converting it to %d positions first", src, args.model.max_pos)
-    convert(
+    logger.info(
+        "%s is a short model: converting it to %s with %d positions first",
         src,
-        target,
-        max_pos=args.model.max_pos,
-        attention_window=windows,
-        tokenizer=args.model.tokenizer_name,
-        overwrite=True,
+        options.target,
+        options.max_pos,
     )
+    convert(src, target, overwrite=True, **{f.name: getattr(options, f.name) for f in fields(options)})
     return str(target)
+
+
+# convert's spelling of a flag -> pretrain's (the target's checks name convert's flags)
+_PRETRAIN_FLAGS = {
+    "--max-pos": "--max_pos",
+    "--attention-window": "--attention_window",
+    "--block-size": "--bigbird_block_size",
+    "--num-random-blocks": "--num_random_blocks",
+}
+
+
+def conversion_options(args: PretrainArgs, layers: int) -> ConvertOptions:
+    """The conversion of a short source to ``--target`` (Longformer: ``conversion_windows``), checked by the
+    target before anything loads (a BigBird whose blocks do not fit ``--max_pos``: one line)."""
+    name = args.model.target or DEFAULT_TARGET
+    windows = conversion_windows(args, layers) if name == DEFAULT_TARGET else None
+    try:
+        return ConvertOptions(
+            target=name,
+            max_pos=args.model.max_pos or DEFAULT_MAX_POS,
+            attention_window=windows,
+            block_size=args.model.bigbird_block_size,
+            num_random_blocks=args.model.num_random_blocks,
+            tokenizer=args.model.tokenizer_name,
+        )
+    except LongifyError as err:
+        text = str(err)
+        for flag, ours in _PRETRAIN_FLAGS.items():
+            text = text.replace(flag, ours)
+        raise LongifyError(text) from None
 
 
 def conversion_windows(args: PretrainArgs, layers: int) -> list[int]:
@@ -144,21 +196,30 @@ def conversion_windows(args: PretrainArgs, layers: int) -> list[int]:
 
 
 def check_conversion(target: Path, args: PretrainArgs, layers: int) -> None:
-    """Refuse an ``OUTPUT/converted`` made from another model or with other positions or windows."""
+    """Refuse an ``OUTPUT/converted`` made from another model, into another target, or with other positions,
+    windows or blocks."""
     try:
         record = json.loads((target / CONVERSION_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise LongifyError(f"{target / CONVERSION_FILE}: cannot read it: {first_line(err)}") from None
-    wanted = {
+    options = conversion_options(args, layers)
+    wanted: dict[str, Any] = {
         "--model_name_or_path": args.model.model_name_or_path,
+        "--target": options.target,
         "--max_pos": args.model.max_pos,
-        "--attention_window": conversion_windows(args, layers),
+        "--attention_window": options.attention_window,
     }
-    found = {
+    found: dict[str, Any] = {
         "--model_name_or_path": record.get("source"),
+        "--target": record.get("target", DEFAULT_TARGET),  # records from before targets are Longformers
         "--max_pos": record.get("max_pos"),
         "--attention_window": record.get("attention_window"),
     }
+    if options.target == "bigbird":
+        wanted["--bigbird_block_size"] = options.block_size or DEFAULT_BLOCK_SIZE
+        wanted["--num_random_blocks"] = options.num_random_blocks or DEFAULT_RANDOM_BLOCKS
+        found["--bigbird_block_size"] = record.get("block_size")
+        found["--num_random_blocks"] = record.get("num_random_blocks")
     for flag, value in wanted.items():
         same = value == found[flag]
         if flag == "--model_name_or_path" and not same and found[flag]:
@@ -175,17 +236,18 @@ def _flag_text(value: Any) -> str:
 
 
 def load_model(path: str, attention: str) -> PreTrainedModel:
+    """The long masked-LM model at ``path`` with its target's attention installed (``--attention``: the
+    Longformer kernel) and what masked-LM pretraining cannot train frozen (``Target.frozen``)."""
     try:
         model = AutoModelForMaskedLM.from_pretrained(path, dtype=torch.float32)
     except LOAD_ERRORS as err:
         raise load_failure(path, err, "a masked-LM model") from None
-    if model.config.model_type != "longformer":
-        raise LongifyError(f"{path}: expected a longformer model, got {model.config.model_type!r}")
-    set_attention(model, attention)
-    # MLM has no global tokens: the global q/k/v get no gradient. Frozen, DDP has no unused parameters
-    # and the optimizer keeps no state for them; they are refreshed from the local ones at the end.
+    target = target_of(model.config)
+    target.install_attention(model, attention)
+    # Longformer: MLM has no global tokens, so the global q/k/v get no gradient. Frozen, DDP has no unused
+    # parameters and the optimizer keeps no state for them; they are refreshed from the local ones at the end.
     for name, param in model.named_parameters():
-        if "_global." in name:
+        if target.frozen(name):
             param.requires_grad_(False)
     return model
 
@@ -284,17 +346,20 @@ class Pretrain(TrainingCommand):
         args = self.args
         _resolve_names(args)
         _check_data_files(args)  # a typo in a path changes nothing
-        self.source_config, self.is_long = settle_source(args)
+        self.source_config, long = settle_source(args)
+        self.is_long = long is not None
         if not self.is_long:
             layers = self.source_config.num_hidden_layers
-            conversion_windows(args, layers)  # windows wider than the positions: refused here
+            conversion_options(
+                args, layers
+            )  # windows wider than the positions, blocks that do not fit: refused
             if not args.overwrite_output_dir:  # (with it, rank 0 converts again in prepare)
                 reusable_conversion(args, layers)  # a conversion made for other flags: refused here
         name = args.model.tokenizer_name or args.model.model_name_or_path
         self.source_tokenizer = load_tokenizer(name)
         check_tokenizer(self.source_tokenizer, name, "--tokenizer_name")
         check_vocab(self.source_tokenizer, name, self.source_config, args.model.model_name_or_path)
-        usable = args.model.max_pos  # settled: the Longformer's own, or the positions it is converted to
+        usable = args.model.max_pos  # settled: the long model's own, or the positions it is converted to
         block = args.data.block_size
         if block is not None and block > usable:
             raise LongifyError(
@@ -313,13 +378,15 @@ class Pretrain(TrainingCommand):
             tokenizer = load_tokenizer(args.model.tokenizer_name or model_path)
             model = load_model(model_path, args.model.attention)
         self.model_path = model_path
+        self.target = target_of(model.config)
         facts = {
             "output_dir": targs.output_dir,
             "world_size": data_parallel_size(targs),  # the process group DDP uses
             "model": args.model.model_name_or_path,
             "long_model": model_path,
             "block_size": self.block,
-            "attention": type(model.longformer.encoder.layer[0].attention.self).__name__,
+            "target": self.target.name,
+            "attention": self.target.attention_of(model),
             "seed": targs.seed,
             "precision": precision(targs),
             "cpu": cpu_info().record(),  # the kind of CPU: its floating-point paths move the last digits
@@ -362,14 +429,17 @@ class Pretrain(TrainingCommand):
 
     def save(self, trainer: LongMLMTrainer, final: dict[str, Any]) -> None:  # type: ignore[override]
         args = self.args
-        copied = copy_global_projections(trainer.model) if args.model.copy_global_projections else 0
-        info = {
+        info: dict[str, Any] = {
             "base": args.model.model_name_or_path,
             "steps": trainer.state.global_step,
             "block size": self.block,
-            "global projections copied from local": bool(copied),
-            **{k: round(v, 4) for k, v in final.items()},
         }
+        if (
+            self.target.global_projections
+        ):  # Longformer's: untrained by masked-LM, refreshed from the local ones
+            copied = copy_global_projections(trainer.model) if args.model.copy_global_projections else 0
+            info["global projections copied from local"] = bool(copied)
+        info.update({k: round(v, 4) for k, v in final.items()})
         export_into(self.output_dir, trainer.model, self.tokenizer, card=info)
 
     def results(  # type: ignore[override]

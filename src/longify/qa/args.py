@@ -24,7 +24,10 @@ from longify.hfargs import parse_hf_args
 class QAModelArguments:
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Model directory or hub id (a Longformer from `longify convert`, or any encoder)."},
+        metadata={
+            "help": "Model directory or hub id (a long model of any target from `longify convert` / `pretrain`, "
+            "or any encoder)."
+        },
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
     attention: str = field(

@@ -1,5 +1,6 @@
 """QA examples -> model windows: fast-tokenizer offsets, question first, strided windows, labels,
-an explicit Longformer global attention mask, and a collator that pads each batch dynamically.
+the target's extras (Longformer's global attention mask, BigBird's token types), and a collator that pads
+each batch dynamically (to the target's multiple).
 
 Windows hold the (possibly cut) question and a stretch of the context; consecutive windows of one context
 share ``doc_stride`` tokens. Training windows are labelled with the answer's first and last token, or
@@ -20,6 +21,7 @@ from transformers import PreTrainedTokenizerBase
 
 from longify.errors import LongifyError
 from longify.qa.tasks.example import QAExample
+from longify.targets import QAExtras, target_of
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +173,8 @@ def build_features(
 ) -> list[dict[str, Any]]:
     """One feature dict per window. Training features carry ``start_positions`` / ``end_positions``;
     evaluation features carry ``example_index`` and ``offset_mapping`` (None outside the context).
-    ``global_attention`` adds ``global_attention_mask`` (question + CLS), for Longformer models."""
+    ``global_attention`` adds ``global_attention_mask`` (question + CLS), for targets that have it
+    (``uses_global_attention``: Longformer)."""
     features: list[dict[str, Any]] = []
     lone = lone_space_ids(tokenizer)
     for first in range(0, len(examples), chunk_size):
@@ -203,32 +206,43 @@ def build_features(
     return features
 
 
+def qa_extras_of(config: Any) -> QAExtras:
+    """What a QA batch of this model needs, from its target (``longify.targets``: Longformer's global mask
+    and window multiple, BigBird's blocks and token types); a model of no target's type needs nothing."""
+    try:
+        target = target_of(config)
+    except LongifyError:
+        return QAExtras(global_attention=False, pad_multiple=1)
+    return target.qa_extras(config)
+
+
 def pad_multiple_for(config: Any) -> int:
-    """Longformer pads to a multiple of its largest attention window; other models need no multiple."""
-    if getattr(config, "model_type", None) != "longformer":
-        return 1
-    window = config.attention_window
-    return max(window) if isinstance(window, list | tuple) else int(window)
+    """The multiple each batch is padded to: Longformer's largest window, BigBird's block; 1 for others."""
+    return qa_extras_of(config).pad_multiple
 
 
 def uses_global_attention(config: Any) -> bool:
-    return getattr(config, "model_type", None) == "longformer"
+    """Whether the model takes a global attention mask (question + CLS): Longformer's."""
+    return qa_extras_of(config).global_attention
 
 
 @dataclass
 class QACollator:
     """Pads each batch on the right to its longest window, rounded up to ``pad_to_multiple_of`` (the
-    Longformer window), so label and logit positions stay those of the features; drops the bookkeeping
+    Longformer window, the BigBird block), so label and logit positions stay those of the features; drops the bookkeeping
     fields decode.py uses."""
 
     pad_token_id: int
     pad_to_multiple_of: int = 1
+    token_type_ids: bool = False  # every batch carries token_type_ids (zeros where the features have none)
 
     def __call__(self, batch: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         longest = max(len(f["input_ids"]) for f in batch)
         m = self.pad_to_multiple_of
         length = -(-longest // m) * m
         out: dict[str, torch.Tensor] = {}
+        if self.token_type_ids and "token_type_ids" not in batch[0]:
+            out["token_type_ids"] = torch.zeros((len(batch), length), dtype=torch.long)
         for key in batch[0]:
             if key in ("example_index", "offset_mapping"):
                 continue
@@ -244,7 +258,9 @@ class QACollator:
 
 
 def collator_for(tokenizer: PreTrainedTokenizerBase, config: Any) -> QACollator:
+    extras = qa_extras_of(config)
     return QACollator(
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
-        pad_to_multiple_of=pad_multiple_for(config),
+        pad_to_multiple_of=extras.pad_multiple,
+        token_type_ids=extras.token_type_ids,
     )

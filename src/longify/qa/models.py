@@ -12,10 +12,10 @@ from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenize
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from longify.artifacts import CONVERSION_FILE
-from longify.attention import set_attention
-from longify.convert.families import CONVERTIBLE, usable_positions
+from longify.convert.families import CONVERTIBLE, FAMILIES, usable_positions
 from longify.errors import LongifyError, first_line
 from longify.loading import LOAD_ERRORS, check_model_source, check_tokenizer, load_failure
+from longify.targets import Target, target_of
 
 logger = logging.getLogger(__name__)
 
@@ -38,22 +38,33 @@ def source_family(model: str) -> str | None:
 
 
 def check_model_type(model_type: str | None, config: Any, model: str) -> None:
-    """The seed's ``--model_type`` must name the model's family (a converted Longformer may be named by
-    the family it came from, as the seed does with ``--model_type roberta``)."""
+    """The seed's ``--model_type`` must name the model's family (a model converted into a class of another
+    type, a Longformer or a BigBird, may be named by the family it came from, as the seed does with
+    ``--model_type roberta``)."""
     actual = getattr(config, "model_type", None)
     if model_type is None or model_type == actual:
         return
-    if actual == "longformer":
+    if actual not in FAMILIES and _known_target(config) is not None:
         source = source_family(model)
         if model_type == source or (source is None and model_type in CONVERTIBLE):
             logger.info(
-                "--model_type %s: %s is a longformer converted from %s; using longformer",
+                "--model_type %s: %s is a %s converted from %s; using %s",
                 model_type,
                 model,
+                actual,
                 model_type,
+                actual,
             )
             return
     raise LongifyError(f"--model_type {model_type}: {model} is a {actual!r} model (config.json model_type)")
+
+
+def _known_target(config: Any) -> Target | None:
+    """The target whose class ``config`` names, None for a model type no target knows (any other encoder)."""
+    try:
+        return target_of(config)
+    except LongifyError:
+        return None
 
 
 def load_tokenizer(name: str, flag: str | None = "--tokenizer_name") -> Tokenizer:
@@ -72,25 +83,31 @@ def load_tokenizer(name: str, flag: str | None = "--tokenizer_name") -> Tokenize
 
 
 def load_qa_model(name: str, attention: str = "fast") -> PreTrainedModel:
-    """``AutoModelForQuestionAnswering`` (a new span head on an MLM checkpoint); Longformers get the
-    attention kernel named by ``--attention`` (longify's exact fast kernel by default)."""
+    """``AutoModelForQuestionAnswering`` (a new span head on an MLM checkpoint: the QA class of the model's
+    target) with its target's attention installed: Longformer's kernel named by ``--attention`` (longify's
+    exact fast kernel by default), BigBird's choice of attention per batch length."""
     try:
         model = AutoModelForQuestionAnswering.from_pretrained(name, dtype=torch.float32)
     except LOAD_ERRORS as err:
         raise load_failure(name, err, "a question-answering model") from None
-    if model.config.model_type == "longformer":
-        set_attention(model, attention)
-        logger.info("--attention %s: installed into %s", attention, name)
+    target = _known_target(model.config)
+    if target is not None:
+        target.install_attention(model, attention)
+        if target.global_projections:  # the --attention flag names Longformer's kernels
+            logger.info("--attention %s: installed into %s", attention, name)
     return model
 
 
 def model_max_length(config: Any, tokenizer: Tokenizer) -> int:
-    """Tokens the model accepts: its position table (less RoBERTa-style offsets), and the tokenizer's limit."""
-    positions = (
-        usable_positions(config, default_offset=0)
-        if getattr(config, "max_position_embeddings", None)
-        else 512
-    )
+    """Tokens the model accepts: its target's usable positions (the position table less RoBERTa-style
+    offsets; any other encoder's table whole), and the tokenizer's limit."""
+    target = _known_target(config)
+    if not getattr(config, "max_position_embeddings", None):
+        positions = 512
+    elif target is not None:
+        positions = target.usable_positions(config)
+    else:
+        positions = usable_positions(config, default_offset=0)
     tok_max = tokenizer.model_max_length if tokenizer.model_max_length < 10**9 else positions
     return min(positions, tok_max)
 

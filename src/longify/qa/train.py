@@ -48,6 +48,7 @@ from longify.qa.pipeline import (
 )
 from longify.qa.tasks.example import QAExample
 from longify.runargs import defining_args
+from longify.targets import model_target
 from longify.training_run import TrainingCommand, run_training
 
 logger = logging.getLogger(__name__)
@@ -244,7 +245,14 @@ class TrainQA(TrainingCommand):
         return self.model_name
 
     def run_record(self) -> dict[str, Any]:
-        return run_record(self.args)
+        """The run's arguments and versions, and the long target of the model trained (None: a short one),
+        which says what the saved QA model is (``longify.targets.model_target``)."""
+        return {**run_record(self.args), "target": self.target_name}
+
+    @property
+    def target_name(self) -> str | None:
+        target = model_target(self.model_name, self.config)
+        return target.name if target is not None else None
 
     def evaluate(self, trainer: QATrainer) -> dict[str, Any]:  # type: ignore[override]
         return trainer.evaluate() if self.training.do_eval else {}
@@ -268,6 +276,8 @@ class TrainQA(TrainingCommand):
                 cost  # the whole run's training: seconds per step, tokens per second, peak memory
             )
         record.update(run_record(self.args))
+        if trained is not None:
+            record["target"] = self.target_name  # what the saved model is (longify.targets.model_target)
         if not trainer.is_world_process_zero():
             return record
         if not self.training.do_eval:

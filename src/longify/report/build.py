@@ -1,4 +1,6 @@
-"""``longify report STUDY_DIR [--out DIR]``: report.md with its tables (Markdown, CSV, LaTeX) and plots."""
+"""``longify report STUDY_DIR [--out DIR]``: report.md with its tables (Markdown, CSV, LaTeX) and plots; the
+target of each model where the study names targets, and the training cost beside F1 / EM where it recorded
+costs (costs.csv)."""
 
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from longify.outdir import staged_files
 from longify.report import plots
 from longify.report.bootstrap import LEVEL, MIN_RESAMPLES, RESAMPLES, SEED
 from longify.report.compare import Row, compare, pairs_of
-from longify.report.load import load_analysis, load_curves, load_results, resolve
+from longify.report.costs import cost_markdown, cost_note, cost_summary
+from longify.report.load import load_analysis, load_costs, load_curves, load_results, resolve
 from longify.report.markdown import report_markdown
-from longify.report.tables import bucket_summary, latex_table, summarize
+from longify.report.tables import bucket_summary, latex_table, model_targets, position_markdown, summarize
 from longify.textfiles import path_kind
 
 # the report's own plot names: a rerun removes those it no longer writes (never other files)
@@ -137,8 +140,9 @@ def build_report(
     seed: int = SEED,
 ) -> Path:
     """Read STUDY_DIR's result files and write ``report.md``, ``results.csv``, ``tables.tex``,
-    ``comparisons.csv``, ``buckets.csv`` and ``plots/*.png`` into ``out`` (default STUDY_DIR/report), and
-    removes the report's own plots an earlier run wrote that this one does not; returns report.md. Holds
+    ``comparisons.csv``, ``buckets.csv``, ``costs.csv`` (a study with costs) and ``plots/*.png`` into ``out``
+    (default STUDY_DIR/report), and removes the report's own plots an earlier run wrote that this one does
+    not; returns report.md. Holds
     ``out``'s lock (``longify.locks``): a report into a folder another process holds, or lies in, is refused."""
     study = Path(study_dir)
     kind = path_kind(study)
@@ -164,7 +168,10 @@ def _write_report(study: Path, out: Path, resamples: int, seed: int) -> Path:
     comparisons = compare(study, results, resamples=resamples, seed=seed)
     curves = load_curves(study)
     models = plots.model_order(results, pairs)
-    buckets = bucket_summary(bucket_rows(study, results), models)
+    targets = model_targets(results)
+    buckets = bucket_summary(bucket_rows(study, results), models, targets)
+    costs = load_costs(study)
+    spent = None if costs is None else cost_summary(costs, models, targets)
 
     with staged_report(out) as tmp:  # a failure (a full disk) leaves OUT as it was
         (tmp / "plots").mkdir()
@@ -177,7 +184,7 @@ def _write_report(study: Path, out: Path, resamples: int, seed: int) -> Path:
             part = buckets[buckets["eval_set"] == eval_set]
             if not part.empty:
                 path = tmp / "plots" / f"f1_by_bucket_{slug(eval_set)}.png"
-                figures[f"buckets:{eval_set}"] = plots.bucket_plot(part, eval_set, models, path)
+                figures[f"buckets:{eval_set}"] = plots.bucket_plot(part, eval_set, models, path, targets)
 
         write_text(tmp / "results.csv", table.to_csv(index=False, float_format="%.4f"))
         write_text(
@@ -186,9 +193,16 @@ def _write_report(study: Path, out: Path, resamples: int, seed: int) -> Path:
         comparison_table = comparisons_frame(comparisons)
         write_text(tmp / "comparisons.csv", comparison_table.to_csv(index=False, float_format="%.4f"))
         write_text(tmp / "buckets.csv", buckets.to_csv(index=False, float_format="%.4f"))
+        cost = None
+        if spent is not None:
+            write_text(tmp / "costs.csv", spent.to_csv(index=False, float_format="%.4f"))
+            cost = cost_note(spent) + "\n" + cost_markdown(table, spent, models, targets)
+        positions = None
+        if targets is not None:
+            positions = {e: position_markdown(buckets, e, targets) for e in dict.fromkeys(table["eval_set"])}
         text = report_markdown(
             study, table, comparisons, figures, tmp, resamples=resamples, seed=seed, level=LEVEL,
-            has_average=bool((results["language"] == AVERAGE).any()),
+            has_average=bool((results["language"] == AVERAGE).any()), positions=positions, cost=cost,
         )  # fmt: skip
         write_text(tmp / "report.md", text)
     remove_stale_plots(out / "plots", {out / p.relative_to(tmp) for p in figures.values()})

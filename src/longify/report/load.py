@@ -9,13 +9,16 @@ from pathlib import Path
 import pandas as pd
 
 from longify.artifacts import (
+    COST_FIELDS,
     CURVE_FIELDS,
     PRETRAIN_CURVES_FILE,
     QUESTION_FIELDS,
+    STUDY_COSTS_FILE,
     STUDY_RESULTS_FILE,
     read_pretrain_curves,
     read_qa_results,
     read_question_scores,
+    read_study_costs,
     read_study_results,
 )
 from longify.errors import LongifyError
@@ -35,6 +38,17 @@ def load_results(study_dir: Path) -> pd.DataFrame:
     if not rows:
         raise LongifyError(f"{path}: no results rows")
     return pd.DataFrame(rows)
+
+
+def load_costs(study_dir: Path) -> pd.DataFrame | None:
+    """``costs.jsonl`` (one row per training run), or None when the study has none (a study from before
+    costs were recorded, or whose runs recorded none)."""
+    rows = read_study_costs(study_dir / STUDY_COSTS_FILE)
+    if not rows:
+        return None
+    costs = pd.DataFrame(rows, columns=list(COST_FIELDS))
+    numbers = [k for k, (_, expected) in COST_FIELDS.items() if "number" in expected or "integer" in expected]
+    return costs.astype({k: float for k in numbers if k != "seed"})  # null: NaN, also where all are null
 
 
 def load_question_scores(path: Path, origin: str) -> pd.DataFrame:

@@ -94,7 +94,12 @@ def report_markdown(
     seed: int,
     level: float,
     has_average: bool,
+    positions: dict[str, str] | None = None,
+    cost: str | None = None,
 ) -> str:
+    """``positions``: eval set -> its F1-by-answer-position table per target (a study that names targets);
+    ``cost``: the accuracy-and-cost section's text (a study with costs.jsonl). Without them, the report a
+    study from before targets and costs always had."""
     rel = lambda p: p.relative_to(out).as_posix()  # noqa: E731
     eval_sets = list(dict.fromkeys(table["eval_set"]))
     parts = [
@@ -117,6 +122,11 @@ def report_markdown(
             parts.append(f"![F1 per language on {eval_set}]({rel(figures[f'languages:{eval_set}'])})\n")
         if f"buckets:{eval_set}" in figures:
             parts.append(f"![F1 by bucket on {eval_set}]({rel(figures[f'buckets:{eval_set}'])})\n")
+        if (positions or {}).get(eval_set):
+            parts += [f"F1 by answer position on {eval_set} (tokens), per target; mean ± std over seeds, "
+                      "n: examples in the bucket.\n", (positions or {})[eval_set]]  # fmt: skip
+    if cost:
+        parts += ["## Accuracy and cost\n", cost]
     parts.append("## Long vs short\n")
     if comparisons:
         parts += [method_text(resamples, seed, level) + "\n", comparison_markdown(comparisons, level)]

@@ -1,5 +1,5 @@
 """The report's figures (PNG): pretraining curves, F1 per language (long next to short) and F1 by answer
-position and context length bucket."""
+position and context length bucket (coloured by target where the study names targets)."""
 
 from __future__ import annotations
 
@@ -130,33 +130,68 @@ def _bucket_tick(label: str, counts: list[int | None]) -> str:
     return f"{label}\nn={known[0]}" if len(known) == 1 else f"{label}\nn={'/'.join(map(str, counts))}"
 
 
-def bucket_plot(summary: pd.DataFrame, eval_set: str, models: list[str], path: Path) -> Path:
+# a colour per target (the same in every plot), then the cycle's next ones for other targets
+TARGET_COLORS = {"short": "black", "longformer": "tab:blue", "full": "tab:orange", "bigbird": "tab:green"}
+OTHER_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P")
+LEGEND_INSIDE = 4  # more models than this (in a plot coloured by target): one legend beside the panels
+
+
+def target_styles(models: list[str], targets: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Line style of each model: its target's colour, and a dash and marker per model of the same target
+    (in ``models`` order, so a source's conversions to each target share a dash), labelled ``model
+    (target)``."""
+    colors = dict(TARGET_COLORS)
+    seen: dict[str, int] = {}
+    styles = {}
+    for model in models:
+        target = targets.get(model, "-")
+        if target not in colors:
+            colors[target] = OTHER_COLORS[(len(colors) - len(TARGET_COLORS)) % len(OTHER_COLORS)]
+        i = seen[target] = seen.get(target, -1) + 1
+        styles[model] = {"color": colors[target], "linestyle": LINESTYLES[i % len(LINESTYLES)],
+                         "marker": MARKERS[i % len(MARKERS)], "label": f"{model} ({target})"}  # fmt: skip
+    return styles
+
+
+def bucket_plot(
+    summary: pd.DataFrame, eval_set: str, models: list[str], path: Path, targets: dict[str, str] | None = None
+) -> Path:
     """F1 by answer-position and context-length bucket (mean ± std over seeds; no error bar for a single
-    seed), one line per model; each bucket's label says how many examples it holds (n).
+    seed), one line per model, coloured by target where ``targets`` are given; each bucket's label says how
+    many examples it holds (n).
 
     ``summary``: ``tables.bucket_summary`` rows of one eval set."""
     plt = _pyplot()
     kinds = [("answer_position", "answer position (tokens)"), ("context_length", "context length (tokens)")]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), squeeze=False)
+    outside = targets is not None and summary["model"].nunique() > LEGEND_INSIDE  # one legend, to the right
+    fig, axes = plt.subplots(1, 2, figsize=(15 if outside else 11, 4.4), squeeze=False)
     for ax, (kind, label) in zip(axes[0], kinds, strict=True):
         part = summary[summary["kind"] == kind]
         labels = list(part.sort_values("low")["bucket"].drop_duplicates())
         x = np.arange(len(labels))
         present = [m for m in models if m in set(part["model"])]
+        styles = target_styles(present, targets) if targets is not None else {}
         counts: dict[str, list[int | None]] = {b: [] for b in labels}
         for model in present:
             stats = part[part["model"] == model].set_index("bucket").reindex(labels)
             for b, n in zip(labels, stats["n"], strict=True):
                 counts[b].append(None if pd.isna(n) else int(n))
-            name = seed_label(model, stats["seeds"])
-            (line,) = ax.plot(x, stats["f1_mean"], marker="o", label=name)
+            style = styles.get(model, {"marker": "o", "label": model})
+            name = seed_label(style["label"], stats["seeds"])
+            (line,) = ax.plot(x, stats["f1_mean"], **{**style, "label": name})
             _seed_spread(ax, x, stats, line.get_color())
         ticks = [_bucket_tick(b, counts[b]) for b in labels]
         ax.set_xticks(x, ticks, rotation=30 if len(labels) > 5 else 0, multialignment="center")
         differ = any(len({c for c in counts[b] if c is not None}) > 1 for b in labels)
         xlabel = label + ("; n per model in legend order" if differ else "")
-        ax.set(title=f"{eval_set}: F1 by {label.split(' (')[0]}", xlabel=xlabel, ylabel="F1")
+        by = " per target" if targets is not None else ""
+        ax.set(title=f"{eval_set}: F1 by {label.split(' (')[0]}{by}", xlabel=xlabel, ylabel="F1")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        if not outside:
+            ax.legend(fontsize="small")
+        elif kind == kinds[-1][0]:
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _save(fig, path)

@@ -1,6 +1,9 @@
-"""Mean ± standard deviation over seeds per eval set x language x model, as CSV, Markdown and LaTeX.
+"""Mean ± standard deviation over seeds per eval set x language x model, as CSV, Markdown and LaTeX; F1 by
+answer position per model, grouped by target.
 
-The standard deviation is the sample one (ddof=1); with a single seed it is undefined and left out.
+The standard deviation is the sample one (ddof=1); with a single seed it is undefined and left out. A study
+whose results.jsonl names targets gets a ``target`` column (a ``target`` row in the pivoted tables); one that
+does not gets the tables it always had.
 """
 
 from __future__ import annotations
@@ -12,6 +15,22 @@ import pandas as pd
 from longify.artifacts import AVERAGE
 
 KEYS = ["eval_set", "language", "model"]
+TARGET_ORDER = ("short", "longformer", "full", "bigbird")  # then any other, by name
+UNKNOWN = "-"
+
+
+def model_targets(results: pd.DataFrame) -> dict[str, str] | None:
+    """Model -> target from results.jsonl's ``target`` column (``-`` for a model without one), or None
+    when the study names no targets."""
+    if "target" not in results.columns:
+        return None
+    named = results.dropna(subset=["target"]).drop_duplicates("model")
+    found = dict(zip(named["model"], named["target"], strict=True))
+    return {m: str(found.get(m, UNKNOWN)) for m in dict.fromkeys(results["model"])}
+
+
+def target_rank(target: str) -> tuple[int, str]:
+    return (TARGET_ORDER.index(target), "") if target in TARGET_ORDER else (len(TARGET_ORDER), target)
 
 
 def language_order(languages: list[str]) -> list[str]:
@@ -35,6 +54,8 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     grouped = results.groupby(KEYS, sort=False)
     table = grouped.agg(**SEED_STATS, questions=("total", "max")).reset_index()
     table = table[[*KEYS, "f1_mean", "f1_std", "em_mean", "em_std", "seeds", "questions"]]
+    if (targets := model_targets(results)) is not None:
+        table.insert(len(KEYS), "target", table["model"].map(targets))
     order = {lang: i for i, lang in enumerate(language_order(list(table["language"])))}
     models = {m: i for i, m in enumerate(dict.fromkeys(results["model"]))}
     table = table.assign(_l=table["language"].map(order), _m=table["model"].map(models))
@@ -45,13 +66,20 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
 BUCKET_KEYS = ["eval_set", "model", "kind", "bucket", "low"]
 
 
-def bucket_summary(buckets: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+def bucket_summary(
+    buckets: pd.DataFrame, models: list[str], targets: dict[str, str] | None = None
+) -> pd.DataFrame:
     """One row per (eval set, model, kind, bucket): examples in the bucket (``n``, the largest count over
-    seeds), seeds, and mean and sample std over seeds of F1 and EM. ``buckets``: one row per seed."""
+    seeds), seeds, and mean and sample std over seeds of F1 and EM; with each model's target after it
+    where ``targets`` are given. ``buckets``: one row per seed."""
     columns = [*BUCKET_KEYS, "n", "seeds", "f1_mean", "f1_std", "em_mean", "em_std"]
+    if targets is not None:
+        columns.insert(2, "target")
+        buckets = buckets.assign(target=buckets["model"].map(targets))
     if buckets.empty:
         return pd.DataFrame(columns=columns)
-    table = buckets.groupby(BUCKET_KEYS, sort=False).agg(n=("count", "max"), **SEED_STATS).reset_index()
+    keys = [k for k in columns if k in (*BUCKET_KEYS, "target")]
+    table = buckets.groupby(keys, sort=False).agg(n=("count", "max"), **SEED_STATS).reset_index()
     sets = {e: i for i, e in enumerate(dict.fromkeys(buckets["eval_set"]))}
     order = {m: i for i, m in enumerate(models)}
     table = table.assign(_e=table["eval_set"].map(sets), _m=table["model"].map(order))
@@ -76,6 +104,9 @@ def _pivot_rows(table: pd.DataFrame, eval_set: str, pm: str) -> tuple[list[str],
     models = list(dict.fromkeys(part["model"]))
     common = int(part["seeds"].mode().iloc[0])
     rows = []
+    if "target" in part.columns:  # under the model names: what each one is
+        named = dict(zip(part["model"], part["target"], strict=True))
+        rows.append(["target", *(str(named[m]) for m in models), ""])
     for lang in dict.fromkeys(part["language"]):
         cells = [lang]
         for model in models:
@@ -102,6 +133,29 @@ def markdown_table(table: pd.DataFrame, eval_set: str) -> str:
     header, rows = _pivot_rows(table, eval_set, " ± ")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
     lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def position_markdown(summary: pd.DataFrame, eval_set: str, targets: dict[str, str]) -> str:
+    """F1 by answer position (mean ± std over seeds): a row per model, grouped by target (short first), a
+    column per bucket with its examples. ``summary``: ``bucket_summary`` rows."""
+    part = summary[(summary["eval_set"] == eval_set) & (summary["kind"] == "answer_position")]
+    if part.empty:
+        return ""
+    labels = list(part.sort_values("low")["bucket"].drop_duplicates())
+    models = sorted(dict.fromkeys(part["model"]), key=lambda m: target_rank(targets.get(m, UNKNOWN)))
+    lines = ["| model | target | " + " | ".join(labels) + " |", "|---|---|" + "---:|" * len(labels)]
+    for model in models:
+        stats = part[part["model"] == model].set_index("bucket").reindex(labels)
+        cells = [
+            "–"
+            if pd.isna(r.f1_mean)
+            else mean_std(r.f1_mean, r.f1_std) + ("" if pd.isna(r.n) else f" (n={r.n})")
+            for r in stats.itertuples()
+        ]
+        lines.append(
+            "| " + " | ".join(_md_escape(c) for c in [model, targets.get(model, UNKNOWN), *cells]) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 

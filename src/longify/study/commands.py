@@ -56,6 +56,7 @@ def job_rows(spec: StudySpec, jobs: list[Job]) -> list[dict[str, Any]]:
                 "folder": job.folder,
                 "stage": job.stage,
                 "model": job.model,
+                "target": job.target,
                 "task": job.task,
                 "eval_set": job.eval_set,
                 "seed": job.seed,

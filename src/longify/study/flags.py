@@ -85,10 +85,19 @@ COMMON_TYPES: dict[str, dict[str, ValueType]] = {
     "evaluate": {**_TRAINING, **_QA},
 }
 COMMON = {stage: frozenset(types) for stage, types in COMMON_TYPES.items()}
+# the targets of `longify convert --target` (longify.targets.TARGET_NAMES, which a test checks: named here so
+# that planning a spec imports no torch), the first its default
+CONVERT_TARGETS = ("longformer", "full", "bigbird")
+DEFAULT_TARGET = CONVERT_TARGETS[0]
 # a model's ``convert`` block: its keys are the flags of `longify convert` (``_`` for ``-``)
-CONVERT_TYPES = {"max_pos": INT, "attention_window": STR, "position_init": choice("copy", "interpolate", "random"),
-                 "global_init": choice("copy", "random"), "no_verify": SWITCH, "tolerance": FLOAT,
+CONVERT_TYPES = {"target": choice(*CONVERT_TARGETS), "max_pos": INT, "attention_window": STR,
+                 "position_init": choice("copy", "interpolate", "random"), "global_init": choice("copy", "random"),
+                 "block_size": INT, "num_random_blocks": INT, "no_verify": SWITCH, "tolerance": FLOAT,
                  "tokenizer": STR, "seed": INT}  # fmt: skip
+# the options of one target only (`longify convert` refuses them with another)
+TARGET_OPTIONS = {"attention_window": "longformer", "global_init": "longformer", "block_size": "bigbird",
+                  "num_random_blocks": "bigbird"}  # fmt: skip
+POSITIVE = ("max_pos", "block_size", "num_random_blocks")  # integers that must be at least 1
 SEED_KEYS = ("seed",)  # values that become a run's seed: numpy's range
 
 

@@ -2,7 +2,8 @@
 
 A job's id hashes its stage, model, options, seed and the ids of the jobs it depends on (never the output
 folder), so changing an option changes the id of that job and of everything after it, and an unchanged job
-keeps its folder ``OUT/jobs/<stage>-<model>-[<eval set>-][s<seed>-]<id8>`` and is never redone.
+keeps its folder ``OUT/jobs/<stage>-<model>-[<eval set>-][s<seed>-]<id8>`` and is never redone. A convert
+block's ``target: longformer`` is `longify convert`'s default: its job has the id it had without it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longify.study.flags import bool_argv
+from longify.study.flags import DEFAULT_TARGET, bool_argv
 from longify.study.spec import ModelSpec, StudySpec, prepare_refs
 
 STAGES = ("prepare", "convert", "pretrain", "train", "evaluate")
@@ -35,6 +36,9 @@ class Job:
     gpus: int = 1
     source_model: str | None = None
     inputs: dict[str, str] = field(default_factory=dict)  # role -> id of the job whose output it is
+    # the long target of the job's model (its nearest conversion in the study: ``Planner.target_of``); None
+    # for a model no job of the study converted (not part of the id)
+    target: str | None = None
 
     @property
     def folder(self) -> str:
@@ -57,10 +61,13 @@ def content_id(content: dict[str, Any]) -> str:
 
 
 def _job(stage: str, model: str | None, options: dict[str, Any], deps: list[str], **kw: Any) -> Job:
+    hashed = options
+    if stage == "convert" and options.get("target") == DEFAULT_TARGET:  # the same command as without it
+        hashed = {k: v for k, v in options.items() if k != "target"}
     content = {
         "stage": stage,
         "model": model,
-        "options": options,
+        "options": hashed,
         "deps": sorted(set(deps)),
         "seed": kw.get("seed"),
         "eval_set": kw.get("eval_set"),
@@ -101,8 +108,16 @@ class Planner:
         if m.convert is not None:
             options = {**base, **m.convert}
             job = self.add(
-                _job("convert", name, options, list(inputs.values()), gpus=0, inputs=inputs)
-            )  # CPU
+                _job(
+                    "convert",
+                    name,
+                    options,
+                    list(inputs.values()),
+                    gpus=0,  # CPU
+                    inputs=inputs,
+                    target=self.target_of(name),
+                )
+            )
             produced, inputs, base = job.id, {"source": job.id}, {}
         if m.pretrain is not None:
             inputs = {**inputs, **self.refs(m.pretrain)}
@@ -114,6 +129,7 @@ class Planner:
                     list(inputs.values()),
                     gpus=m.gpus,
                     inputs=inputs,
+                    target=self.target_of(name),
                 )
             )
             produced = job.id
@@ -142,6 +158,7 @@ class Planner:
                         gpus=spec.finetune_gpus,
                         inputs=inputs,
                         source_model=self.short_source(name),
+                        target=self.target_of(name),
                     )
                 )
                 for e in spec.evaluate.values():
@@ -158,6 +175,7 @@ class Planner:
                             gpus=spec.finetune_gpus,  # evaluation is sharded over them like training
                             inputs=inputs,
                             source_model=self.short_source(name),
+                            target=self.target_of(name),
                         )
                     )
             del m
@@ -167,6 +185,16 @@ class Planner:
         while self.spec.models[name].parent is not None:
             name = self.spec.models[name].parent  # type: ignore[assignment]
         return name
+
+    def target_of(self, name: str) -> str | None:
+        """The target of the nearest conversion of ``name`` (itself, or the model it comes ``from``, ...);
+        None when no model of its chain is converted in the study."""
+        m = self.spec.models[name]
+        while m.convert is None:
+            if m.parent is None:
+                return None
+            m = self.spec.models[m.parent]
+        return m.target
 
     def short_source(self, name: str) -> str | None:
         """The short model a long one was converted from: the ``from`` model of the nearest conversion."""
@@ -219,11 +247,21 @@ def _fill(value: str, paths: dict[str, Path]) -> str:
     return value
 
 
-def job_argv(job: Job, out: Path, jobs: dict[str, Job]) -> list[str]:
-    """The exact command of ``job`` (``python -m longify.cli ...``, under torchrun for several GPUs)."""
+def _filled(job: Job, out: Path, jobs: dict[str, Job]) -> tuple[dict[str, Any], str]:
+    """The job's options with ``{prepare:NAME}`` made paths, and the model (or data) it starts from."""
     paths = {role: jobs[i].output(out) for role, i in job.inputs.items()}
     options = {k: _fill(v, paths) if isinstance(v, str) else v for k, v in job.options.items()}
-    source = str(paths.get("source") or options.get("source") or options.get("model"))
+    return options, str(paths.get("source") or options.get("source") or options.get("model"))
+
+
+def job_source(job: Job, out: Path, jobs: dict[str, Job]) -> str:
+    """The model ``job`` starts from: a job's output folder, a folder or a hub id (as its command gets it)."""
+    return _filled(job, out, jobs)[1]
+
+
+def job_argv(job: Job, out: Path, jobs: dict[str, Job]) -> list[str]:
+    """The exact command of ``job`` (``python -m longify.cli ...``, under torchrun for several GPUs)."""
+    options, source = _filled(job, out, jobs)
     dest = str(job.output(out))
     if job.stage == "prepare":
         return [sys.executable, "-m", "longify.study.prepare", dest, *_flag_list(options)]

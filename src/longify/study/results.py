@@ -1,7 +1,9 @@
 """Collect done jobs into ``OUT/results.jsonl`` (one row per model x eval set x language x seed, plus the
-benchmark's headline ``average``) and ``OUT/pretrain_curves.jsonl`` (one row per evaluation of each
-pretraining run). Rows are sorted, so an interrupted-and-resumed study writes the same files, and a file whose
-rows are already there is left as it is: a rerun of a finished study changes nothing."""
+benchmark's headline ``average``; with each model's ``target`` where the study names targets),
+``OUT/pretrain_curves.jsonl`` (one row per evaluation of each pretraining run) and ``OUT/costs.jsonl`` (one
+row per training run, once any run recorded its cost). Rows are sorted, so an interrupted-and-resumed study
+writes the same files, and a file whose rows are already there is left as it is: a rerun of a finished study
+changes nothing."""
 
 from __future__ import annotations
 
@@ -16,19 +18,24 @@ from longify.artifacts import (
     PRETRAIN_METRICS_FILE,
     QUESTION_SCORES_FILE,
     RESULTS_FILE,
+    STUDY_COSTS_FILE,
     STUDY_RESULTS_FILE,
     read_pretrain_metrics,
     read_qa_results,
     write_pretrain_curves,
+    write_study_costs,
     write_study_results,
 )
 from longify.study.jobs import Job
+from longify.study.model_targets import cost_rows, model_targets
 from longify.study.runner import job_status
+from longify.textfiles import path_kind
 
 
-def result_rows(job: Job, run: Path, out: Path) -> list[dict[str, Any]]:
-    """The rows of one evaluation job; its file paths are relative to the study folder ``out``, so that a
-    copied or moved study reads its own files, never the original's."""
+def result_rows(job: Job, run: Path, out: Path, target: str | None = None) -> list[dict[str, Any]]:
+    """The rows of one evaluation job (with ``target``, its model's, where given); its file paths are
+    relative to the study folder ``out``, so that a copied or moved study reads its own files, never the
+    original's."""
     results = read_qa_results(run / RESULTS_FILE, f"the output of job {job.folder}", scored=True)
     where = run.relative_to(out)
     base = {"model": job.model, "source_model": job.source_model, "eval_set": job.eval_set, "task": job.task}
@@ -37,6 +44,7 @@ def result_rows(job: Job, run: Path, out: Path) -> list[dict[str, Any]]:
         "results_path": str(where / RESULTS_FILE),
         "predictions_path": str(where / PREDICTIONS_FILE),
         "question_scores_path": str(where / QUESTION_SCORES_FILE),
+        **({} if target is None else {"target": target}),
     }
     rows = []
     per_language = results["per_language"]
@@ -113,6 +121,7 @@ def collect(jobs: list[Job], out: Path) -> Collected:
     """Write both files from the done jobs of this spec; also counts what the previous results.jsonl had of
     jobs not in it (an earlier run of another spec into the same folder: its job folders stay)."""
     dropped = _rows_of_other_jobs(out / STUDY_RESULTS_FILE, {j.id for j in jobs})
+    targets = model_targets(jobs, out)
     results: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     for job in jobs:
@@ -120,7 +129,7 @@ def collect(jobs: list[Job], out: Path) -> Collected:
             continue
         run = job.output(out)
         if job.stage == "evaluate":
-            results.extend(result_rows(job, run, out))
+            results.extend(result_rows(job, run, out, None if targets is None else targets[str(job.model)]))
         elif (run / PRETRAIN_METRICS_FILE).is_file():
             curves.extend(curve_rows(job, run))
     results.sort(
@@ -130,4 +139,8 @@ def collect(jobs: list[Job], out: Path) -> Collected:
     out.mkdir(parents=True, exist_ok=True)
     write_study_results(out / STUDY_RESULTS_FILE, results)
     write_pretrain_curves(out / PRETRAIN_CURVES_FILE, curves)
+    costs, known = cost_rows(jobs, out)
+    if known or path_kind(out / STUDY_COSTS_FILE) is not None:  # none before costs were recorded
+        costs.sort(key=lambda r: (r["model"], r["stage"] != "pretrain", r["seed"] or 0, r["job_id"]))
+        write_study_costs(out / STUDY_COSTS_FILE, costs)
     return Collected(len(results), len(curves), *dropped)

@@ -6,7 +6,7 @@ Shape (see configs/thesis.yaml)::
     seeds: [42, 43, 44]
     prepare: {NAME: {kind: KIND, ...options}}   # optional; "{prepare:NAME}" is its folder; kinds: study.prepare
     models:
-      NAME: {source: HUB_ID_OR_DIR | from: OTHER_MODEL, convert: {...}, pretrain: {...flags}, gpus: N}
+      NAME: {source: HUB_ID_OR_DIR | from: OTHER_MODEL, convert: {target: T, ...}, pretrain: {...flags}, gpus: N}
     finetune: {...qa train flags, gpus: N}
     evaluate: {SET: {task: TASK_NAME, ...qa evaluate flags}}
 
@@ -29,7 +29,14 @@ import yaml
 from longify.errors import LongifyError, first_line
 from longify.seeds import EXPECTED, seed_ok
 from longify.strictload import DuplicateKeys, load_yaml
-from longify.study.flags import CONVERT_TYPES, flag_problems, value_problems
+from longify.study.flags import (
+    CONVERT_TYPES,
+    DEFAULT_TARGET,
+    POSITIVE,
+    TARGET_OPTIONS,
+    flag_problems,
+    value_problems,
+)
 from longify.study.prepare import kind_names, option_problems
 
 TOP_KEYS = ("output_dir", "seeds", "prepare", "models", "finetune", "evaluate", "slurm")
@@ -49,6 +56,11 @@ class ModelSpec:
     convert: dict[str, Any] | None = None
     pretrain: dict[str, Any] | None = None
     gpus: int = 1
+
+    @property
+    def target(self) -> str | None:
+        """The long target its own ``convert`` block makes (longformer unless it names one); None without one."""
+        return None if self.convert is None else str(self.convert.get("target", DEFAULT_TARGET))
 
 
 @dataclass(frozen=True)
@@ -143,7 +155,8 @@ def _models(raw: dict[str, Any], problems: list[str]) -> dict[str, ModelSpec]:
         convert = _mapping(m.get("convert"), f"{where}.convert", problems) if "convert" in m else None
         if convert:
             _unknown(convert, CONVERT_KEYS, f"{where}.convert.", problems)
-            problems.extend(value_problems(convert, CONVERT_TYPES, f"{where}.convert"))
+            found = value_problems(convert, CONVERT_TYPES, f"{where}.convert")
+            problems.extend(found or _convert_problems(convert, f"{where}.convert"))
         pretrain = _flags(m.get("pretrain"), f"{where}.pretrain", problems) if "pretrain" in m else None
         problems.extend(flag_problems(pretrain or {}, "pretrain", f"{where}.pretrain"))
         source = m.get("source")
@@ -161,6 +174,25 @@ def _models(raw: dict[str, Any], problems: list[str]) -> dict[str, ModelSpec]:
     for name in _cycle(models):
         problems.append(f"models.{name}.from: dependency cycle ({' -> '.join(_chain(models, name))})")
     return models
+
+
+def _convert_problems(convert: dict[str, Any], where: str) -> list[str]:
+    """What `longify convert` would refuse in a well-typed ``convert`` block: a size below 1, an option of
+    another target than the block's."""
+    target = convert.get("target", DEFAULT_TARGET)
+    problems = [
+        f"{where}.{key}: expected a positive integer, got {convert[key]!r}"
+        for key in POSITIVE
+        if convert.get(key) is not None and int(convert[key]) < 1
+    ]
+    for key, owner in TARGET_OPTIONS.items():
+        if (
+            convert.get(key) is not None
+            and owner != target
+            and not (key == "global_init" and convert[key] == "copy")
+        ):
+            problems.append(f"{where}.{key}: an option of target {owner}, not of target {target}; remove it")
+    return problems
 
 
 def _chain(models: dict[str, ModelSpec], name: str) -> list[str]:

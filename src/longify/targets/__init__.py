@@ -1,26 +1,19 @@
 """Long targets: one module per way of lengthening an encoder (``longformer``, ``full``, ``bigbird``), each
-behind :class:`longify.targets.base.Target`; ``TARGETS`` maps the names ``longify convert --target`` takes."""
+behind :class:`longify.targets.base.Target`; ``TARGETS`` maps the names ``longify convert --target`` takes,
+``target_of`` / ``model_target`` say which one a saved model belongs to (``longify.targets.registry``)."""
 
 from __future__ import annotations
 
-from longify.errors import LongifyError
 from longify.targets.base import Check, QAExtras, Target, Weights
-from longify.targets.bigbird import BigBird
-from longify.targets.full import Full
-from longify.targets.longformer import Longformer
-
-DEFAULT_TARGET = "longformer"
-TARGETS: dict[str, Target] = {t.name: t for t in (Longformer(), Full(), BigBird())}
-TARGET_NAMES: tuple[str, ...] = tuple(TARGETS)
-
-
-def get_target(name: str) -> Target:
-    """The target called ``name``, or one line listing the known ones."""
-    try:
-        return TARGETS[name]
-    except (KeyError, TypeError):
-        raise LongifyError(f"--target: expected one of {', '.join(TARGETS)}, got {name!r}") from None
-
+from longify.targets.registry import (
+    DEFAULT_TARGET,
+    TARGET_NAMES,
+    TARGETS,
+    get_target,
+    model_target,
+    recorded_target,
+    target_of,
+)
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -31,4 +24,7 @@ __all__ = [
     "Target",
     "Weights",
     "get_target",
+    "model_target",
+    "recorded_target",
+    "target_of",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -54,19 +54,23 @@ class Check:
 
 @dataclass(frozen=True)
 class QAExtras:
-    """What a QA batch needs for this target: a global attention mask (question + CLS) and the multiple the
-    sequence length is padded to (1: none)."""
+    """What a QA batch needs for this target: a global attention mask (question + CLS), the multiple the
+    sequence length is padded to (1: none), and whether it must carry ``token_type_ids`` (zeros where the
+    tokenizer makes none: BigBird's QA head would otherwise make its own, 1 on the context)."""
 
     global_attention: bool
     pad_multiple: int
+    token_type_ids: bool = False
 
 
 @dataclass
 class Weights:
-    """A target state dict and the keys of the tensors that do not come from the source (random inits)."""
+    """A target state dict, the keys of the tensors that do not come from the source (random inits), and
+    those the source family lacks whose zeros are exact (key -> why: DistilBERT's token types)."""
 
     state: dict[str, torch.Tensor]
     new: list[str]
+    zeros: dict[str, str] = field(default_factory=dict)
 
 
 class Target:
@@ -130,9 +134,14 @@ class Target:
         std = float(getattr(config, "initializer_range", 0.02))
         out: dict[str, torch.Tensor] = {}
         new: list[str] = []
+        zeros: dict[str, str] = {}
         used: set[str] = set()
         for key, shape in target_shapes(self.model_class_of(config), config).items():
             src_key = self.source_key(family, key)
+            if src_key is None and family.zero_reason(key) is not None:
+                out[key] = torch.zeros(shape)
+                zeros[key] = str(family.zero_reason(key))
+                continue
             if src_key is None:
                 out[key] = new_tensor(key, shape, std, gen)
                 new.append(key)
@@ -163,7 +172,7 @@ class Target:
             raise LongifyError(
                 f"source checkpoint: parameters with no {self.model_class_of(config).__name__} counterpart: {', '.join(leftover[:5])}"
             )
-        return Weights(out, new)
+        return Weights(out, new, zeros)
 
     # --- verification ---------------------------------------------------------------------------------
     def checks(self, config: PretrainedConfig, source_len: int) -> list[Check]:
@@ -193,6 +202,12 @@ class Target:
     def card(self, record: dict[str, Any]) -> str:
         raise NotImplementedError
 
+    global_projections: bool = False  # global q/k/v that pretraining copies from the local ones at its end
+
+    def usable_positions(self, config: PretrainedConfig) -> int:
+        """Tokens a saved model of this target takes (its position table less the rows before position 0)."""
+        return int(config.max_position_embeddings) - self.position_offset(config)
+
     def qa_extras(self, config: PretrainedConfig) -> QAExtras:
         return QAExtras(global_attention=False, pad_multiple=1)
 
@@ -201,8 +216,13 @@ class Target:
         return False
 
     def install_attention(self, model: PreTrainedModel, impl: str) -> PreTrainedModel:
-        """Put this target's attention kernels into a loaded model (default: HF's own)."""
+        """Put this target's attention kernels into a loaded model (default: HF's own; ``impl`` is the
+        ``--attention`` flag, Longformer's kernel choice)."""
         return model
+
+    def attention_of(self, model: PreTrainedModel) -> str:
+        """The attention a loaded model runs (the class of its first layer's self-attention), for run records."""
+        return type(model.base_model.encoder.layer[0].attention.self).__name__
 
 
 def target_shapes(model_class: type[PreTrainedModel], config: PretrainedConfig) -> dict[str, torch.Size]:

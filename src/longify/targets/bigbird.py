@@ -104,10 +104,11 @@ class BigBird(Target):
             raise LongifyError(
                 "config.json: pad_token_id is missing; BigBird pads inputs to whole blocks with it"
             )
-        act = getattr(config, "hidden_act", "gelu")
-        if family.head_keys is None and act != "gelu" and not head_is_new:
+        act = family.canonical_config(config).get("hidden_act", "gelu")
+        head = family.head_act(config)
+        if head != act and not head_is_new:
             raise LongifyError(
-                f"--target bigbird: cannot be exact for this {family.model_type}: its MLM head applies gelu but its "
+                f"--target bigbird: cannot be exact for this {family.model_type}: its MLM head applies {head} but its "
                 f"hidden_act is {act!r}, and BigBird's head applies hidden_act"
             )
 
@@ -115,7 +116,7 @@ class BigBird(Target):
         self, source: PretrainedConfig, family: Family, options: Options, tokenizer: PreTrainedTokenizerBase
     ) -> BigBirdConfig:
         block, rand = sizes(options)
-        carried = {k: getattr(source, k) for k in CARRIED if hasattr(source, k)}
+        carried = {k: v for k, v in family.canonical_config(source).items() if k in CARRIED}
         sep = (
             tokenizer.sep_token_id
             if tokenizer.sep_token_id is not None
@@ -140,10 +141,8 @@ class BigBird(Target):
         if key.startswith("bert.pooler."):
             return None  # a MaskedLM source has no pooler
         if key.startswith("bert."):
-            return family.prefix + key[len("bert.") :]
-        if family.head_keys is not None:  # BERT: the same head names
-            return key
-        return _FROM_ROBERTA_HEAD[key]
+            return family.native_key(key[len("bert.") :])  # the canonical encoder's key
+        return family.native_key(_FROM_ROBERTA_HEAD[key])  # cls.predictions.* -> canonical lm_head.*
 
     def checks(self, config: PretrainedConfig, source_len: int) -> list[Check]:
         limit = full_attention_limit(config.block_size, config.num_random_blocks)
@@ -206,7 +205,17 @@ Details: `conversion.json`.
 """
 
     def qa_extras(self, config: PretrainedConfig) -> QAExtras:
-        return QAExtras(global_attention=False, pad_multiple=int(config.block_size))
+        return QAExtras(global_attention=False, pad_multiple=int(config.block_size), token_type_ids=True)
+
+    def install_attention(self, model: PreTrainedModel, impl: str) -> PreTrainedModel:
+        """Choose the attention per batch: HF's BigBird switches itself to full attention for good on the first
+        input of at most ``full_attention_limit`` tokens (an evaluation or QA window); with this, every longer
+        batch runs the attention the config names (block-sparse) again. Installed once per model."""
+        base = model.base_model
+        if not getattr(base, _PER_BATCH, False):
+            base.register_forward_pre_hook(attention_for_length, with_kwargs=True)
+            setattr(base, _PER_BATCH, True)
+        return model
 
 
 @contextmanager
@@ -219,6 +228,22 @@ def _quiet_big_bird() -> Iterator[None]:
         yield
     finally:
         hf_logger.setLevel(level)
+
+
+_PER_BATCH = "_longify_attention_per_batch"
+
+
+def attention_for_length(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """A forward pre-hook of a ``BigBirdModel``: full attention on inputs of at most ``full_attention_limit``
+    tokens (what HF's forward would switch to, without its warning), the config's attention on longer ones."""
+    config = module.config
+    ids = kwargs.get("input_ids", args[0] if args else None)
+    if ids is None:
+        ids = kwargs.get("inputs_embeds")
+    if ids is None:
+        return
+    long = ids.shape[1] > full_attention_limit(config.block_size, config.num_random_blocks)
+    module.set_attention_type(config.attention_type if long else "original_full")
 
 
 def reset_block_sparse(model: PreTrainedModel) -> None:

@@ -58,6 +58,8 @@ class Full(Target):
     ) -> PretrainedConfig:
         config = copy.deepcopy(source)
         config.max_position_embeddings = options.max_pos + family.position_offset(source)
+        if family.lengthen is not None:  # what else raising the length means for this family's config
+            family.lengthen(config, source)
         config.architectures = [self.model_class_of(config).__name__]
         if getattr(self.model_class_of(config), "_supports_sdpa", False):
             config._attn_implementation = SDPA  # a load-time choice, not saved: recorded in conversion.json
@@ -85,6 +87,9 @@ class Full(Target):
             "attention": model.config._attn_implementation,
             "seconds": round(time.perf_counter() - start, 3),
         }
+
+    def attention_of(self, model: PreTrainedModel) -> str:
+        return f"{super().attention_of(model)} ({model.config._attn_implementation})"
 
     def record(self, config: PretrainedConfig, options: Options) -> dict[str, Any]:
         return {"attention": "full", "attn_implementation": getattr(config, "_attn_implementation", None)}

@@ -55,6 +55,7 @@ class Longformer(Target):
     model_class = LongformerForMaskedLM
     summary = "HF Longformer: sliding-window + global attention (longify's fast exact kernels)"
     positions_key = POSITIONS_KEY
+    global_projections = True
 
     def check_options(self, options: Options) -> None:
         super().check_options(options)
@@ -67,11 +68,22 @@ class Longformer(Target):
             if isinstance(options.max_pos, int):
                 check_window_fits(windows, options.max_pos)
 
+    def check_source(
+        self, config: PretrainedConfig, family: Family, options: Options, head_is_new: bool
+    ) -> None:
+        act = family.head_act(config)
+        if act != "gelu" and not head_is_new:
+            raise LongifyError(
+                f"--target longformer: cannot be exact for this {family.model_type}: its MLM head applies {act!r}, "
+                "and Longformer's head applies gelu"
+            )
+
     def config(
         self, source: PretrainedConfig, family: Family, options: Options, tokenizer: PreTrainedTokenizerBase
     ) -> LongformerConfig:
-        windows = fit_windows(options.attention_window, options.max_pos, source.num_hidden_layers)
-        return long_config(source, options.max_pos, windows, tokenizer.sep_token_id)
+        layers = family.canonical_config(source)["num_hidden_layers"]
+        windows = fit_windows(options.attention_window, options.max_pos, layers)
+        return long_config(source, options.max_pos, windows, tokenizer.sep_token_id, family)
 
     def position_offset(self, config: PretrainedConfig) -> int:
         return position_offset(config)
@@ -104,7 +116,8 @@ class Longformer(Target):
             extend=extend,
         )
         new = [k for k in state if _is_global(k)] if options.global_init == "random" else []
-        return Weights(state, new)
+        zeros = {k: family.zero_reason(k) or "" for k in state if self.source_key(family, k) is None}
+        return Weights(state, new, zeros)
 
     def checks(self, config: PretrainedConfig, source_len: int) -> list[Check]:
         windows = list(config.attention_window)
@@ -252,10 +265,18 @@ def check_window_fits(
 
 
 def long_config(
-    config: PretrainedConfig, max_pos: int, windows: list[int], sep_token_id: int | None
+    config: PretrainedConfig,
+    max_pos: int,
+    windows: list[int],
+    sep_token_id: int | None,
+    family: Family | None = None,
 ) -> LongformerConfig:
-    """The LongformerConfig of the converted model; ``max_pos`` usable positions after the offset."""
-    carried = {k: getattr(config, k) for k in CARRIED if hasattr(config, k)}
+    """The LongformerConfig of the converted model; ``max_pos`` usable positions after the offset. The values
+    carried over are ``family``'s canonical ones (DistilBERT's ``dim`` is ``hidden_size``), else ``config``'s."""
+    if family is not None:
+        carried = {k: v for k, v in family.canonical_config(config).items() if k in CARRIED}
+    else:
+        carried = {k: getattr(config, k) for k in CARRIED if hasattr(config, k)}
     pad = carried.get("pad_token_id")
     if pad is None:
         raise LongifyError("config.json: pad_token_id is missing; Longformer numbers positions from it")
@@ -293,6 +314,9 @@ def build_state_dict(
         if is_global:
             local_key = key.replace("_global.", ".")
         src_key = family.source_key(local_key)
+        if src_key is None and family.zero_reason(key) is not None:
+            out[key] = torch.zeros(shape)  # a tensor the family lacks and whose zeros are exact (token types)
+            continue
         if src_key not in src_sd:
             raise LongifyError(
                 f"source checkpoint: missing {src_key!r} (needed for {key}); is it a {family.model_type}?"
