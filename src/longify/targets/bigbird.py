@@ -10,6 +10,7 @@ source runs there, then the model is switched back and the block-sparse path is 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -215,6 +216,7 @@ Details: `conversion.json`.
         if not getattr(base, _PER_BATCH, False):
             base.register_forward_pre_hook(attention_for_length, with_kwargs=True)
             setattr(base, _PER_BATCH, True)
+        block_sparse_in_fp32_under_autocast()
         return model
 
 
@@ -244,6 +246,32 @@ def attention_for_length(module: torch.nn.Module, args: tuple[Any, ...], kwargs:
         return
     long = ids.shape[1] > full_attention_limit(config.block_size, config.num_random_blocks)
     module.set_attention_type(config.attention_type if long else "original_full")
+
+
+def block_sparse_in_fp32_under_autocast() -> None:
+    """Let HF's block-sparse attention run under autocast (``--bf16``, ``--fp16``): as shipped (transformers 5)
+    it fails there (``scatter(): Expected self.dtype to be equal to src.dtype``: float32 values scattered into
+    half-precision attention probabilities). Under autocast it now runs in float32, as autocast itself does
+    with softmax; the projections around it keep the autocast dtype. Without autocast nothing changes.
+    Patched once, on the class (HF swaps the attention modules when the attention type changes)."""
+    cls = BigBirdBlockSparseAttention
+    if getattr(cls.forward, _FP32_PATCH, False):
+        return
+    original = cls.forward
+
+    @functools.wraps(original)
+    def forward(self: Any, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        device = hidden_states.device.type
+        if not torch.is_autocast_enabled(device):
+            return original(self, hidden_states, *args, **kwargs)
+        with torch.autocast(device, enabled=False):
+            return original(self, hidden_states.float(), *args, **kwargs)
+
+    setattr(forward, _FP32_PATCH, True)
+    cls.forward = forward  # type: ignore[method-assign]
+
+
+_FP32_PATCH = "_longify_fp32_under_autocast"
 
 
 def reset_block_sparse(model: PreTrainedModel) -> None:
