@@ -16,14 +16,15 @@ from longify.study.spec import load_spec
 
 
 def small_demo_spec(tmp_path: Path) -> Path:
-    """The shipped demo spec with every stage cut to seconds (same jobs, same shape, 2 seeds)."""
+    """The shipped demo spec with every stage cut to seconds (its models and targets, 2 seeds; the dev set
+    only: each job is a process, seconds of start-up)."""
     spec = yaml.safe_load(demo_spec_path().read_text(encoding="utf-8"))
     spec["prepare"]["data"].update(n_train=8, n_dev=8)
     spec["prepare"]["source"]["steps"] = 10
-    spec["models"]["demo-roberta-1024"]["pretrain"].update(
-        max_steps=2, eval_steps=1, save_steps=2, logging_steps=1
-    )
+    for name in ("demo-roberta-1024", "demo-roberta-1024-full"):
+        spec["models"][name]["pretrain"].update(max_steps=2, eval_steps=1, save_steps=2, logging_steps=1)
     spec["finetune"]["num_train_epochs"] = 1.0
+    spec["evaluate"] = {"dev": spec["evaluate"]["dev"]}
     path = tmp_path / "demo-small.yaml"
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")
     return path
@@ -36,12 +37,13 @@ def test_demo_runs_the_study_and_its_report(tmp_path, capsys, monkeypatch) -> No
     monkeypatch.chdir(
         tmp_path
     )  # a relative --out, as `make demo` gives: results.jsonl's paths resolved twice
-    argv = ["demo", "--out", "out", "--spec", str(small_demo_spec(tmp_path))]
+    spec = small_demo_spec(tmp_path)
+    argv = ["demo", "--out", "out", "--spec", str(spec)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    jobs = len(plan_jobs(load_spec(demo_spec_path(), out)))
+    jobs = len(plan_jobs(load_spec(spec, out)))
     progress = [line for line in printed.splitlines() if line.startswith("[")]
-    assert len(progress) == jobs == 16 and all(" done " in line for line in progress), printed
+    assert len(progress) == jobs == 18 and all(" done " in line for line in progress), printed
     assert (
         "{'loss'" not in printed and "UNEXPECTED" not in printed
     )  # per-step dicts and load reports: job logs
@@ -56,6 +58,13 @@ def test_demo_runs_the_study_and_its_report(tmp_path, capsys, monkeypatch) -> No
     assert summary["convert"][0]["verification"]["passed"]
     table = pd.read_csv(out / "report" / "results.csv")
     assert set(table["seeds"]) == {2} and table["f1_std"].notna().all()
+    assert set(zip(table["model"], table["target"], strict=True)) == {
+        ("demo-roberta", "short"),
+        ("demo-roberta-1024", "longformer"),
+        ("demo-roberta-1024-full", "full"),
+    }
+    costs = pd.read_csv(out / "report" / "costs.csv")
+    assert set(costs["model"]) >= {"demo-roberta-1024", "demo-roberta-1024-full"}
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     for r in table.itertuples():  # mean over the two seeds, recomputed from the jobs' rows
         f1 = [

@@ -86,4 +86,5 @@ def test_demo_study_spec_plans(monkeypatch, tmp_path) -> None:
     for job in jobs:  # dependency order
         assert set(job.deps) <= seen
         seen.add(job.id)
-    assert sum(j.stage in ("convert", "pretrain") for j in jobs) == 2 and len(jobs) == 2 + 2 + 4 + 8
+    assert sum(j.stage in ("convert", "pretrain") for j in jobs) == 4 and len(jobs) == 2 + 4 + 6 + 12
+    assert {j.target for j in jobs if j.stage == "convert"} == {"longformer", "full"}
