@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import math
 import os
@@ -130,8 +131,12 @@ def _status_mib(field: str) -> float:
 
 
 def _reset_peak() -> bool:
+    """Give freed heap memory back to the system (glibc keeps it, so the RSS before a step would hold what
+    earlier steps freed and the step's own peak would not show), then restart the peak RSS mark (VmHWM)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     try:
-        Path("/proc/self/clear_refs").write_text("5")  # the peak RSS mark (VmHWM) starts again from now
+        Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         return False
     return True
@@ -272,7 +277,7 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
     axes[0].set(xscale="log", xlabel="tokens per sequence", ylabel="fwd+bwd time per token / short model's",
                 title="cost per token (1 = short model at 512)")  # fmt: skip
     axes[1].set(xscale="log", xlabel="tokens per sequence", ylabel="extra peak memory (MiB)",
-                title="extra peak memory of one fwd+bwd (grey: short model at 512)")  # fmt: skip
+                title="extra peak memory of one fwd+bwd")  # fmt: skip
     for ax in axes:
         lengths = sorted({r.length for r in rows})
         ax.set_xticks(lengths, [str(n) for n in lengths])

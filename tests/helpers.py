@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -763,3 +763,25 @@ def refused_by_cli(capsys: pytest.CaptureFixture[str], src: Path, out: Path, tar
     assert len(err.splitlines()) == 1 and err.startswith("longify: error: "), err
     assert not out.exists()
     return err
+
+
+def killed_in_fork(run: Callable[[], object]) -> None:
+    """Run ``run`` in a fork of this process (no interpreter start), which must end by SIGKILL (the caller
+    arranges it); an exception there is printed and fails the test, so does a normal end. Run single-threaded
+    (``torch.set_num_threads(1)`` in the parent too): OpenMP's thread pool is not usable in a fork."""
+    import signal
+    import traceback
+
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 3
+        try:
+            run()
+        except BaseException:
+            traceback.print_exc()
+            code = 4
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"exit status {status}"

@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from helpers import read_json, same_weights, write_squad, write_wikitext
+from helpers import killed_in_fork, read_json, same_weights, write_squad, write_wikitext
 from longify.cli import main
 from longify.convert import convert
 from longify.mlm.args import parse_pretrain_args
@@ -98,23 +96,6 @@ class KillAfterSave(TrainerCallback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def killed(run: Callable[[], object]) -> None:
-    """Run ``run`` in a fork of this process; it must die by SIGKILL."""
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 3
-        try:
-            run()
-        except BaseException:
-            traceback.print_exc()
-            code = 4
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"exit status {status}"
-
-
 @pytest.fixture(scope="module", params=list(CASES))
 def pretrained(request: pytest.FixtureRequest, data: dict[str, Path]) -> dict[str, Any]:
     """One case pretrained twice: uninterrupted, and killed after checkpoint-2 then resumed."""
@@ -130,7 +111,9 @@ def pretrained(request: pytest.FixtureRequest, data: dict[str, Path]) -> dict[st
         return pretrain_argv(model, out, data["wiki"], root / "cache", *flags)
 
     reference = pretrain(parse_pretrain_args(argv(root / "reference")))
-    killed(lambda: pretrain(parse_pretrain_args(argv(root / "resumed")), callbacks=[KillAfterSave(2)]))
+    killed_in_fork(
+        lambda: pretrain(parse_pretrain_args(argv(root / "resumed")), callbacks=[KillAfterSave(2)])
+    )
     assert (root / "resumed" / "checkpoint-2").is_dir() and not (root / "resumed" / "config.json").exists()
     resumed = pretrain(parse_pretrain_args(argv(root / "resumed")))
     return {"case": case, "root": root, "reference": reference, "resumed": resumed}

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import qa_train_argv, read_json, same_weights, small_pretrain_argv, write_wikitext
+from helpers import (
+    killed_in_fork,
+    qa_train_argv,
+    read_json,
+    same_weights,
+    small_pretrain_argv,
+    write_wikitext,
+)
 from longify.mlm.args import parse_pretrain_args
 from longify.mlm.train import pretrain
 from longify.qa.args import parse_qa_args
@@ -37,25 +42,16 @@ def one_thread() -> Iterator[None]:
 
 def killed_at(step: str, run: Callable[[], object]) -> None:
     """Run ``run`` in a fork of this process that SIGKILLs itself once the recipe has reached ``step``."""
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 3
-        try:
 
-            def reached(self: TrainingCommand, name: str) -> None:
-                if name == step:
-                    os.kill(os.getpid(), signal.SIGKILL)
+    def reached(self: TrainingCommand, name: str) -> None:
+        if name == step:
+            os.kill(os.getpid(), signal.SIGKILL)
 
-            TrainingCommand.reached = reached  # type: ignore[method-assign]
-            run()
-        except BaseException:
-            traceback.print_exc()
-            code = 4
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"{step}: exit status {status}"
+    def patched() -> object:
+        TrainingCommand.reached = reached  # type: ignore[method-assign]  # in the fork only
+        return run()
+
+    killed_in_fork(patched)
 
 
 def test_every_step_is_a_reached_point() -> None:

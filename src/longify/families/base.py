@@ -81,6 +81,8 @@ CONFIG_FIELDS = (
     "eos_token_id",
     "tie_word_embeddings",
 )
+# what a target's config copies from the source's canonical config (its own positions aside)
+CARRIED = tuple(name for name in CONFIG_FIELDS if name != "max_position_embeddings")
 TARGET_NAMES = ("longformer", "full", "bigbird")  # the table's columns (longify.targets.TARGETS, in order)
 
 

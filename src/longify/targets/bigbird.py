@@ -30,6 +30,9 @@ from transformers.models.big_bird import modeling_big_bird
 from transformers.models.big_bird.modeling_big_bird import BigBirdBlockSparseAttention
 
 from longify.errors import LongifyError
+from longify.families.base import (
+    CARRIED,  # copied verbatim (LongformerConfig's / BigBirdConfig's defaults differ)
+)
 from longify.targets.base import Check, Options, QAExtras, Target
 from longify.targets.families import BERT_HEAD, Family
 from longify.targets.full import refuse_longformer_options
@@ -38,23 +41,6 @@ from longify.targets.longformer import head_line, st_line, verified_line
 DEFAULT_BLOCK_SIZE = 64
 DEFAULT_RANDOM_BLOCKS = 3
 BLOCK_SPARSE = "block_sparse"
-CARRIED = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "hidden_act",
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "type_vocab_size",
-    "initializer_range",
-    "layer_norm_eps",
-    "pad_token_id",
-    "bos_token_id",
-    "eos_token_id",
-    "tie_word_embeddings",
-)
 _FROM_ROBERTA_HEAD = {bert: roberta for roberta, bert in BERT_HEAD.items()}  # cls.predictions.* -> lm_head.*
 
 

@@ -22,6 +22,9 @@ from transformers import (
 )
 
 from longify.errors import LongifyError
+from longify.families.base import (
+    CARRIED,  # copied verbatim (LongformerConfig's / BigBirdConfig's defaults differ)
+)
 from longify.targets.base import Check, Options, QAExtras, Target, Weights
 from longify.targets.families import Family, position_offset
 from longify.targets.positions import extend_positions
@@ -30,24 +33,6 @@ DEFAULT_WINDOW = 512  # allenai's Longformer window
 GLOBAL_INITS = ("copy", "random")
 _ATTENTION_KEYS = ("query", "key", "value")
 POSITIONS_KEY = "longformer.embeddings.position_embeddings.weight"
-# Values copied verbatim from the source config (LongformerConfig's defaults differ for several).
-CARRIED = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "hidden_act",
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "type_vocab_size",
-    "initializer_range",
-    "layer_norm_eps",
-    "pad_token_id",
-    "bos_token_id",
-    "eos_token_id",
-    "tie_word_embeddings",
-)
 
 
 class Longformer(Target):
