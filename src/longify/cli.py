@@ -53,10 +53,10 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _add_convert(p: argparse.ArgumentParser) -> None:
-    from longify.convert.families import CONVERTIBLE
     from longify.convert.plan import GLOBAL_INITS
-    from longify.convert.positions import POSITION_INITS
+    from longify.families import CONVERTIBLE
     from longify.targets import DEFAULT_TARGET, TARGETS
+    from longify.targets.positions import POSITION_INITS
 
     p.add_argument("src", help=f"source model directory or hub id ({', '.join(CONVERTIBLE)})")
     p.add_argument("out", help="output directory (written atomically)")

@@ -123,3 +123,20 @@ def check_vocab(
             f"{tokenizer_name}: a tokenizer that gives question/context pairs token type ids 0 and 1, but the "
             f"model {model_name} has {types} token type embedding: pass the model's own tokenizer"
         )
+
+
+def load_tokenizer(name: str, flag: str | None = "--tokenizer_name") -> Any:
+    """The fast tokenizer at ``name`` (``pretrain``, the QA commands); ``flag``: the command's flag naming another one (None: it has none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except LOAD_ERRORS as err:
+        hint = f"pass {flag}" if flag else "the model folder needs its tokenizer files"
+        raise LongifyError(f"{name}: cannot load a tokenizer ({first_line(err)}); {hint}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise LongifyError(
+            f"{name}: a fast tokenizer (with offsets) is required, got {type(tokenizer).__name__}"
+        )
+    check_tokenizer(tokenizer, name, flag)
+    return tokenizer

@@ -365,6 +365,7 @@ def training_cost(trainer: RunTrainer) -> dict[str, Any]:
     (``memory``: CUDA's peak allocation on this process's GPU, or the process's peak resident set on CPU), and
     ``device`` (the GPU's name, or ``cpu-`` and the CPU's capability). Unknown values are null."""
     seconds = trainer.run_seconds()
+    seconds = round(seconds, 3) if seconds else None  # the per-step and per-token figures follow the recorded one
     steps = int(trainer.state.global_step)
     tokens = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0) or None
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -377,7 +378,7 @@ def training_cost(trainer: RunTrainer) -> dict[str, Any]:
         )  # KiB on Linux
         device = f"cpu-{cpu_info().capability}"
     return {
-        "train_seconds": round(seconds, 3) if seconds else None,
+        "train_seconds": seconds,
         "steps": steps,
         "seconds_per_step": round(seconds / steps, 4) if seconds and steps else None,
         "train_tokens": tokens,

@@ -7,8 +7,9 @@ import torch
 
 
 def test_span_loss_does_not_depend_on_padding(qa_setup) -> None:
+    from longify.loading import load_tokenizer
     from longify.qa.features import collator_for
-    from longify.qa.models import load_qa_model, load_tokenizer
+    from longify.qa.models import load_qa_model
     from longify.qa.train import QATrainer
 
     model = load_qa_model(str(qa_setup["model"]), "fast").eval()

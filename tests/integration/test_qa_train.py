@@ -113,8 +113,9 @@ def test_xquad_languages_with_a_short_xlmr_model(tmp_path: Path) -> None:
     """Real XQuAD files (when present): ids repeat across languages, so predictions nest by language and
     metrics come per language; a non-Longformer model gets no global mask and strided windows."""
     from helpers import SHARED_XQUAD
+    from longify.loading import load_tokenizer
     from longify.qa.args import QADataArguments
-    from longify.qa.models import load_qa_model, load_tokenizer
+    from longify.qa.models import load_qa_model
     from longify.qa.pipeline import flat_metrics, run_evaluation
     from longify.qa.tasks import load_examples
 

@@ -12,8 +12,8 @@ from transformers import (
     XLMRobertaConfig,
 )
 
-from longify.convert.families import CONVERTIBLE, position_offset, usable_positions
 from longify.errors import LongifyError
+from longify.families import CONVERTIBLE, position_offset, usable_positions
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,12 @@ from transformers.models.big_bird.configuration_big_bird import BigBirdConfig
 from helpers import write_squad
 from longify.convert import convert
 from longify.errors import LongifyError
+from longify.loading import load_tokenizer
 from longify.mlm.args import parse_pretrain_args
 from longify.mlm.export import export_checkpoint
 from longify.mlm.train import Pretrain, load_model, reusable_conversion, settle_source
 from longify.qa.features import build_features, collator_for, uses_global_attention
-from longify.qa.models import check_model_type, load_qa_model, load_tokenizer, model_max_length
+from longify.qa.models import check_model_type, load_qa_model, model_max_length
 from longify.qa.tasks import load_examples
 from longify.targets import model_target, target_of
 from longify.targets.bigbird import BlockSparseCalls

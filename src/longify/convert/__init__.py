@@ -1,9 +1,9 @@
 """Short encoder -> standard HF Longformer, verified against its source."""
 
 from longify.convert.convert import convert
-from longify.convert.families import FAMILIES, get_family
 from longify.convert.plan import ConvertOptions, parse_windows
-from longify.convert.positions import POSITION_INITS, extend_positions
+from longify.families import FAMILIES, get_family
+from longify.targets.positions import POSITION_INITS, extend_positions
 
 __all__ = [
     "FAMILIES",

@@ -19,10 +19,10 @@ from transformers import (
 )
 
 from longify.errors import LongifyError, first_line
+from longify.families import Family, get_family
 from longify.loading import LOAD_ERRORS, check_model_source, check_tokenizer, check_vocab, load_failure
 from longify.seeds import check_seed
 from longify.targets import DEFAULT_TARGET, Target, get_target
-from longify.targets.families import Family, get_family
 from longify.targets.longformer import (  # re-exported: pretrain fits its windows with them
     DEFAULT_WINDOW,
     GLOBAL_INITS,

@@ -25,7 +25,6 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForMaskedLM,
-    AutoTokenizer,
     PreTrainedModel,
     TrainerCallback,
 )
@@ -34,18 +33,18 @@ from longify.artifacts import CONVERSION_FILE, PRETRAIN_METRICS_FILE
 from longify.catalog.names import resolve_text_files
 from longify.checkpoint_files import checkpoint_step
 from longify.convert import ConvertOptions, convert
-from longify.convert.families import get_family
 from longify.convert.plan import fit_windows
 from longify.cpu import cpu_info
 from longify.errors import LongifyError, first_line
+from longify.families import get_family
 from longify.hfargs import data_parallel_size, precision, route_tensorboard
 from longify.loading import (
     LOAD_ERRORS,
     check_model_source,
-    check_tokenizer,
     check_vocab,
     check_weight_files,
     load_failure,
+    load_tokenizer,
 )
 from longify.mlm.args import DEFAULT_MAX_POS, DEFAULT_WINDOW, PretrainArgs
 from longify.mlm.collator import EpochSetter, IndexedBlocks, SeededMLMCollator
@@ -357,7 +356,6 @@ class Pretrain(TrainingCommand):
                 reusable_conversion(args, layers)  # a conversion made for other flags: refused here
         name = args.model.tokenizer_name or args.model.model_name_or_path
         self.source_tokenizer = load_tokenizer(name)
-        check_tokenizer(self.source_tokenizer, name, "--tokenizer_name")
         check_vocab(self.source_tokenizer, name, self.source_config, args.model.model_name_or_path)
         usable = args.model.max_pos  # settled: the long model's own, or the positions it is converted to
         block = args.data.block_size
@@ -456,13 +454,6 @@ class Pretrain(TrainingCommand):
                 finished=now_iso(),
             )
         return self.metrics_log.data
-
-
-def load_tokenizer(name: str) -> Any:
-    try:
-        return AutoTokenizer.from_pretrained(name)
-    except LOAD_ERRORS as err:
-        raise load_failure(name, err, "a tokenizer") from None
 
 
 def pretrain(args: PretrainArgs, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:

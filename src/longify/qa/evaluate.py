@@ -22,7 +22,7 @@ from typing import Any
 from longify.artifacts import RESULTS_FILE, write_qa_results
 from longify.errors import LongifyError
 from longify.hfargs import expanded_argv, has_flag
-from longify.loading import check_vocab, has_qa_head
+from longify.loading import check_vocab, has_qa_head, load_tokenizer
 from longify.locks import launch_rank, output_lock
 from longify.qa.args import QAArgs
 from longify.qa.evalset import eval_files_into, recover_eval_sets
@@ -31,7 +31,6 @@ from longify.qa.models import (
     effective_max_seq_length,
     load_config,
     load_qa_model,
-    load_tokenizer,
 )
 from longify.qa.pipeline import (
     autocast_for,

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForQuestionAnswering, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from longify.artifacts import CONVERSION_FILE
-from longify.convert.families import CONVERTIBLE, FAMILIES, usable_positions
 from longify.errors import LongifyError, first_line
-from longify.loading import LOAD_ERRORS, check_model_source, check_tokenizer, load_failure
+from longify.families import CONVERTIBLE, FAMILIES, usable_positions
+from longify.loading import LOAD_ERRORS, check_model_source, load_failure
 from longify.targets import Target, target_of
 
 logger = logging.getLogger(__name__)
@@ -65,21 +65,6 @@ def _known_target(config: Any) -> Target | None:
         return target_of(config)
     except LongifyError:
         return None
-
-
-def load_tokenizer(name: str, flag: str | None = "--tokenizer_name") -> Tokenizer:
-    """The fast tokenizer at ``name``; ``flag``: the command's flag naming another one (None: it has none)."""
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-    except LOAD_ERRORS as err:
-        hint = f"pass {flag}" if flag else "the model folder needs its tokenizer files"
-        raise LongifyError(f"{name}: cannot load a tokenizer ({first_line(err)}); {hint}") from None
-    if not getattr(tokenizer, "is_fast", False):
-        raise LongifyError(
-            f"{name}: a fast tokenizer (with offsets) is required, got {type(tokenizer).__name__}"
-        )
-    check_tokenizer(tokenizer, name, flag)
-    return tokenizer
 
 
 def load_qa_model(name: str, attention: str = "fast") -> PreTrainedModel:

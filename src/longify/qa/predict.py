@@ -12,11 +12,11 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from longify.errors import LongifyError
-from longify.loading import check_model_source, check_vocab, has_qa_head
+from longify.loading import check_model_source, check_vocab, has_qa_head, load_tokenizer
 from longify.qa.args import QADataArguments
 from longify.qa.decode import decode
 from longify.qa.features import build_features, collator_for, uses_global_attention
-from longify.qa.models import effective_max_seq_length, load_qa_model, load_tokenizer, model_max_length
+from longify.qa.models import effective_max_seq_length, load_qa_model, model_max_length
 from longify.qa.pipeline import window_logits
 from longify.qa.tasks.example import QAExample
 from longify.qa.trained_windows import log_windows_taken, trained_windows

@@ -24,7 +24,7 @@ from longify.checkpoints import CrashSafeCheckpoints
 from longify.console import quiet_trainer
 from longify.errors import LongifyError
 from longify.hfargs import route_tensorboard
-from longify.loading import check_vocab
+from longify.loading import check_vocab, load_tokenizer
 from longify.outdir import files_into
 from longify.qa.args import QAArgs, QADataArguments
 from longify.qa.features import build_features, collator_for, uses_global_attention
@@ -33,7 +33,6 @@ from longify.qa.models import (
     effective_max_seq_length,
     load_config,
     load_qa_model,
-    load_tokenizer,
 )
 from longify.qa.pipeline import (
     EvalOutput,

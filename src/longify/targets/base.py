@@ -24,7 +24,7 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from longify.errors import LongifyError
-from longify.targets.families import Family
+from longify.families import Family
 from longify.targets.positions import extend_positions
 
 

@@ -30,18 +30,18 @@ from transformers.models.big_bird import modeling_big_bird
 from transformers.models.big_bird.modeling_big_bird import BigBirdBlockSparseAttention
 
 from longify.errors import LongifyError
+from longify.families import Family
 from longify.families.base import (
     CARRIED,  # copied verbatim (LongformerConfig's / BigBirdConfig's defaults differ)
 )
+from longify.families.bert import HEAD as BERT_HEAD  # cls.predictions.* -> canonical lm_head.*
 from longify.targets.base import Check, Options, QAExtras, Target
-from longify.targets.families import BERT_HEAD, Family
 from longify.targets.full import refuse_longformer_options
 from longify.targets.longformer import head_line, st_line, verified_line
 
 DEFAULT_BLOCK_SIZE = 64
 DEFAULT_RANDOM_BLOCKS = 3
 BLOCK_SPARSE = "block_sparse"
-_FROM_ROBERTA_HEAD = {bert: roberta for roberta, bert in BERT_HEAD.items()}  # cls.predictions.* -> lm_head.*
 
 
 def full_attention_limit(block_size: int, num_random_blocks: int) -> int:
@@ -129,7 +129,7 @@ class BigBird(Target):
             return None  # a MaskedLM source has no pooler
         if key.startswith("bert."):
             return family.native_key(key[len("bert.") :])  # the canonical encoder's key
-        return family.native_key(_FROM_ROBERTA_HEAD[key])  # cls.predictions.* -> canonical lm_head.*
+        return family.native_key(BERT_HEAD[key])  # cls.predictions.* -> canonical lm_head.*
 
     def checks(self, config: PretrainedConfig, source_len: int) -> list[Check]:
         limit = full_attention_limit(config.block_size, config.num_random_blocks)

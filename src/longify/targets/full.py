@@ -19,9 +19,9 @@ from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerB
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
 
 from longify.errors import LongifyError
+from longify.families import Family
+from longify.families import position_offset as family_offset
 from longify.targets.base import Options, Target
-from longify.targets.families import Family
-from longify.targets.families import position_offset as family_offset
 from longify.targets.longformer import head_line, st_line, verified_line
 
 SDPA = "sdpa"

@@ -19,9 +19,9 @@ from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
 
 from longify.errors import LongifyError, first_line
+from longify.families import FAMILIES, usable_positions
 from longify.loading import LOAD_ERRORS, check_model_source
 from longify.targets.bigbird import full_attention_limit
-from longify.targets.families import FAMILIES, usable_positions
 
 CONVERSION = "conversion.json"
 PRETRAIN_RECORDS = ("longify_run.json", "pretrain_metrics.json", "results.json", "trainer_state.json")

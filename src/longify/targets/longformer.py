@@ -22,11 +22,11 @@ from transformers import (
 )
 
 from longify.errors import LongifyError
+from longify.families import Family, position_offset
 from longify.families.base import (
     CARRIED,  # copied verbatim (LongformerConfig's / BigBirdConfig's defaults differ)
 )
 from longify.targets.base import Check, Options, QAExtras, Target, Weights
-from longify.targets.families import Family, position_offset
 from longify.targets.positions import extend_positions
 
 DEFAULT_WINDOW = 512  # allenai's Longformer window

@@ -17,9 +17,9 @@ from typing import Any
 from longify.artifacts import CONVERSION_FILE, PRETRAIN_METRICS_FILE, RESULTS_FILE, RUN_FILE
 from longify.checkpoint_files import checkpoint_step
 from longify.errors import LongifyError
+from longify.families import FAMILIES, LONGFORMER
 from longify.targets.base import Target
 from longify.targets.bigbird import BigBird
-from longify.targets.families import FAMILIES, LONGFORMER
 from longify.targets.full import Full
 from longify.targets.longformer import Longformer
 
