@@ -365,7 +365,9 @@ def training_cost(trainer: RunTrainer) -> dict[str, Any]:
     (``memory``: CUDA's peak allocation on this process's GPU, or the process's peak resident set on CPU), and
     ``device`` (the GPU's name, or ``cpu-`` and the CPU's capability). Unknown values are null."""
     seconds = trainer.run_seconds()
-    seconds = round(seconds, 3) if seconds else None  # the per-step and per-token figures follow the recorded one
+    seconds = (
+        round(seconds, 3) if seconds else None
+    )  # the per-step and per-token figures follow the recorded one
     steps = int(trainer.state.global_step)
     tokens = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0) or None
     if torch.cuda.is_available() and torch.cuda.is_initialized():
