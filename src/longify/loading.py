@@ -110,7 +110,8 @@ def check_vocab(
 ) -> None:
     """Refuse another model's tokenizer where it shows: more tokens than the model has embeddings, or, for
     text pairs (``pairs``: QA's question/context), token type ids for a model with one token type (either
-    indexes past an embedding table). Single sequences get type 0 only: no type check for them."""
+    indexes past an embedding table). Single sequences get type 0 only: no type check for them. A model with
+    no token-type table (``type_vocab_size`` 0: DeBERTa-v2/mDeBERTa) ignores the ids: no check either."""
     size = getattr(config, "vocab_size", None)
     if isinstance(size, int) and len(tokenizer) > size:
         raise LongifyError(
@@ -118,7 +119,7 @@ def check_vocab(
             f"{size} token embeddings: not its tokenizer"
         )
     types = getattr(config, "type_vocab_size", None)
-    if pairs and isinstance(types, int) and types < 2 and "token_type_ids" in tokenizer.model_input_names:
+    if pairs and types == 1 and "token_type_ids" in tokenizer.model_input_names:
         raise LongifyError(
             f"{tokenizer_name}: a tokenizer that gives question/context pairs token type ids 0 and 1, but the "
             f"model {model_name} has {types} token type embedding: pass the model's own tokenizer"

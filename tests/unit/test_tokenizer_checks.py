@@ -156,3 +156,13 @@ def test_qa_predict_names_no_flag_it_lacks(long_model, tmp_path, capsys) -> None
     assert f"{model}: no tokenizer files there" in line and line.endswith(
         "copy the model's tokenizer files into it"
     )
+
+
+def test_a_model_without_a_token_type_table_takes_a_type_id_tokenizer_for_pairs(tiny_sources) -> None:
+    """DeBERTa-v2/mDeBERTa (type_vocab_size 0) ignore token type ids: QA's pair check refused them as one-type."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_sources["bert"])
+    check_vocab(tok, "tok", SimpleNamespace(vocab_size=len(tok), type_vocab_size=0), "model", pairs=True)
+    with pytest.raises(LongifyError, match="token type ids 0 and 1, but the model model has 1 token type"):
+        check_vocab(tok, "tok", SimpleNamespace(vocab_size=len(tok), type_vocab_size=1), "model", pairs=True)

@@ -221,8 +221,11 @@ class Target:
         return model
 
     def attention_of(self, model: PreTrainedModel) -> str:
-        """The attention a loaded model runs (the class of its first layer's self-attention), for run records."""
-        return type(model.base_model.encoder.layer[0].attention.self).__name__
+        """The attention a loaded model runs, for run records: the class of the first attention module that holds
+        no other (its first layer's self-attention, whatever the family calls its layers)."""
+        modules = [m for m in model.base_model.modules() if "Attention" in type(m).__name__]
+        inner = next(m for m in modules if not any("Attention" in type(c).__name__ for c in m.children()))
+        return type(inner).__name__
 
 
 def target_shapes(model_class: type[PreTrainedModel], config: PretrainedConfig) -> dict[str, torch.Size]:
