@@ -13,7 +13,7 @@ from transformers import (
 )
 
 from longify.errors import LongifyError
-from longify.families import CONVERTIBLE, position_offset, usable_positions
+from longify.families import CONVERTIBLE, FAMILIES, position_offset, usable_positions
 
 
 @pytest.mark.parametrize(
@@ -38,8 +38,9 @@ def test_unknown_type_is_an_error_or_the_default() -> None:
     assert usable_positions(config, default_offset=0) == 1024
 
 
-def test_convertible_types() -> None:
-    assert set(CONVERTIBLE) == {
+def test_convertible_types_are_the_registry_families() -> None:
+    assert tuple(sorted(FAMILIES)) == CONVERTIBLE
+    assert set(CONVERTIBLE) >= {
         "albert",
         "bert",
         "camembert",
