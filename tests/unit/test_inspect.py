@@ -40,6 +40,24 @@ def test_bigbird_attention_lengths_and_provenance(bigbird, capsys) -> None:
     assert lines["config and weights"] == "agree (44 tensors)"
 
 
+def test_a_long_class_without_conversion_record_is_still_its_target(
+    bigbird, long_model, tmp_path, capsys
+) -> None:
+    """A Longformer or a BigBird is its target by its class alone; inspect says the record is missing."""
+    for name, model in (("bigbird", bigbird), ("longformer", long_model)):
+        copy = tmp_path / name
+        shutil.copytree(model, copy)
+        (copy / "conversion.json").unlink()
+        code, out, _ = _inspect(capsys, str(copy))
+        lines = dict(line.split(": ", 1) for line in out.splitlines())
+        assert code == 0 and lines["target"] == f"{name} (no conversion.json)"
+        assert lines["positions usable"] == "128" and lines["conversion"] == "none (no conversion.json)"
+    assert lines["attention"] == (
+        "sliding window [32] (w/2 each side) + global attention on marked tokens; inputs padded to a multiple "
+        "of 32; full attention only on inputs of up to 17 tokens"
+    )
+
+
 def test_config_that_disagrees_with_the_weights_is_reported(bigbird, tmp_path, capsys) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(bigbird, copy)

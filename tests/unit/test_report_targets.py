@@ -1,7 +1,8 @@
-"""longify report across long targets: a ``target`` column (row, in the pivoted tables) where results.jsonl
-names targets, F1 by answer position per target, and each model's training cost beside its F1 / EM from
-costs.jsonl ("-" where a cost is unknown); a study without targets or costs reports byte for byte as before
-(tests/fixtures/report_old_study: the report of ``make_study`` as longify wrote it before targets)."""
+"""longify report across long targets: a ``target`` column (row, in the pivoted tables; the long model's in
+the long-vs-short comparisons) where results.jsonl names targets, F1 by answer position per target, and each
+model's training cost beside its F1 / EM from costs.jsonl ("-" where a cost is unknown); a study without
+targets or costs reports byte for byte as before (tests/fixtures/report_old_study: the report of
+``make_study`` as longify wrote it before targets)."""
 
 from __future__ import annotations
 
@@ -126,6 +127,22 @@ def test_f1_by_answer_position_is_given_per_target(report: Path) -> None:
     cell = f"{np.mean(long_f1):.1f} ± {np.std(long_f1, ddof=1):.1f} (n=4)"
     assert cell in rows[1] and f"{np.mean(long_f1) - 5:.1f} ± " in rows[2]
     assert (report.parent / "plots" / "f1_by_bucket_xquad.png").is_file()
+
+
+def test_each_long_vs_short_comparison_names_the_long_models_target(report: Path) -> None:
+    comparisons = pd.read_csv(report.parent / "comparisons.csv")
+    assert list(comparisons.columns[:3]) == ["model", "target", "source_model"]
+    assert dict(zip(comparisons["model"], comparisons["target"], strict=False)) == {
+        "long": "longformer", "long-full": "full",
+    }  # fmt: skip
+    section = report.read_text().split("## Long vs short")[1]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    assert lines[0].startswith("| long model | target | short source | eval set | language | Δ F1 [95% CI] |")
+    assert lines[1] == "|---|---|---|---|---|---:|---:|---:|---:|---|"
+    rows = [line.split(" | ")[:3] for line in lines[2:]]
+    assert {(model[2:], target, source) for model, target, source in rows} == {
+        ("long", "longformer", "short"), ("long-full", "full", "short"),
+    }  # fmt: skip
 
 
 def test_the_training_cost_stands_beside_f1_and_em(report: Path) -> None:

@@ -1,6 +1,7 @@
 """`longify convert --target full|bigbird`: each tiny family converted to each target reproduces its source
 on short inputs, every target tensor comes from the source except those conversion.json names as new, and
-BigBird's block-sparse attention runs at the full length, after verification and after reloading."""
+BigBird's block-sparse attention runs at the full length, after verification and after reloading; what each
+target knows of its models (label, card name, windows, model type, options) is asked of the target."""
 
 from __future__ import annotations
 
@@ -11,15 +12,28 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForMaskedLM, AutoTokenizer, BigBirdForMaskedLM
+from transformers import (
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    BigBirdConfig,
+    BigBirdForMaskedLM,
+    LongformerConfig,
+    RobertaConfig,
+)
 from transformers.models.big_bird.modeling_big_bird import BigBirdBlockSparseAttention
 
 from helpers import FAMILIES, SOURCE_LEN
 from longify.cli import main
 from longify.convert import convert
 from longify.errors import LongifyError
+from longify.mlm.args import parse_pretrain_args
+from longify.mlm.export import model_kind
+from longify.mlm.train import reusable_conversion
+from longify.study.flags import TARGET_OPTIONS
+from longify.study.model_targets import CONFIG_TARGETS
+from longify.targets import TARGET_NAMES, get_target, target_of
+from longify.targets import TARGETS as REGISTRY
 from longify.targets import bigbird as bigbird_module
-from longify.targets import get_target
 
 MAX_POS = 128
 BIGBIRD = {"block_size": 4, "num_random_blocks": 1}  # full attention up to (5 + 2) * 4 = 28 tokens
@@ -260,3 +274,100 @@ def test_cli_prints_the_target(tiny_sources, tmp_path, capsys) -> None:
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{out}: full, 96 positions, verified"), line
     assert json.loads((out / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
+
+
+# ---------------------------------------------------------------- what each target knows of its models
+
+
+LONGFORMER_CONFIG = LongformerConfig(attention_window=[8, 16], pad_token_id=1, max_position_embeddings=130)
+BIGBIRD_CONFIG = BigBirdConfig(max_position_embeddings=128, block_size=4, num_random_blocks=1)
+FULL_CONFIG = RobertaConfig(pad_token_id=1, max_position_embeddings=130)
+
+
+@pytest.mark.parametrize(
+    ("config", "name", "label", "card"),
+    [
+        (LONGFORMER_CONFIG, "longformer", "Longformer", "A Longformer"),
+        (BIGBIRD_CONFIG, "bigbird", "BigBird", "A BigBird (block-sparse attention)"),
+        (FULL_CONFIG, "full", "full-attention model", "A roberta with 128 positions (full attention)"),
+    ],
+)
+def test_a_saved_models_target_says_what_messages_and_cards_call_it(
+    config, name: str, label: str, card: str
+) -> None:
+    target = target_of(config)
+    assert (target.name, target.label, target.describe(config)) == (name, label, card)
+    assert model_kind(config) == (card, config.model_type)  # the exported card's sentence and tag
+
+
+def test_only_a_longformer_has_windows() -> None:
+    assert target_of(LONGFORMER_CONFIG).windows(LONGFORMER_CONFIG) == [8, 16]
+    assert get_target("longformer").windows(LongformerConfig(attention_window=32)) == [32]
+    assert target_of(BIGBIRD_CONFIG).windows(BIGBIRD_CONFIG) == []
+    assert target_of(FULL_CONFIG).windows(FULL_CONFIG) == []
+
+
+def test_a_targets_own_class_and_options_are_its_own() -> None:
+    """The model type of a target's checkpoints names it (a family's own class: ``full``), and each option
+    only one target takes is that target's; the study's torch-free copies of both agree."""
+    assert {t: REGISTRY[t].model_type for t in TARGET_NAMES} == {
+        "longformer": "longformer", "full": None, "bigbird": "big_bird",
+    }  # fmt: skip
+    assert {t: REGISTRY[t].options for t in TARGET_NAMES} == {
+        "longformer": ("attention_window", "global_init"), "full": (), "bigbird": ("block_size", "num_random_blocks"),
+    }  # fmt: skip
+    assert {t.model_type: t.name for t in REGISTRY.values() if t.model_type} == CONFIG_TARGETS
+    assert {option: t.name for t in REGISTRY.values() for option in t.options} == TARGET_OPTIONS
+
+
+@pytest.mark.parametrize(
+    ("target", "extra", "recorded"),
+    [
+        ("longformer", {"attention_window": 32}, ([32, 32], "copy")),
+        ("full", {}, (None, None)),
+        ("bigbird", BIGBIRD, (None, None)),
+    ],
+)
+def test_conversion_records_windows_and_global_init_only_for_a_target_that_has_them(
+    target: str, extra: dict[str, int], recorded: tuple[object, object], tiny_sources, tmp_path
+) -> None:
+    out = tmp_path / target
+    convert(str(tiny_sources["roberta"]), out, max_pos=MAX_POS, target=target, verify=False, **extra)
+    record = json.loads((out / "conversion.json").read_text())
+    assert (record["attention_window"], record["global_init"]) == recorded
+
+
+def _pretrain_args(tmp_path: Path, model: Path, *extra: str):
+    text = tmp_path / "t.txt"
+    text.write_text("some text\n", encoding="utf-8")
+    return parse_pretrain_args(["--model_name_or_path", str(model), "--output_dir", str(tmp_path / "out"),
+                                "--train_file_path", str(text), "--do_train", *extra])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("flags", "blocks", "refusal"),
+    [
+        (["--bigbird_block_size", "8", "--num_random_blocks", "1"], (8, 1), None),
+        (["--bigbird_block_size", "8", "--num_random_blocks", "1"], (16, 1),
+         "--bigbird_block_size 8: {out} holds a conversion made with --bigbird_block_size 16"),
+        (["--bigbird_block_size", "8", "--num_random_blocks", "1"], (8, 2),
+         "--num_random_blocks 1: {out} holds a conversion made with --num_random_blocks 2"),
+        ([], (64, 3), None),  # BigBird's defaults
+    ],
+)  # fmt: skip
+def test_pretrain_reuses_a_bigbird_conversion_only_with_the_same_blocks(
+    flags: list[str], blocks: tuple[int, int], refusal: str | None, tiny_sources, tmp_path
+) -> None:
+    source = tiny_sources["roberta"]
+    args = _pretrain_args(tmp_path, source, "--target", "bigbird", "--max_pos", "768", *flags)
+    converted = tmp_path / "out" / "converted"
+    converted.mkdir(parents=True)
+    record = {"source": str(source), "target": "bigbird", "max_pos": 768, "attention_window": None,
+              "block_size": blocks[0], "num_random_blocks": blocks[1]}  # fmt: skip
+    (converted / "conversion.json").write_text(json.dumps(record), encoding="utf-8")
+    if refusal is None:
+        assert reusable_conversion(args, 2) == converted
+    else:
+        with pytest.raises(LongifyError) as err:
+            reusable_conversion(args, 2)
+        assert str(err.value).startswith(refusal.format(out=converted))

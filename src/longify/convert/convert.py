@@ -99,7 +99,6 @@ def record_of(
     ``new_tensors``: every target tensor that does not come from the source (random inits);
     ``zero_tensors``: target tensors the source family lacks, zeros (key -> why that is exact)."""
     o = plan.options
-    longformer = plan.target.name == "longformer"
     new = sorted(set(new_tensors or []) | set(new_target_keys(plan)))
     return {
         "source": plan.src,
@@ -111,9 +110,9 @@ def record_of(
         "source_position_offset": plan.src_offset,
         "max_pos": o.max_pos,
         "max_position_embeddings": plan.long.max_position_embeddings,
-        "attention_window": plan.windows if longformer else None,
+        "attention_window": plan.windows or None,
         "position_init": o.position_init,
-        "global_init": o.global_init if longformer else None,
+        "global_init": o.global_init if "global_init" in plan.target.options else None,
         **plan.target.record(plan.long, o),
         "seed": o.seed,
         "verification": verification.to_dict() if verification else None,

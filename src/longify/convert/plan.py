@@ -75,7 +75,7 @@ class Plan:
     family: Family
     new_weights: list[str]  # source weights that were missing and start random (e.g. the MLM head)
     long: PretrainedConfig
-    windows: list[int] = field(default_factory=list)  # Longformer's per-layer windows; [] for other targets
+    windows: list[int] = field(default_factory=list)  # per layer (Target.windows); [] for a target without
     target: Target = field(default_factory=lambda: get_target(DEFAULT_TARGET))
 
     @property
@@ -115,7 +115,7 @@ def make_plan(src: str, options: ConvertOptions) -> Plan:
     family.check_target(target.name, config)
     target.check_source(config, family, options, head_is_new(family, new_weights))
     long = target.config(config, family, options, tokenizer)
-    windows = list(getattr(long, "attention_window", None) or []) if target.name == "longformer" else []
+    windows = target.windows(long)
     return Plan(src, options, config, source, tokenizer, family, new_weights, long, windows, target)
 
 

@@ -185,10 +185,10 @@ def verify_target(
     own = None
     for check in target.checks(config, source_len):
         model = materialize(check.config, state, target)
-        windows = getattr(check.config, "attention_window", None)
+        windows = target.windows(check.config)
         logger.info(
             "verifying against the source: %sinputs of up to %d tokens",
-            f"windows {sorted(set(windows))}, " if target.name == "longformer" and windows else "",
+            f"windows {sorted(set(windows))}, " if windows else "",
             check.length,
         )
         batches = verification_batches(

@@ -67,30 +67,20 @@ _SUMMARIES = {
     "text (its new positions are copies of the short model's).",
     "other": "{what} masked-LM model, exported with longify.",
 }
-# what the card calls a model of each target, and its tag (a full conversion: its own class and model type)
-_KINDS = {
-    "longformer": ("A Longformer", "longformer"),
-    "bigbird": ("A BigBird (block-sparse attention)", "big_bird"),
-}
 
 
 def model_kind(config: Any) -> tuple[str, str]:
-    """What a model card calls a model of ``config``'s target, and its tag."""
-    target = target_of(config)
-    if target.name in _KINDS:
-        return _KINDS[target.name]
-    return (
-        f"A {config.model_type} with {target.usable_positions(config)} positions (full attention)",
-        config.model_type,
-    )
+    """What a model card calls a model of ``config``'s target (``Target.describe``), and its tag: the
+    config's model type (a full conversion: its own class's)."""
+    return target_of(config).describe(config), str(config.model_type)
 
 
 def _card(
     name: str,
     info: dict[str, Any],
+    kind: tuple[str, str],
     task: str = "fill-mask",
     summary: str | None = None,
-    kind: tuple[str, str] = _KINDS["longformer"],
 ) -> str:
     what = _SUMMARIES[summary or task].format(what=kind[0])
     lines = [
@@ -124,7 +114,7 @@ def write_clean_model(
     if tokenizer is not None:
         tokenizer.save_pretrained(target)
     kind = model_kind(model.config)
-    (target / "README.md").write_text(_card(name or target.name, card, task, summary, kind), encoding="utf-8")
+    (target / "README.md").write_text(_card(name or target.name, card, kind, task, summary), encoding="utf-8")
     if metrics is not None:
         write_json_atomic(target / MODEL_METRICS_FILE, metrics)
 

@@ -53,8 +53,7 @@ from longify.mlm.export import copy_global_projections, export_into
 from longify.mlm.trainer import LongMLMTrainer, MetricsLog
 from longify.runargs import defining_args
 from longify.runinfo import git_hash, library_versions, now_iso
-from longify.targets import DEFAULT_TARGET, Target, model_target, target_of
-from longify.targets.bigbird import DEFAULT_BLOCK_SIZE, DEFAULT_RANDOM_BLOCKS
+from longify.targets import DEFAULT_TARGET, Target, get_target, model_target, target_of
 from longify.textfiles import read_failure
 from longify.training_run import TrainingCommand, run_training
 
@@ -98,13 +97,10 @@ def check_long_model(args: PretrainArgs, config: Any, target: Target) -> None:
     usable = target.usable_positions(config)
     if args.model.max_pos is not None and args.model.max_pos > usable:
         raise LongifyError(
-            f"--max_pos {args.model.max_pos}: {src} is a {LABELS[target.name]} with {usable} usable positions; "
+            f"--max_pos {args.model.max_pos}: {src} is a {target.label} with {usable} usable positions; "
             f"pass at most {usable} (or a short model to convert)"
         )
     args.model.max_pos = args.model.max_pos or usable
-
-
-LABELS = {"longformer": "Longformer", "full": "full-attention model", "bigbird": "BigBird"}  # by target name
 
 
 def resolve_long_model(args: PretrainArgs) -> str:
@@ -170,7 +166,7 @@ def conversion_options(args: PretrainArgs, layers: int) -> ConvertOptions:
     """The conversion of a short source to ``--target`` (Longformer: ``conversion_windows``), checked by the
     target before anything loads (a BigBird whose blocks do not fit ``--max_pos``: one line)."""
     name = args.model.target or DEFAULT_TARGET
-    windows = conversion_windows(args, layers) if name == DEFAULT_TARGET else None
+    windows = conversion_windows(args, layers) if "attention_window" in get_target(name).options else None
     try:
         return ConvertOptions(
             target=name,
@@ -214,11 +210,9 @@ def check_conversion(target: Path, args: PretrainArgs, layers: int) -> None:
         "--max_pos": record.get("max_pos"),
         "--attention_window": record.get("attention_window"),
     }
-    if options.target == "bigbird":
-        wanted["--bigbird_block_size"] = options.block_size or DEFAULT_BLOCK_SIZE
-        wanted["--num_random_blocks"] = options.num_random_blocks or DEFAULT_RANDOM_BLOCKS
-        found["--bigbird_block_size"] = record.get("block_size")
-        found["--num_random_blocks"] = record.get("num_random_blocks")
+    for key, value in get_target(options.target).settled(options).items():  # BigBird: its blocks
+        flag = _PRETRAIN_FLAGS["--" + key.replace("_", "-")]  # its convert flag, as pretrain spells it
+        wanted[flag], found[flag] = value, record.get(key)
     for flag, value in wanted.items():
         same = value == found[flag]
         if flag == "--model_name_or_path" and not same and found[flag]:

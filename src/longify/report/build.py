@@ -25,7 +25,14 @@ from longify.report.compare import Row, compare, pairs_of
 from longify.report.costs import cost_markdown, cost_note, cost_summary
 from longify.report.load import load_analysis, load_costs, load_curves, load_results, resolve
 from longify.report.markdown import report_markdown
-from longify.report.tables import bucket_summary, latex_table, model_targets, position_markdown, summarize
+from longify.report.tables import (
+    UNKNOWN,
+    bucket_summary,
+    latex_table,
+    model_targets,
+    position_markdown,
+    summarize,
+)
 from longify.textfiles import path_kind
 
 # the report's own plot names: a rerun removes those it no longer writes (never other files)
@@ -114,7 +121,9 @@ def bucket_rows(study_dir: Path, results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def comparisons_frame(rows: list[Row]) -> pd.DataFrame:
+def comparisons_frame(rows: list[Row], targets: dict[str, str] | None = None) -> pd.DataFrame:
+    """comparisons.csv: one row per comparison; with the long model's target after it where ``targets`` are
+    given (a study that names them)."""
     out = []
     for r in rows:
         c = r.result
@@ -129,7 +138,10 @@ def comparisons_frame(rows: list[Row]) -> pd.DataFrame:
                 "note": r.note or ("" if c else "no common questions"),
             }
         )  # fmt: skip
-    return pd.DataFrame(out)
+    frame = pd.DataFrame(out)
+    if targets is not None and out:
+        frame.insert(1, "target", [targets.get(r.model, UNKNOWN) for r in rows])
+    return frame
 
 
 def build_report(
@@ -190,7 +202,7 @@ def _write_report(study: Path, out: Path, resamples: int, seed: int) -> Path:
         write_text(
             tmp / "tables.tex", "\n".join(latex_table(table, e) for e in dict.fromkeys(table["eval_set"]))
         )
-        comparison_table = comparisons_frame(comparisons)
+        comparison_table = comparisons_frame(comparisons, targets)
         write_text(tmp / "comparisons.csv", comparison_table.to_csv(index=False, float_format="%.4f"))
         write_text(tmp / "buckets.csv", buckets.to_csv(index=False, float_format="%.4f"))
         cost = None
@@ -203,6 +215,7 @@ def _write_report(study: Path, out: Path, resamples: int, seed: int) -> Path:
         text = report_markdown(
             study, table, comparisons, figures, tmp, resamples=resamples, seed=seed, level=LEVEL,
             has_average=bool((results["language"] == AVERAGE).any()), positions=positions, cost=cost,
+            targets=targets,
         )  # fmt: skip
         write_text(tmp / "report.md", text)
     remove_stale_plots(out / "plots", {out / p.relative_to(tmp) for p in figures.values()})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from longify.report.compare import POOLED, Row
-from longify.report.tables import markdown_table, seeds_note
+from longify.report.tables import UNKNOWN, markdown_table, seeds_note
 
 
 def _count(n: int, what: str) -> str:
@@ -19,22 +19,26 @@ def _interval(delta: float, low: float, high: float) -> str:
     return f"{delta:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
-def comparison_markdown(rows: list[Row], level: float) -> str:
+def comparison_markdown(rows: list[Row], level: float, targets: dict[str, str] | None = None) -> str:
+    """The long-vs-short table; with the long model's target after it where ``targets`` are given."""
     pct = f"{level:.0%}"
+    named = targets is not None
     head = (
-        f"| long model | short source | eval set | language | Δ F1 [{pct} CI] | Δ EM [{pct} CI] | questions | "
-        "seeds | F1 CI excludes 0 |\n|---|---|---|---|---:|---:|---:|---:|---|\n"
+        f"| long model | {'target | ' * named}short source | eval set | language | Δ F1 [{pct} CI] | "
+        f"Δ EM [{pct} CI] | questions | seeds | F1 CI excludes 0 |\n|---|{'---|' * named}---|---|---|---:|---:|"
+        "---:|---:|---|\n"
     )
     lines = []
     for r in rows:
         c = r.result
+        model = f"{r.model} | {(targets or {}).get(r.model, UNKNOWN)}" if named else r.model
         if c is None:
             note = r.note or "no common questions"
-            lines.append(f"| {r.model} | {r.source_model} | {r.eval_set} | {r.language} | {note} | | | | |")
+            lines.append(f"| {model} | {r.source_model} | {r.eval_set} | {r.language} | {note} | | | | |")
             continue
         lang = f"**{r.language}**" if r.language == POOLED else r.language
         lines.append(
-            f"| {r.model} | {r.source_model} | {r.eval_set} | {lang} | {_interval(c.f1.delta, c.f1.low, c.f1.high)}"
+            f"| {model} | {r.source_model} | {r.eval_set} | {lang} | {_interval(c.f1.delta, c.f1.low, c.f1.high)}"
             f" | {_interval(c.exact_match.delta, c.exact_match.low, c.exact_match.high)} | {c.questions} | "
             f"{c.seeds} | {'yes' if c.f1.excludes_zero else 'no'} |"
         )
@@ -96,9 +100,11 @@ def report_markdown(
     has_average: bool,
     positions: dict[str, str] | None = None,
     cost: str | None = None,
+    targets: dict[str, str] | None = None,
 ) -> str:
     """``positions``: eval set -> its F1-by-answer-position table per target (a study that names targets);
-    ``cost``: the accuracy-and-cost section's text (a study with costs.jsonl). Without them, the report a
+    ``cost``: the accuracy-and-cost section's text (a study with costs.jsonl); ``targets``: model -> target
+    (a study that names them: a target column in the comparison table). Without them, the report a
     study from before targets and costs always had."""
     rel = lambda p: p.relative_to(out).as_posix()  # noqa: E731
     eval_sets = list(dict.fromkeys(table["eval_set"]))
@@ -129,7 +135,10 @@ def report_markdown(
         parts += ["## Accuracy and cost\n", cost]
     parts.append("## Long vs short\n")
     if comparisons:
-        parts += [method_text(resamples, seed, level) + "\n", comparison_markdown(comparisons, level)]
+        parts += [
+            method_text(resamples, seed, level) + "\n",
+            comparison_markdown(comparisons, level, targets),
+        ]
         if note := seeds_notes(comparisons):
             parts.append(note)
     else:

@@ -94,7 +94,8 @@ CONVERT_TYPES = {"target": choice(*CONVERT_TARGETS), "max_pos": INT, "attention_
                  "position_init": choice("copy", "interpolate", "random"), "global_init": choice("copy", "random"),
                  "block_size": INT, "num_random_blocks": INT, "no_verify": SWITCH, "tolerance": FLOAT,
                  "tokenizer": STR, "seed": INT}  # fmt: skip
-# the options of one target only (`longify convert` refuses them with another)
+# the options of one target only (`longify convert` refuses them with another): each target's
+# ``Target.options``, which a test checks (named here, as CONVERT_TARGETS is, so that planning imports no torch)
 TARGET_OPTIONS = {"attention_window": "longformer", "global_init": "longformer", "block_size": "bigbird",
                   "num_random_blocks": "bigbird"}  # fmt: skip
 POSITIVE = ("max_pos", "block_size", "num_random_blocks")  # integers that must be at least 1

@@ -30,7 +30,9 @@ from longify.textfiles import path_kind
 
 SHORT = "short"
 SHORT_POSITIONS = 514  # the largest position table of a released short checkpoint (RoBERTa: 512 + 2)
-CONFIG_TARGETS = {"longformer": "longformer", "big_bird": "bigbird"}  # model_type -> target
+# model_type -> target: longify.targets.registry.BY_MODEL_TYPE (a test checks it), by name here so that the
+# study's commands import no torch
+CONFIG_TARGETS = {"longformer": "longformer", "big_bird": "bigbird"}
 
 
 def _json(path: Path) -> dict[str, Any] | None:

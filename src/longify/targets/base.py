@@ -8,9 +8,12 @@ A target turns a loaded short source (a ``*ForMaskedLM`` of a known family) into
   tensors with no source are new and named);
 - ``checks``: its verification regime (which config runs, on inputs of which length), and ``prove_long``:
   what must be shown at the full length after the comparison (and the model left ready to save);
-- ``card``: its model-card text;
+- ``card``: its model-card text; ``label``, ``describe``: what messages and exported models' cards call it;
+- what is its own: ``model_type`` (of its checkpoints' class, if it has one), ``options`` (the conversion
+  options no other target takes; ``settled``: the conversion.json entries they fix), ``windows`` (per layer);
 - hooks for the later stages: ``qa_extras`` (global attention mask, padding multiple), ``frozen`` (what
-  pretraining leaves untrained), ``install_attention`` (its attention kernels).
+  pretraining leaves untrained), ``install_attention`` (its attention kernels), ``attention_text`` (what
+  ``longify inspect`` says it runs).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Protocol
 
 import torch
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
 
 from longify.errors import LongifyError
 from longify.families import Family
@@ -79,6 +83,11 @@ class Target:
     name: str = ""
     model_class: type[PreTrainedModel] = PreTrainedModel  # fixed-class targets; see model_class_of
     summary: str = ""  # one line for --help and the card
+    label: str = ""  # what a message calls a model of this target ("a {label} with N usable positions")
+    # the config model_type of every checkpoint of this target; None: the source family's own (its config alone
+    # cannot tell a long checkpoint from a short one)
+    model_type: str | None = None
+    options: tuple[str, ...] = ()  # the conversion options (ConvertOptions fields) no other target takes
 
     # --- options and config -------------------------------------------------------------------------
     def check_options(self, options: Options) -> None:
@@ -111,6 +120,10 @@ class Target:
     def model_class_of(self, config: PretrainedConfig) -> type[PreTrainedModel]:
         """The HF class the target's checkpoint is saved as."""
         return self.model_class
+
+    def windows(self, config: PretrainedConfig) -> list[int]:
+        """The per-layer attention windows of a config of this target ([]: a target without windows)."""
+        return []
 
     # --- weights --------------------------------------------------------------------------------------
     def source_key(self, family: Family, key: str) -> str | None:
@@ -198,9 +211,22 @@ class Target:
         """The target's own entries of conversion.json."""
         return {}
 
+    def settled(self, options: Options) -> dict[str, Any]:
+        """The conversion.json entries that this target's own ``options`` settle, from the options alone (a
+        conversion recorded with other values was made with other options)."""
+        return {}
+
     # --- model card and later stages ------------------------------------------------------------------
     def card(self, record: dict[str, Any]) -> str:
         raise NotImplementedError
+
+    def describe(self, config: PretrainedConfig) -> str:
+        """What the card of an exported model calls a model of ``config`` ("A Longformer")."""
+        raise NotImplementedError
+
+    def attention_text(self, config: PretrainedConfig) -> str:
+        """The attention a saved model of ``config`` runs, and at which lengths (``longify inspect``)."""
+        return full_attention_text(config)
 
     global_projections: bool = False  # global q/k/v that pretraining copies from the local ones at its end
 
@@ -226,6 +252,14 @@ class Target:
         modules = [m for m in model.base_model.modules() if "Attention" in type(m).__name__]
         inner = next(m for m in modules if not any("Attention" in type(c).__name__ for c in m.children()))
         return type(inner).__name__
+
+
+def full_attention_text(config: PretrainedConfig) -> str:
+    """``longify inspect``'s attention line of a full-attention model: SDPA where its masked-LM class
+    supports it."""
+    cls = MODEL_FOR_MASKED_LM_MAPPING.get(type(config), None)
+    sdpa = bool(getattr(cls, "_supports_sdpa", False))
+    return f"full attention at every length ({'SDPA by default' if sdpa else 'eager'})"
 
 
 def target_shapes(model_class: type[PreTrainedModel], config: PretrainedConfig) -> dict[str, torch.Size]:

@@ -61,6 +61,9 @@ class BigBird(Target):
     model_class = BigBirdForMaskedLM
     summary = "HF BigBird: block-sparse attention (global + sliding + random blocks)"
     positions_key = "bert.embeddings.position_embeddings.weight"
+    label = "BigBird"
+    model_type = "big_bird"
+    options = ("block_size", "num_random_blocks")
 
     def check_options(self, options: Options) -> None:
         refuse_longformer_options(options)
@@ -169,6 +172,23 @@ class BigBird(Target):
             "num_random_blocks": config.num_random_blocks,
             "full_attention_up_to": full_attention_limit(config.block_size, config.num_random_blocks),
         }
+
+    def settled(self, options: Options) -> dict[str, Any]:
+        block, rand = sizes(options)
+        return {"block_size": block, "num_random_blocks": rand}
+
+    def describe(self, config: PretrainedConfig) -> str:
+        return "A BigBird (block-sparse attention)"
+
+    def attention_text(self, config: PretrainedConfig) -> str:
+        if config.attention_type != BLOCK_SPARSE:
+            return f"full attention (attention_type {config.attention_type!r}) at every length"
+        limit = full_attention_limit(config.block_size, config.num_random_blocks)
+        return (
+            f"full attention up to {limit} tokens, block-sparse above (blocks of {config.block_size}, "
+            f"{config.num_random_blocks} random); HF's BigBird stays full in a process after any input of at most "
+            f"{limit} tokens until set_attention_type('block_sparse')"
+        )
 
     def card(self, record: dict[str, Any]) -> str:
         return f"""---

@@ -40,6 +40,7 @@ def refuse_longformer_options(options: Options) -> None:
 class Full(Target):
     name = "full"
     summary = "the source's own class, positions extended; full attention (SDPA)"
+    label = "full-attention model"
 
     def check_options(self, options: Options) -> None:
         super().check_options(options)
@@ -93,6 +94,9 @@ class Full(Target):
 
     def record(self, config: PretrainedConfig, options: Options) -> dict[str, Any]:
         return {"attention": "full", "attn_implementation": getattr(config, "_attn_implementation", None)}
+
+    def describe(self, config: PretrainedConfig) -> str:
+        return f"A {config.model_type} with {self.usable_positions(config)} positions (full attention)"
 
     def card(self, record: dict[str, Any]) -> str:
         return f"""---

@@ -21,7 +21,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
 from longify.errors import LongifyError, first_line
 from longify.families import FAMILIES, usable_positions
 from longify.loading import LOAD_ERRORS, check_model_source
-from longify.targets.bigbird import full_attention_limit
+from longify.targets.base import Target, full_attention_text
+from longify.targets.registry import DEFAULT_TARGET, target_of
 
 CONVERSION = "conversion.json"
 PRETRAIN_RECORDS = ("longify_run.json", "pretrain_metrics.json", "results.json", "trainer_state.json")
@@ -103,51 +104,42 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _long_target(config: PretrainedConfig) -> Target | None:
+    """The target whose checkpoint class ``config`` names (``full`` for a known family's), else None."""
+    try:
+        return target_of(config)
+    except LongifyError:
+        return None
+
+
 def _positions(config: PretrainedConfig) -> int:
-    if config.model_type == "big_bird":
-        return int(config.max_position_embeddings)  # no padding offset
-    return usable_positions(config, default_offset=0)
+    target = _long_target(config)
+    return target.usable_positions(config) if target else usable_positions(config, default_offset=0)
 
 
 def _target(
     config: PretrainedConfig, conversion: dict[str, Any] | None, positions: int, notes: list[str]
 ) -> str:
     if conversion is not None:
-        return str(conversion.get("target", "longformer"))  # records from before targets are Longformers
-    if config.model_type == "longformer":
-        return "longformer (no conversion.json)"
-    if config.model_type == "big_bird":
-        return "bigbird (no conversion.json)"
-    if config.model_type in FAMILIES and positions > RELEASED_POSITIONS:
+        return str(conversion.get("target", DEFAULT_TARGET))  # records from before targets are Longformers
+    target = _long_target(config)
+    if target is None:
+        return "short (a source model)"
+    if target.model_type is not None:  # its own class: a long model whatever its records
+        return f"{target.name} (no conversion.json)"
+    if positions > RELEASED_POSITIONS:
         notes.append(
             f"a full-attention {config.model_type} with {positions} positions and no conversion.json: it loads "
             f"as plain full attention over all {positions} positions (not a Longformer, whatever its name says); "
             f"positions beyond {RELEASED_POSITIONS} are whatever training left there"
         )
-        return "full (long positions, no conversion record)"
+        return f"{target.name} (long positions, no conversion record)"
     return "short (a source model)"
 
 
 def _attention(config: PretrainedConfig) -> str:
-    if config.model_type == "longformer":
-        window = config.attention_window
-        windows = sorted(set(window)) if isinstance(window, list | tuple) else [int(window)]
-        return (
-            f"sliding window {windows} (w/2 each side) + global attention on marked tokens; inputs padded to "
-            f"a multiple of {max(windows)}; full attention only on inputs of up to {min(windows) // 2 + 1} tokens"
-        )
-    if config.model_type == "big_bird":
-        if config.attention_type != "block_sparse":
-            return f"full attention (attention_type {config.attention_type!r}) at every length"
-        limit = full_attention_limit(config.block_size, config.num_random_blocks)
-        return (
-            f"full attention up to {limit} tokens, block-sparse above (blocks of {config.block_size}, "
-            f"{config.num_random_blocks} random); HF's BigBird stays full in a process after any input of at most "
-            f"{limit} tokens until set_attention_type('block_sparse')"
-        )
-    cls = MODEL_FOR_MASKED_LM_MAPPING.get(type(config), None)
-    sdpa = bool(getattr(cls, "_supports_sdpa", False))
-    return f"full attention at every length ({'SDPA by default' if sdpa else 'eager'})"
+    target = _long_target(config)
+    return target.attention_text(config) if target else full_attention_text(config)
 
 
 def _weights_agree(path: Path, config: PretrainedConfig) -> str:

@@ -41,6 +41,9 @@ class Longformer(Target):
     summary = "HF Longformer: sliding-window + global attention (longify's fast exact kernels)"
     positions_key = POSITIONS_KEY
     global_projections = True
+    label = "Longformer"
+    model_type = "longformer"
+    options = ("attention_window", "global_init")
 
     def check_options(self, options: Options) -> None:
         super().check_options(options)
@@ -72,6 +75,12 @@ class Longformer(Target):
 
     def position_offset(self, config: PretrainedConfig) -> int:
         return position_offset(config)
+
+    def windows(self, config: PretrainedConfig) -> list[int]:
+        window = getattr(config, "attention_window", None)
+        if window is None:
+            return []
+        return [int(w) for w in window] if isinstance(window, list | tuple) else [int(window)]
 
     def source_key(self, family: Family, key: str) -> str | None:
         return family.source_key(key.replace("_global.", ".") if _is_global(key) else key)
@@ -140,6 +149,16 @@ Load it with `AutoModelForMaskedLM.from_pretrained(...)` or `AutoModelForQuestio
 It still needs long masked-LM pretraining (`longify pretrain`) before the new positions are useful.
 Details: `conversion.json`.
 """
+
+    def describe(self, config: PretrainedConfig) -> str:
+        return "A Longformer"
+
+    def attention_text(self, config: PretrainedConfig) -> str:
+        windows = sorted(set(self.windows(config)))
+        return (
+            f"sliding window {windows} (w/2 each side) + global attention on marked tokens; inputs padded to "
+            f"a multiple of {max(windows)}; full attention only on inputs of up to {min(windows) // 2 + 1} tokens"
+        )
 
     def qa_extras(self, config: PretrainedConfig) -> QAExtras:
         window = config.attention_window

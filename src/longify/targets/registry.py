@@ -17,7 +17,7 @@ from typing import Any
 from longify.artifacts import CONVERSION_FILE, PRETRAIN_METRICS_FILE, RESULTS_FILE, RUN_FILE
 from longify.checkpoint_files import checkpoint_step
 from longify.errors import LongifyError
-from longify.families import FAMILIES, LONGFORMER
+from longify.families import FAMILIES
 from longify.targets.base import Target
 from longify.targets.bigbird import BigBird
 from longify.targets.full import Full
@@ -26,11 +26,12 @@ from longify.targets.longformer import Longformer
 DEFAULT_TARGET = "longformer"
 TARGETS: dict[str, Target] = {t.name: t for t in (Longformer(), Full(), BigBird())}
 TARGET_NAMES: tuple[str, ...] = tuple(TARGETS)
-BIG_BIRD = "big_bird"  # BigBird's config model_type
 # the records naming the target of the model beside them: a conversion, a run's record and results (a pretrain
 # or qa train run folder, and what `longify export` copies of them)
 _RECORDS = (CONVERSION_FILE, RUN_FILE, PRETRAIN_METRICS_FILE, RESULTS_FILE)
-_BY_MODEL_TYPE = {LONGFORMER: "longformer", BIG_BIRD: "bigbird"}
+# the targets whose checkpoint class is their own (the others: the source family's), by that model_type
+BY_MODEL_TYPE: dict[str, Target] = {t.model_type: t for t in TARGETS.values() if t.model_type is not None}
+FAMILY_TARGET = next(t for t in TARGETS.values() if t.model_type is None)  # a known family's class: `full`
 
 
 def get_target(name: str) -> Target:
@@ -45,11 +46,11 @@ def target_of(config: Any) -> Target:
     """The target whose checkpoint class ``config`` names (``full`` for a known family's own class); any other
     model type is one line."""
     model_type = getattr(config, "model_type", None)
-    if model_type in _BY_MODEL_TYPE:
-        return TARGETS[_BY_MODEL_TYPE[model_type]]
+    if model_type in BY_MODEL_TYPE:
+        return BY_MODEL_TYPE[model_type]
     if model_type in FAMILIES:
-        return TARGETS["full"]
-    known = ", ".join([LONGFORMER, BIG_BIRD, *sorted(FAMILIES)])
+        return FAMILY_TARGET
+    known = ", ".join([*BY_MODEL_TYPE, *sorted(FAMILIES)])
     raise LongifyError(f"config.json: model_type {model_type!r} is no long target's; expected one of {known}")
 
 
@@ -84,6 +85,6 @@ def model_target(path: str | Path, config: Any) -> Target | None:
         target = target_of(config)
     except LongifyError:
         return None
-    if target.name != "full" or recorded_target(path) == "full":
+    if target.model_type is not None or recorded_target(path) == target.name:
         return target
     return None
