@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import longify
-from longify.errors import LongifyError
+from longify.errors import LongifyError, positive_int
 
 logger = logging.getLogger("longify")
 
@@ -111,11 +111,13 @@ def _demo(args: argparse.Namespace) -> int:
     if args.real:
         from longify.demo.real import REAL_OUT, run_real_demo
 
-        run_real_demo(args.out or REAL_OUT, spec=args.spec, overwrite=args.overwrite)
+        run_real_demo(args.out or REAL_OUT, spec=args.spec, overwrite=args.overwrite, parallel=args.parallel)
         return 0
     from longify.demo.study import run_demo_study
 
-    run_demo_study(args.out or "demo-output", spec=args.spec, overwrite=args.overwrite)
+    run_demo_study(
+        args.out or "demo-output", spec=args.spec, overwrite=args.overwrite, parallel=args.parallel
+    )
     return 0
 
 
@@ -160,6 +162,13 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
         "--overwrite",
         action="store_true",
         help="use a non-empty OUT that an earlier demo did not create",
+    )
+    p.add_argument(
+        "--parallel",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="jobs run side by side, each on its share of the cores (default: 2 where there are 2 cores or more)",
     )
     p.add_argument(
         "--real",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 
 class LongifyError(Exception):
     """An error caused by the user's input (a flag, a file, a field).
@@ -16,3 +18,14 @@ class LongifyError(Exception):
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer above 0 (argparse then names the flag in its one-line error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value

@@ -129,7 +129,11 @@ def extract_model(dest: str | Path) -> Path:
 
 
 def run_real_demo(
-    out: str | Path = REAL_OUT, *, spec: str | Path | None = None, overwrite: bool = False
+    out: str | Path = REAL_OUT,
+    *,
+    spec: str | Path | None = None,
+    overwrite: bool = False,
+    parallel: int | None = None,
 ) -> dict[str, Any]:
     """Run the real-encoder study (``spec``, default ``demo/real.yaml``) into ``out`` with the demo's study
     runner, then print and add to ``out/summary.json`` the real encoder's headline numbers."""
@@ -140,7 +144,7 @@ def run_real_demo(
     packaged_model()  # a missing package is one line before any job starts
     out = Path(out).absolute()  # as the spec's own output_dir
     spec = spec or real_spec_path()
-    summary = run_demo_study(out, spec=spec, overwrite=overwrite)
+    summary = run_demo_study(out, spec=spec, overwrite=overwrite, parallel=parallel)
     jobs = plan_jobs(load_spec(spec, out))
     with output_lock(out):
         real = real_summary(out, jobs)

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from longify.errors import LongifyError
+from longify.errors import LongifyError, positive_int
 from longify.textfiles import read_utf8
 
 
@@ -48,17 +48,6 @@ def qa_evaluate_main(argv: Sequence[str]) -> int:
     where = args.data.predictions or args.training.output_dir
     print(summary_line(result, f"longify qa evaluate: {where}"))
     return 0
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer above 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:

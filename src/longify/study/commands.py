@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from collections import Counter
 from typing import Any
 
 from longify.artifacts import PRETRAIN_CURVES_FILE, STUDY_RESULTS_FILE
-from longify.errors import LongifyError
+from longify.errors import LongifyError, positive_int
 from longify.locks import output_lock
 from longify.study.jobs import Job, plan_jobs
 from longify.study.results import collect
-from longify.study.runner import job_status, read_job, run_local, select
+from longify.study.runner import execute, job_status, read_job, run_local, select
 from longify.study.spec import StudySpec, load_spec
 from longify.study.stopping import stop_on_signals
 
@@ -33,6 +34,14 @@ def add_run(p: argparse.ArgumentParser) -> None:
     add_status(p)
     p.add_argument("--only", default=None, help="glob over job folder, id or model (plus their dependencies)")
     p.add_argument("--executor", choices=("local", "slurm"), default="local", help="where jobs run")
+    p.add_argument(
+        "--parallel",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="local executor: run up to N jobs side by side, each with its share of the CPU cores "
+        "(OMP_NUM_THREADS = cores / N unless set); default 1",
+    )
     p.add_argument(
         "--wait",
         action="store_true",
@@ -129,6 +138,7 @@ def run_study(args: argparse.Namespace) -> int:
         executor=args.executor,
         wait=args.wait,
         submitit_local=getattr(args, "submitit_local", False),
+        parallel=args.parallel,
     )
     return 1 if counts.get("failed") or counts.get("skipped") or counts.get("interrupted") else 0
 
@@ -141,6 +151,7 @@ def execute_study(
     executor: str = "local",
     wait: bool = False,
     submitit_local: bool = False,
+    parallel: int = 1,
 ) -> Counter[str]:
     """Run the pending jobs (``only``: a glob, with their dependencies) under the study folder's lock, one
     progress line each; collect results.jsonl and pretrain_curves.jsonl; returns the count per final status."""
@@ -149,13 +160,18 @@ def execute_study(
     if not chosen:
         raise LongifyError(f"--only {only}: matches no job of {spec.path}")
     all_jobs = {j.id: j for j in jobs}
+    if executor == "slurm" and parallel > 1:
+        raise LongifyError(
+            "--parallel: for the local executor; Slurm runs a study's jobs side by side itself"
+        )
     if executor == "slurm" and not submitit_local:
         from longify.study.slurm import check_slurm
 
         check_slurm()  # before the study folder is made
     t0 = time.perf_counter()
     with output_lock(out):
-        print(f"study {spec.path}: {len(chosen)} jobs in {out}", flush=True)
+        side = f", up to {parallel} at a time" if parallel > 1 else ""
+        print(f"study {spec.path}: {len(chosen)} jobs in {out}{side}", flush=True)
         if executor == "slurm":
             from longify.study.slurm import make_executor, run_submitit
 
@@ -164,7 +180,8 @@ def execute_study(
         else:
             # SIGTERM / SIGINT: the running job is stopped and recorded as interrupted, Interrupted is raised
             with stop_on_signals():
-                status = run_local(chosen, out, all_jobs)
+                run = functools.partial(execute, parallel=parallel)
+                status = run_local(chosen, out, all_jobs, run=run, parallel=parallel)
         collected = collect(jobs, out)
     counts = Counter(status.values())
     print(

@@ -1,6 +1,7 @@
 """Run a study's jobs in dependency order: each job a subprocess (torchrun for several GPUs) writing its own
 ``log.txt``, ``command.txt`` and, last and atomically, ``job.json``. Done jobs are skipped; a failed job is
-recorded with the last line of its error and its dependents are skipped; the others go on."""
+recorded with the last line of its error and its dependents are skipped; the others go on. ``--parallel N``
+runs up to N jobs side by side, each given its share of the CPU cores (``OMP_NUM_THREADS``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -116,17 +118,39 @@ def job_record(job: Job, status: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def execute(job: Job, out: Path, jobs: dict[str, Job]) -> dict[str, Any]:
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def thread_env(parallel: int) -> dict[str, str]:
+    """The environment that gives each of ``parallel`` jobs its share of the cores (none for one job at a time,
+    nor where the caller set OMP_NUM_THREADS: theirs holds)."""
+    if parallel <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, cores() // parallel))}
+
+
+def execute(job: Job, out: Path, jobs: dict[str, Job], parallel: int = 1) -> dict[str, Any]:
     """Run one job as a subprocess under its guard (no process of it outlives this one); its output goes to
     ``log.txt``; ``job.json`` is written last. SIGTERM / SIGINT under ``stop_on_signals``: the job is stopped,
-    recorded as ``interrupted`` and :class:`Interrupted` is raised."""
+    recorded as ``interrupted`` and :class:`Interrupted` is raised. ``parallel``: how many jobs run side by side
+    (this one gets its share of the cores)."""
     folder = job_dir(out, job)
     folder.mkdir(parents=True, exist_ok=True)
     argv = job_argv(job, out, jobs)
     (folder / "command.txt").write_text(shlex.join(argv) + "\n", encoding="utf-8")
     STOP.check(None)  # a signal came before this job started
     started, t0 = now_iso(), time.perf_counter()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **admitting(out)}  # (a Slurm job: whoever holds OUT then)
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        **thread_env(parallel),
+        **admitting(out),
+    }  # (a Slurm job: whoever holds OUT then)
     with open(folder / "log.txt", "a", encoding="utf-8") as log:
         log.write(f"=== {started} {shlex.join(argv)}\n")
         log.flush()
@@ -254,8 +278,12 @@ def run_local(
     all_jobs: dict[str, Job],
     report: Report = progress_line,
     run: Run = execute,
+    parallel: int = 1,
 ) -> dict[str, str]:
-    """Run pending jobs one after another (``run``: how one job is run); returns job id -> final status."""
+    """Run pending jobs one after another, or up to ``parallel`` at a time (``run``: how one job is run);
+    returns job id -> final status."""
+    if parallel > 1:
+        return _run_side_by_side(jobs, out, all_jobs, report, run, parallel)
     status: dict[str, str] = {}
     for i, job in enumerate(jobs, 1):
         if (earlier := done_earlier(out, job)) is not None:
@@ -268,4 +296,71 @@ def run_local(
         record = skip(out, job, all_jobs[bad[0]]) if bad else run(job, out, all_jobs)
         status[job.id] = record["status"]
         report(i, len(jobs), job, record)
+    return status
+
+
+def _run_side_by_side(
+    jobs: list[Job], out: Path, all_jobs: dict[str, Job], report: Report, run: Run, parallel: int
+) -> dict[str, str]:
+    """``run_local`` with up to ``parallel`` jobs at once, each started, in the jobs' order, once every job it
+    depends on has ended (skipped if one did not end done). Progress lines come as jobs end, numbered in that
+    order. After a signal no job starts; the running ones end (recorded as interrupted) and the first
+    exception of a job (:class:`Interrupted`) is raised once all have ended."""
+    status: dict[str, str] = {}
+    chosen = {j.id for j in jobs}
+    pending = list(jobs)
+    running: dict[Future[dict[str, Any]], Job] = {}
+    errors: list[BaseException] = []
+    ended = 0
+
+    def end(job: Job, record: dict[str, Any], state: str) -> None:
+        nonlocal ended
+        status[job.id] = state
+        ended += 1
+        report(ended, len(jobs), job, record)
+
+    def dep_status(dep: str) -> str | None:
+        """A dependency's final status; None while it may still run in this study run."""
+        if dep in status:
+            return status[dep]
+        return None if dep in chosen else job_status(out, all_jobs[dep])
+
+    def one(job: Job) -> dict[str, Any]:
+        wait_while_busy(out, job)
+        return run(job, out, all_jobs)
+
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="study-job") as pool:
+        while pending or running:
+            before = len(pending)
+            for job in list(pending) if not errors and STOP.signum is None else []:
+                if len(running) >= parallel:
+                    break
+                if (earlier := done_earlier(out, job)) is not None:
+                    pending.remove(job)
+                    end(job, earlier, "done")
+                    continue
+                deps = {d: dep_status(d) for d in job.deps}
+                if None in deps.values():
+                    continue
+                pending.remove(job)
+                if bad := [d for d, s in deps.items() if s != "done"]:
+                    record = skip(out, job, all_jobs[bad[0]])
+                    end(job, record, record["status"])
+                    continue
+                running[pool.submit(one, job)] = job
+            if not running:
+                if len(pending) < before:
+                    continue  # jobs ended without running (done earlier, skipped): look again
+                break
+            finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                try:
+                    record = future.result()
+                except BaseException as err:  # Interrupted among them: raised once all have ended
+                    errors.append(err)
+                    continue
+                end(job, record, record["status"])
+    if errors:
+        raise errors[0]
     return status

@@ -1,5 +1,5 @@
 """How a study run stops its jobs: each job runs under its guard (``longify.study.guard``), and SIGTERM /
-SIGINT to the run are passed on to the running job, which gets ``STOP_GRACE_SECONDS`` to end before its guard
+SIGINT to the run are passed on to the running job (each of them under ``--parallel``), which gets ``STOP_GRACE_SECONDS`` to end before its guard
 kills it; the job is then recorded as interrupted and :class:`Interrupted` ends the run (exit 128 + signal)."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def start_guarded(argv: list[str], log: IO[str], env: dict[str, str]) -> tuple[s
         raise
     finally:
         os.close(read_end)
-    STOP.current = proc
+    STOP.running.add(proc)
     if STOP.signum is not None:  # a signal came while it started
         STOP.forward(STOP.signum)
     return proc, alive
@@ -64,7 +64,7 @@ def wait_guarded(proc: subprocess.Popen[bytes], alive: int) -> int:
                 os.killpg(proc.pid, signal.SIGKILL)
             return proc.wait()
     finally:
-        STOP.current = None
+        STOP.running.discard(proc)
         if alive >= 0:
             os.close(alive)
 
@@ -79,12 +79,13 @@ class Interrupted(KeyboardInterrupt):
 
 
 class _Stop:
-    """The signal this run got (if any) and the guard of the job running now, for the signal handler."""
+    """The signal this run got (if any) and the guards of the jobs running now (several under ``study run
+    --parallel``), for the signal handler."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self.since: float | None = None
-        self.current: subprocess.Popen[bytes] | None = None
+        self.running: set[subprocess.Popen[bytes]] = set()
 
     def handle(self, signum: int, _frame: object) -> None:
         if self.signum is None:
@@ -92,9 +93,10 @@ class _Stop:
         self.forward(signum)
 
     def forward(self, signum: int) -> None:
-        if self.current is not None and self.current.returncode is None:
-            with contextlib.suppress(OSError):
-                os.kill(self.current.pid, signum)
+        for proc in list(self.running):
+            if proc.returncode is None:
+                with contextlib.suppress(OSError):
+                    os.kill(proc.pid, signum)
 
     def check(self, where: str | None) -> None:
         if self.signum is not None:
