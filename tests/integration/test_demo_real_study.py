@@ -93,13 +93,17 @@ def test_real_minilm_from_pypi_converts_with_the_sources_embeddings(tmp_path) ->
 def test_small_real_spec_is_a_valid_spec(tmp_path) -> None:
     """The spec the study test below runs: the shipped one cut to seconds (same jobs)."""
     path = small_real_spec(tmp_path)
-    assert len(plan_jobs(load_spec(path, tmp_path / "out"))) == 12
+    assert len(plan_jobs(load_spec(path, tmp_path / "out"))) == 24
+
+
+LONG = {"minilm-4096": "longformer", "minilm-4096-full": "full", "minilm-4096-bigbird": "bigbird"}
 
 
 def small_real_spec(tmp_path: Path) -> Path:
     spec = yaml.safe_load(real.real_spec_path().read_text(encoding="utf-8"))
     spec["prepare"]["data"].update(n_train=4, n_dev=4)
-    spec["models"]["minilm-4096"]["pretrain"].update(max_steps=1, eval_steps=1, save_steps=1, logging_steps=1)
+    for name in LONG:
+        spec["models"][name]["pretrain"].update(max_steps=1, eval_steps=1, save_steps=1, logging_steps=1)
     spec["finetune"]["num_train_epochs"] = 1.0
     path = tmp_path / "real-small.yaml"
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")
@@ -109,12 +113,13 @@ def small_real_spec(tmp_path: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.skipif(not _installed(), reason=f"{real.PACKAGE} is not installed (make demo-real installs it)")
 def test_demo_real_runs_the_study_and_prints_its_summary(tmp_path, capsys) -> None:
-    """`longify demo --real` at a tiny scale (a few minutes: 12 jobs on the real model)."""
+    """`longify demo --real` at a tiny scale (a few minutes: 24 jobs on the real model)."""
     out = tmp_path / "out"
     assert main(["demo", "--real", "--out", str(out), "--spec", str(small_real_spec(tmp_path))]) == 0
     printed = capsys.readouterr().out
     assert "longify demo --real" in printed and "bits/token" in printed and "from 512 on" in printed
     summary = json.loads((out / "summary.json").read_text())["real_encoder"]
     assert summary["convert"][0]["mlm_head"] == "new" and summary["convert"][0]["verification"]["passed"]
-    assert set(summary["qa"]) == {"minilm", "minilm-4096"}
+    assert set(summary["qa"]) == {"minilm", *LONG}
+    assert [(c["model"], c["target"]) for c in summary["convert"]] == list(LONG.items())
     assert all(r["seeds"] == [42, 43] for r in summary["qa"].values())

@@ -183,15 +183,24 @@ def test_split_positions_weights_the_buckets_by_count() -> None:
 
 
 def test_real_spec_plans_the_study_on_the_real_encoder(tmp_path) -> None:
-    """The shipped spec, demo/real.yaml: prepare (model, data) -> convert -> pretrain, QA train and
-    evaluate of the short and the long model over 2 seeds; its QA documents put answers beyond token 512."""
+    """The shipped spec, demo/real.yaml: prepare (model, data) -> convert to each target -> pretrain, QA train
+    and evaluate of the short and the three long models over 2 seeds; its QA documents put answers beyond
+    token 512."""
     spec = load_spec(real.real_spec_path(), tmp_path)
     jobs = plan_jobs(spec)
     stages = [j.stage for j in jobs]
-    assert stages.count("prepare") == 2 and stages.count("convert") == 1 and stages.count("pretrain") == 1
-    assert stages.count("train") == 4 and stages.count("evaluate") == 4 and spec.seeds == [42, 43]
+    assert stages.count("prepare") == 2 and stages.count("convert") == 3 and stages.count("pretrain") == 3
+    assert stages.count("train") == 8 and stages.count("evaluate") == 8 and spec.seeds == [42, 43]
     assert spec.prepare["minilm"]["kind"] == "minilm"
-    assert spec.models["minilm-4096"].convert["max_pos"] == 4096
+    targets = {
+        name: (m.convert or {}).get("target", "longformer") for name, m in spec.models.items() if m.convert
+    }
+    assert targets == {
+        "minilm-4096": "longformer",
+        "minilm-4096-full": "full",
+        "minilm-4096-bigbird": "bigbird",
+    }
+    assert all(spec.models[name].convert["max_pos"] == 4096 for name in targets)
 
 
 def test_long_documents_put_answers_beyond_the_short_window() -> None:

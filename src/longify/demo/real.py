@@ -128,6 +128,11 @@ def extract_model(dest: str | Path) -> Path:
     return dest
 
 
+# One job at a time: MiniLM's jobs use both cores (two QA fine-tunings side by side on a core each took 287 s
+# each, one after the other on two cores 130 s each, AVX2)
+REAL_PARALLEL = 1
+
+
 def run_real_demo(
     out: str | Path = REAL_OUT,
     *,
@@ -144,7 +149,7 @@ def run_real_demo(
     packaged_model()  # a missing package is one line before any job starts
     out = Path(out).absolute()  # as the spec's own output_dir
     spec = spec or real_spec_path()
-    summary = run_demo_study(out, spec=spec, overwrite=overwrite, parallel=parallel)
+    summary = run_demo_study(out, spec=spec, overwrite=overwrite, parallel=parallel or REAL_PARALLEL)
     jobs = plan_jobs(load_spec(spec, out))
     with output_lock(out):
         real = real_summary(out, jobs)
@@ -194,9 +199,11 @@ def _mean(rows: list[dict[str, Any] | None], key: str) -> float | None:
 def real_summary(out: Path, jobs: list[Any]) -> dict[str, Any]:
     """Conversion differences, MLM bits/token before/after and per model EM/F1 (overall, before and beyond
     token 512), each a mean over seeds, read back from the jobs' files."""
-    converts = [_json(j.output(out) / CONVERSION_FILE) for j in jobs if j.stage == "convert"]
+    converts = [(j.model, _json(j.output(out) / CONVERSION_FILE)) for j in jobs if j.stage == "convert"]
     pretrains = [
-        read_pretrain_metrics(j.output(out) / PRETRAIN_METRICS_FILE) for j in jobs if j.stage == "pretrain"
+        (j.model, read_pretrain_metrics(j.output(out) / PRETRAIN_METRICS_FILE))
+        for j in jobs
+        if j.stage == "pretrain"
     ]
     qa: dict[str, dict[str, list[Any]]] = {}
     evaluations = [j for j in jobs if j.stage == "evaluate"]
@@ -213,23 +220,26 @@ def real_summary(out: Path, jobs: list[Any]) -> dict[str, Any]:
     return {
         "convert": [
             {
+                "model": model,
+                "target": c.get("target", "longformer"),
                 "positions": c["max_pos"],
                 "verification": c["verification"],
                 "mlm_head": c.get("mlm_head"),
                 "sentence_transformers": c.get("sentence_transformers"),
                 "seconds": c["seconds"],
             }
-            for c in converts
+            for model, c in converts
         ],
         "pretrain": [
             {
+                "model": model,
                 "steps": p.get("steps"),
                 "block_size": p.get("block_size"),
                 "bits_per_token": [p["initial"]["bits_per_token"], p["final"]["bits_per_token"]],
                 "loss": [p["initial"]["loss"], p["final"]["loss"]],
                 "seconds": p.get("seconds"),
             }
-            for p in pretrains
+            for model, p in pretrains
         ],
         "qa": {
             model: {
@@ -255,12 +265,14 @@ def _score(part: dict[str, Any]) -> str:
 
 
 def format_real_summary(s: dict[str, Any]) -> str:
-    lines = ["longify demo --real: all-MiniLM-L6-v2 (BERT, 6 layers, 512 positions) -> Longformer"]
+    targets = ", ".join(dict.fromkeys(c.get("target", "longformer") for c in s["convert"]))
+    lines = [f"longify demo --real: all-MiniLM-L6-v2 (BERT, 6 layers, 512 positions) -> {targets}"]
+    width = max((len(str(c.get("model", ""))) for c in s["convert"]), default=0)
     for c in s["convert"]:
         v = c["verification"] or {}
         pooled = v.get("max_abs_diff_pooled")
         lines.append(
-            f"  convert  {c['positions']} positions: max |diff| vs source on {v.get('tokens_compared')} tokens "
+            f"  convert  {c.get('model', ''):<{width}} {c['positions']} positions: max |diff| vs source on {v.get('tokens_compared')} tokens "
             f"(inputs of {min(v.get('lengths') or [0])}-{max(v.get('lengths') or [0])}): last hidden states "
             f"{v.get('max_abs_diff_hidden', float('nan')):.1e}, mean-pooled embeddings "
             f"{pooled if pooled is not None else float('nan'):.1e}"
@@ -269,7 +281,7 @@ def format_real_summary(s: dict[str, Any]) -> str:
     for p in s["pretrain"]:
         before, after = p["bits_per_token"]
         lines.append(
-            f"  pretrain long MLM, {p['steps']} steps of {p['block_size']} tokens (the head starts random): "
+            f"  pretrain {p.get('model', ''):<{width}} long MLM, {p['steps']} steps of {p['block_size']} tokens (the head starts random): "
             f"bits/token {before:.2f} -> {after:.2f}"
         )
     lines.append(
@@ -277,7 +289,7 @@ def format_real_summary(s: dict[str, Any]) -> str:
     )
     for model, r in s["qa"].items():
         lines.append(
-            f"           {model:<14} {_score(r['overall'])} | {_score(r['before'])} ({r['before']['questions']}) | "
+            f"           {model:<{max(width, 14)}} {_score(r['overall'])} | {_score(r['before'])} ({r['before']['questions']}) | "
             f"{_score(r['beyond'])} ({r['beyond']['questions']})  seeds {r['seeds']}"
         )
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from longify.attention import check_attention_flag
 from longify.cpu import BF16_ON_EMULATED_CPU_HELP
 from longify.errors import LongifyError
 from longify.hfargs import parse_hf_args
-from longify.targets import DEFAULT_TARGET, TARGET_NAMES
+from longify.targets import DEFAULT_TARGET, TARGET_NAMES, get_target
 from longify.targets.bigbird import DEFAULT_BLOCK_SIZE, DEFAULT_RANDOM_BLOCKS
 
 DEFAULT_MAX_POS = 4096  # --max_pos when a short model is converted
@@ -87,15 +87,17 @@ class ModelArguments:
         """``--target`` names a target; the options of one target are refused with another (one line)."""
         if self.target is not None and self.target not in TARGET_NAMES:
             raise LongifyError(f"--target: expected one of {', '.join(TARGET_NAMES)}, got {self.target!r}")
-        for flag, value in (("--bigbird_block_size", self.bigbird_block_size),
-                            ("--num_random_blocks", self.num_random_blocks)):  # fmt: skip
+        target = get_target(self.target or DEFAULT_TARGET)
+        for flag, option, value in (("--bigbird_block_size", "block_size", self.bigbird_block_size),
+                                    ("--num_random_blocks", "num_random_blocks", self.num_random_blocks)):  # fmt: skip
             if value is None:
                 continue
-            if self.target != "bigbird":
-                raise LongifyError(f"{flag}: BigBird's; give --target bigbird with it")
+            if option not in target.options:
+                owner = next(t for t in TARGET_NAMES if option in get_target(t).options)
+                raise LongifyError(f"{flag}: {get_target(owner).label}'s; give --target {owner} with it")
             if value <= 0:
                 raise LongifyError(f"{flag}: expected a positive integer, got {value}")
-        if self.target not in (None, DEFAULT_TARGET) and self.attention_window != DEFAULT_WINDOW:
+        if "attention_window" not in target.options and self.attention_window != DEFAULT_WINDOW:
             raise LongifyError(f"--attention_window: Longformer's; --target {self.target} has no window")
 
 
