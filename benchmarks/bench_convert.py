@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import gc
 import importlib
 import json
 import os
@@ -45,6 +43,7 @@ from longify.tiny import train_tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_kind import header, record
+from peak_rss import reset_peak
 
 # the module (the package's `convert` is the function): its phases are wrapped, its `convert` called
 CONVERT = importlib.import_module("longify.convert.convert")
@@ -104,18 +103,6 @@ def _status_gib(key: str) -> float:
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024 / GIB
     return float("nan")
-
-
-def reset_peak() -> bool:
-    """Hand freed heap back to the system, then restart the high-water mark (False: it cannot be reset)."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def measure(size: str, target: str, fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> Row:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import math
 import os
@@ -49,6 +48,7 @@ from longify.cpu import cpu_info
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_kind import FORCE_FLAG, FORCE_HELP, bf16_skipped, header, record
+from peak_rss import reset_peak
 
 VOCAB = 1000  # the embedding matrix is not what is measured
 TARGETS = ("short", "longformer", "full", "bigbird")
@@ -133,18 +133,6 @@ def _status_mib(field: str) -> float:
     return math.nan
 
 
-def _reset_peak() -> bool:
-    """Give freed heap memory back to the system (glibc keeps it, so the RSS before a step would hold what
-    earlier steps freed and the step's own peak would not show), then restart the peak RSS mark (VmHWM)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def step(model: PreTrainedModel, ids: torch.Tensor, autocast: bool) -> None:
     model.zero_grad(set_to_none=True)
     if model.config.model_type == "big_bird":
@@ -178,7 +166,7 @@ def measure(model: PreTrainedModel, length: int, autocast: bool, repeats: int) -
         step(model, ids, autocast)
         extra = (torch.cuda.max_memory_allocated() - before) / 2**20
         model.zero_grad(set_to_none=True)
-    elif _reset_peak():
+    elif reset_peak():
         before = _status_mib("VmRSS")
         step(model, ids, autocast)
         extra = _status_mib("VmHWM") - before
@@ -192,7 +180,7 @@ def _one_step(model: PreTrainedModel, ids: torch.Tensor, autocast: bool) -> tupl
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated() / 2**20
-    elif _reset_peak():
+    elif reset_peak():
         before = _status_mib("VmRSS")
     else:
         before = math.nan
