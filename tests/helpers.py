@@ -723,10 +723,12 @@ def short_family_batches(tok: Any, vocab_size: int, length: int) -> list[dict[st
     mask = torch.ones_like(ids)
     ids[2, length // 2 :] = tok.pad_token_id
     mask[2, length // 2 :] = 0
-    text = tok(["A town on a river.", "Who?"], padding=True, return_tensors="pt")
+    text = tok(
+        ["A town on a river.", "Who?"], padding=True, truncation=True, max_length=length, return_tensors="pt"
+    )
     return [
-        {"input_ids": ids[:2], "attention_mask": mask[:2]},
-        {"input_ids": ids[2:], "attention_mask": mask[2:]},
+        {"input_ids": ids[:2], "attention_mask": mask[:2]},  # no padding
+        {"input_ids": ids[2:], "attention_mask": mask[2:]},  # padded
         {"input_ids": text["input_ids"], "attention_mask": text["attention_mask"]},
     ]
 

@@ -22,7 +22,7 @@ from transformers import (
 )
 from transformers.models.big_bird.modeling_big_bird import BigBirdBlockSparseAttention
 
-from helpers import FAMILIES, SOURCE_LEN
+from helpers import FAMILIES, SOURCE_LEN, short_family_batches
 from longify.cli import main
 from longify.convert import convert
 from longify.errors import LongifyError
@@ -68,25 +68,6 @@ def _source_model(path: Path) -> torch.nn.Module:
     return AutoModelForMaskedLM.from_pretrained(path).eval()
 
 
-def short_batches(tok, vocab_size: int, length: int) -> list[dict[str, torch.Tensor]]:
-    """Unpadded and right-padded rows of ordinary ids, and padded text, all at most ``length`` tokens."""
-    gen = torch.Generator().manual_seed(7)
-    special = set(tok.all_special_ids)
-    ordinary = torch.tensor([i for i in range(vocab_size) if i not in special])
-    ids = ordinary[torch.randint(len(ordinary), (3, length), generator=gen)]
-    mask = torch.ones_like(ids)
-    ids[2, length // 2 :] = tok.pad_token_id
-    mask[2, length // 2 :] = 0
-    text = tok(
-        ["A town on a river.", "Who?"], padding=True, truncation=True, max_length=length, return_tensors="pt"
-    )
-    return [
-        {"input_ids": ids[:2], "attention_mask": mask[:2]},  # no padding
-        {"input_ids": ids[2:], "attention_mask": mask[2:]},  # padded
-        {"input_ids": text["input_ids"], "attention_mask": text["attention_mask"]},
-    ]
-
-
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_target_reproduces_source_on_short_inputs(family: str, target: str, tiny_sources, converted) -> None:
@@ -97,7 +78,7 @@ def test_target_reproduces_source_on_short_inputs(family: str, target: str, tiny
     tok = AutoTokenizer.from_pretrained(converted[family, target])
     assert tok.model_max_length == MAX_POS
     length = FULL_UP_TO if target == "bigbird" else SOURCE_LEN
-    for batch in short_batches(tok, source.config.vocab_size, length):
+    for batch in short_family_batches(tok, source.config.vocab_size, length):
         real = batch["attention_mask"].bool()
         with torch.no_grad():
             a = source(**batch, output_hidden_states=True)

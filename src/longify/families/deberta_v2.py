@@ -9,6 +9,7 @@ from __future__ import annotations
 from transformers import DebertaV2Tokenizer, PretrainedConfig
 
 from longify.families.base import Family, Tiny, no_offset
+from longify.families.bert import HEAD as BERT_HEAD
 
 _L = "deberta.encoder.layer.{}."
 _C = "encoder.layer.{}."
@@ -47,13 +48,7 @@ WEIGHTS = {
     "deberta.encoder.conv.LayerNorm.weight": "relative.conv.LayerNorm.weight",
     "deberta.encoder.conv.LayerNorm.bias": "relative.conv.LayerNorm.bias",
     # the MLM head: BERT's names (legacy, the released checkpoints), or lm_predictions.* (legacy false)
-    "cls.predictions.transform.dense.weight": "lm_head.dense.weight",
-    "cls.predictions.transform.dense.bias": "lm_head.dense.bias",
-    "cls.predictions.transform.LayerNorm.weight": "lm_head.layer_norm.weight",
-    "cls.predictions.transform.LayerNorm.bias": "lm_head.layer_norm.bias",
-    "cls.predictions.decoder.weight": "lm_head.decoder.weight",
-    "cls.predictions.decoder.bias": "lm_head.decoder.bias",
-    "cls.predictions.bias": "lm_head.bias",
+    **BERT_HEAD,
     "lm_predictions.lm_head.dense.weight": "lm_head.v3.dense.weight",
     "lm_predictions.lm_head.dense.bias": "lm_head.v3.dense.bias",
     "lm_predictions.lm_head.LayerNorm.weight": "lm_head.v3.layer_norm.weight",

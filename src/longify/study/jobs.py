@@ -186,24 +186,25 @@ class Planner:
             name = self.spec.models[name].parent  # type: ignore[assignment]
         return name
 
-    def target_of(self, name: str) -> str | None:
-        """The target of the nearest conversion of ``name`` (itself, or the model it comes ``from``, ...);
-        None when no model of its chain is converted in the study."""
+    def _nearest_conversion(self, name: str) -> ModelSpec | None:
+        """The model of ``name``'s chain (itself, or the model it comes ``from``, ...) nearest to it that is
+        converted in the study; None when none is."""
         m = self.spec.models[name]
         while m.convert is None:
             if m.parent is None:
                 return None
             m = self.spec.models[m.parent]
-        return m.target
+        return m
+
+    def target_of(self, name: str) -> str | None:
+        """The target of the nearest conversion of ``name``; None when no model of its chain is converted."""
+        m = self._nearest_conversion(name)
+        return None if m is None else m.target
 
     def short_source(self, name: str) -> str | None:
         """The short model a long one was converted from: the ``from`` model of the nearest conversion."""
-        m = self.spec.models[name]
-        while m.convert is None:
-            if m.parent is None:
-                return None
-            m = self.spec.models[m.parent]
-        return m.parent
+        m = self._nearest_conversion(name)
+        return None if m is None else m.parent
 
 
 def order(jobs: dict[str, Job]) -> list[Job]:
